@@ -1,0 +1,97 @@
+"""The one in-memory form every source produces: a validated (T, C, H, W) grid series."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from stvfm.errors import DataError
+
+
+@dataclass(frozen=True)
+class GridSeries:
+    """A regular-interval grid series with its timestamps.
+
+    ``values`` is float32 (T, C, H, W); ``timestamps`` is datetime64[s] (T,), strictly
+    increasing with a constant step equal to ``interval_minutes``.
+    """
+
+    name: str
+    values: np.ndarray
+    timestamps: np.ndarray
+    interval_minutes: int
+    channel_names: tuple[str, ...]
+    source: str = ""
+    attrs: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        where = self.source or self.name
+        values = self.values
+        if not isinstance(values, np.ndarray) or values.ndim != 4:
+            shape = getattr(values, "shape", None)
+            raise DataError(f"{where}: expected a (time, channel, y, x) array, got shape {shape}")
+        if not np.issubdtype(values.dtype, np.number) or np.iscomplexobj(values):
+            raise DataError(f"{where}: values must be real numbers, got dtype {values.dtype}")
+        if values.shape[0] == 0 or 0 in values.shape[1:]:
+            raise DataError(f"{where}: empty series, shape {values.shape}")
+        if values.dtype != np.float32:
+            object.__setattr__(self, "values", values.astype(np.float32))
+        if not np.isfinite(self.values).all():
+            bad = int((~np.isfinite(self.values)).sum())
+            raise DataError(f"{where}: {bad} NaN/inf values; fill or drop them before loading")
+        if self.timestamps.shape != (values.shape[0],):
+            raise DataError(
+                f"{where}: {self.timestamps.shape[0] if self.timestamps.ndim else 0} timestamps "
+                f"for {values.shape[0]} time steps"
+            )
+        if len(self.channel_names) != values.shape[1]:
+            raise DataError(f"{where}: {len(self.channel_names)} channel names for {values.shape[1]} channels")
+        if self.interval_minutes <= 0:
+            raise DataError(f"{where}: interval must be positive, got {self.interval_minutes} minutes")
+        if values.shape[0] > 1:
+            steps = np.diff(self.timestamps.astype("datetime64[s]").astype(np.int64))
+            if not (steps == self.interval_minutes * 60).all():
+                raise DataError(
+                    f"{where}: timestamps are not evenly spaced at {self.interval_minutes} min "
+                    f"(first gap at step {int(np.argmax(steps != self.interval_minutes * 60)) + 1})"
+                )
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return tuple(self.values.shape)  # type: ignore[return-value]
+
+    @property
+    def slots_per_day(self) -> int:
+        return max(1, (24 * 60) // self.interval_minutes)
+
+    def select_channels(self, channel: int | None) -> "GridSeries":
+        """Keep one channel (``int``) or all (``None``)."""
+        if channel is None:
+            return self
+        n = self.values.shape[1]
+        if not -n <= channel < n:
+            raise DataError(f"{self.source or self.name}: channel {channel} out of range, dataset has {n} channel(s)")
+        channel %= n
+        return GridSeries(
+            name=self.name,
+            values=self.values[:, channel : channel + 1],
+            timestamps=self.timestamps,
+            interval_minutes=self.interval_minutes,
+            channel_names=(self.channel_names[channel],),
+            source=self.source,
+            attrs={**self.attrs, "channel": channel},
+        )
+
+    def head(self, steps: int) -> "GridSeries":
+        """The first ``steps`` steps (e.g. the paper's 60-day TaxiNYC period)."""
+        return GridSeries(
+            name=self.name,
+            values=self.values[:steps],
+            timestamps=self.timestamps[:steps],
+            interval_minutes=self.interval_minutes,
+            channel_names=self.channel_names,
+            source=self.source,
+            attrs=dict(self.attrs),
+        )
+

@@ -1,0 +1,24 @@
+"""Typed errors whose message is fit to show a user as one line.
+
+The library raises these; only the CLI turns them into a printed line and an exit code.
+"""
+
+
+class StvfmError(Exception):
+    """Base for every error a user can cause (bad file, bad option)."""
+
+
+class DataError(StvfmError):
+    """A data file is missing, malformed, or does not fit the protocol."""
+
+
+class ConfigError(StvfmError):
+    """An option or name (dataset, model, channel, backbone) is unknown or inconsistent."""
+
+
+class CheckpointError(StvfmError):
+    """A checkpoint or weight file is missing, corrupt, or from another model."""
+
+
+class FetchError(StvfmError):
+    """A download failed or did not match its checksum."""

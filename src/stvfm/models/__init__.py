@@ -1,0 +1,16 @@
+"""Forecasters: pure ``nn.Module`` models, one file per family, registered by name.
+
+Importing this package imports every model file so the registry is complete.
+"""
+
+import importlib
+import pkgutil
+
+from stvfm.models.base import ClassicalForecaster, Forecaster, ForecastShape
+from stvfm.models.registry import create_model, get_model_entry, list_models, register_model
+
+for _module in pkgutil.walk_packages(__path__, prefix=f"{__name__}."):
+    if _module.name.rsplit(".", 1)[-1] not in {"base", "registry"}:
+        importlib.import_module(_module.name)
+
+__all__ = ["ClassicalForecaster", "Forecaster", "ForecastShape", "create_model", "get_model_entry", "list_models", "register_model"]

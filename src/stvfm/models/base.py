@@ -1,0 +1,80 @@
+"""The one interface between every forecaster and the rest of stvfm.
+
+A batch is a dict of tensors built by ``stvfm.data.windows``:
+
+- ``x``       float (B, P, C, H, W): history, scaled to [-1, 1]
+- ``y``       float (B, Q, C, H, W): future, scaled (absent at prediction time)
+- ``x_time``  long  (B, P, 2): (weekday Monday=0, slot of day) of each history step
+- ``y_time``  long  (B, Q, 2): the same for each future step
+- ``start``   long  (B,): series index of the first history step
+- ``daily``   float (B, D, Q, C, H, W), optional: each future step's value D=1..d days earlier
+- ``weekly``  float (B, K, Q, C, H, W), optional: each future step's value K=1..k weeks earlier
+
+Evaluation, the CLI and reports call only ``predict``; training calls ``forward`` and
+``loss``. Auxiliary outputs (the flow forecast of ST-VFM) live in ``forward``'s dict and
+in ``loss``, never in ``predict``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ForecastShape:
+    """What a model must know about the data to build itself."""
+
+    history: int = 6
+    horizon: int = 6
+    channels: int = 1
+    height: int = 16
+    width: int = 16
+    slots_per_day: int = 48
+    daily_context: int = 0
+    weekly_context: int = 0
+
+
+class Forecaster(nn.Module):
+    """Base of every model, learned or classical."""
+
+    #: True for models that train by gradient descent through the shared Lightning task.
+    trainable: bool = True
+    #: Periodic context the model reads: number of previous days / weeks it needs (0 = none).
+    daily_context: int = 0
+    weekly_context: int = 0
+
+    def __init__(self, shape: ForecastShape):
+        super().__init__()
+        self.shape = shape
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Return at least ``{"forecast": (B, Q, C, H, W)}`` in scaled units."""
+        raise NotImplementedError
+
+    def loss(self, batch: dict[str, torch.Tensor], outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``{"loss": total}`` plus any named terms worth logging."""
+        mse = torch.mean((outputs["forecast"].float() - batch["y"].float()) ** 2)
+        return {"loss": mse, "mse_st": mse}
+
+    @torch.no_grad()
+    def predict(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.forward(batch)["forecast"]
+
+
+class ClassicalForecaster(Forecaster):
+    """A model fitted in closed form (or per cell) on the scaled training series, no gradients."""
+
+    trainable = False
+
+    def fit_series(self, values: np.ndarray, time_features: np.ndarray, train_end: int) -> None:
+        """Fit on ``values[:train_end]``.
+
+        ``values`` is the whole scaled series (T, C, H, W) and ``time_features`` its
+        (T, 2) weekday/slot array; models that filter causally (ARIMA) may use later steps
+        only to condition forecasts at later origins, never to fit parameters.
+        """
+        raise NotImplementedError

@@ -1,0 +1,71 @@
+"""Registry of forecasters by name, in the manner of timm's ``create_model``.
+
+A model file registers its class and its typed config with ``@register_model``; the CLI,
+training and reports only ever call ``create_model(name, shape, **overrides)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from stvfm.errors import ConfigError
+from stvfm.models.base import Forecaster, ForecastShape
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    cls: type[Forecaster]
+    config_cls: type
+    summary: str
+
+
+_MODELS: dict[str, ModelEntry] = {}
+
+
+def register_model(name: str, config_cls: type) -> Callable[[type[Forecaster]], type[Forecaster]]:
+    """Class decorator: ``@register_model("stid", STIDConfig)``. The class takes ``(shape, config)``."""
+
+    def decorate(cls: type[Forecaster]) -> type[Forecaster]:
+        if name in _MODELS:
+            raise ValueError(f"model {name!r} registered twice")
+        summary = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        _MODELS[name] = ModelEntry(name, cls, config_cls, summary)
+        return cls
+
+    return decorate
+
+
+def _ensure_loaded() -> None:
+    import stvfm.models  # noqa: F401  (importing the package registers every model file)
+
+
+def list_models() -> list[ModelEntry]:
+    _ensure_loaded()
+    return sorted(_MODELS.values(), key=lambda entry: entry.name)
+
+
+def get_model_entry(name: str) -> ModelEntry:
+    _ensure_loaded()
+    if name not in _MODELS:
+        known = ", ".join(sorted(_MODELS))
+        raise ConfigError(f"unknown model {name!r}; known models: {known}")
+    return _MODELS[name]
+
+
+def build_config(name: str, overrides: dict[str, Any] | None = None) -> Any:
+    """The model's default typed config with ``overrides`` applied (unknown keys are an error)."""
+    entry = get_model_entry(name)
+    overrides = dict(overrides or {})
+    fields = {f.name: f for f in dataclasses.fields(entry.config_cls)}
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        raise ConfigError(f"model {name!r} has no option(s) {', '.join(unknown)}; options: {', '.join(fields)}")
+    return dataclasses.replace(entry.config_cls(), **overrides)
+
+
+def create_model(name: str, shape: ForecastShape, **overrides: Any) -> Forecaster:
+    entry = get_model_entry(name)
+    return entry.cls(shape, build_config(name, overrides))
