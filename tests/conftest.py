@@ -53,3 +53,23 @@ def make_batch(shape: ForecastShape, batch_size: int = 3, seed: int = 0) -> dict
 @pytest.fixture
 def batch_factory():
     return make_batch
+
+
+def overfit_losses(model: torch.nn.Module, batch: dict[str, torch.Tensor], steps: int = 30, lr: float = 3e-3) -> tuple[float, float]:
+    """Loss before and after ``steps`` Adam steps on one batch: a learnable model must go down."""
+    torch.manual_seed(0)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=lr)
+    model.train()
+    first = None
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss = model.loss(batch, model(batch))["loss"]
+        if first is None:
+            first = float(loss)
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        last = float(model.loss(batch, model(batch))["loss"])
+    return first, last
