@@ -13,7 +13,8 @@ from stvfm.models.base import ForecastShape
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("STVFM_TEST_DATA", REPO_ROOT.parent / "shared" / "data"))
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# pytest runs with -n 2 on 2 cores: one thread per worker avoids oversubscription (100x slowdowns seen).
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

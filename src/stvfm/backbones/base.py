@@ -40,7 +40,8 @@ class VisionBackbone(nn.Module):
     is_video: bool = False
 
     def __init__(self, name: str, width: int, blocks: nn.ModuleList, pre_norm: nn.Module,
-                 post_norm: nn.Module, weights: WeightsInfo, is_video: bool = False):
+                 post_norm: nn.Module, weights: WeightsInfo, is_video: bool = False,
+                 attention_output_path: str | None = None):
         super().__init__()
         self.name = name
         self.width = width
@@ -50,6 +51,14 @@ class VisionBackbone(nn.Module):
         self.post_norm = post_norm
         self.weights = weights
         self.is_video = is_video
+        # Dotted path, inside one block, of the module whose output is added to the residual
+        # after self-attention: where in-block adapters attach (see ``add_adapters``).
+        self.attention_output_path = attention_output_path
+
+    def train(self, mode: bool = True) -> VisionBackbone:
+        """Stay in eval mode: the backbone is frozen, so its dropout must never fire, even
+        when a training loop calls ``model.train()`` on everything (adapters have no dropout)."""
+        return super().train(False)
 
     def run_block(self, index: int, tokens: torch.Tensor) -> torch.Tensor:
         """Run one block; families override this to adapt their block's call signature."""

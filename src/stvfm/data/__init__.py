@@ -1,0 +1,1 @@
+"""Data layer: dataset registry, readers, the windowing protocol, scaling, and the DataModule."""

@@ -1,0 +1,63 @@
+"""Lightning DataModule over a PreparedData, with UniST's batch sizes by grid size."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from stvfm.data.prepared import PreparedData
+from stvfm.errors import ConfigError
+
+
+def default_batch_size(height: int, width: int) -> int:
+    """UniST's rule: smaller grids get larger batches (H+W < 32 -> 64, < 48 -> 32, else 16)."""
+    if height + width < 32:
+        return 64
+    if height + width < 48:
+        return 32
+    return 16
+
+
+class GridDataModule(L.LightningDataModule):
+    """Loaders for train (shuffled by a seeded generator), val, test and predict (= test windows)."""
+
+    def __init__(
+        self,
+        data: PreparedData,
+        batch_size: int | None = None,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        seed: int = 0,
+    ):
+        super().__init__()
+        shape = data.forecast_shape
+        self.data = data
+        self.batch_size = batch_size or default_batch_size(shape.height, shape.width)
+        self.eval_batch_size = eval_batch_size or 4 * self.batch_size
+        if self.batch_size < 1 or self.eval_batch_size < 1 or num_workers < 0:
+            raise ConfigError(f"batch sizes must be positive and num_workers >= 0, got {self.batch_size}, {self.eval_batch_size}, {num_workers}")
+        self.num_workers = num_workers
+        self.shuffle_generator = torch.Generator().manual_seed(seed)
+
+    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self.data.dataset(split),
+            batch_size=batch_size,
+            shuffle=shuffle,
+            generator=self.shuffle_generator if shuffle else None,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", self.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", self.eval_batch_size, shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test", self.eval_batch_size, shuffle=False)

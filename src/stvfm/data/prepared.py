@@ -1,0 +1,123 @@
+"""A dataset made ready for the protocol: selected, scaled once, split, and windowed on demand."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from stvfm.data.loading import load_series
+from stvfm.data.scaling import MinMaxScaler
+from stvfm.data.series import GridSeries
+from stvfm.data.windows import SPLITS, ProtocolConfig, WindowDataset, chronological_split, time_features
+from stvfm.errors import ConfigError, DataError
+from stvfm.models.base import ForecastShape
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    series: GridSeries
+    protocol: ProtocolConfig
+    scaler: MinMaxScaler
+    #: float32 (T, C, H, W) min-max scaled (the fitted range maps to [-1, 1]); every WindowDataset slices this one array.
+    values: np.ndarray
+    #: int64 (T, 2): weekday (Monday = 0) and slot of day.
+    time_features: np.ndarray
+    #: split name -> (begin, end) series indices.
+    splits: dict[str, tuple[int, int]]
+
+    @property
+    def slots_per_day(self) -> int:
+        return self.series.slots_per_day
+
+    def dataset(self, split: str) -> WindowDataset:
+        if split not in self.splits:
+            raise ConfigError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+        return WindowDataset(
+            self.values,
+            self.time_features,
+            self.splits[split],
+            self.protocol.history,
+            self.protocol.horizon,
+            self.slots_per_day,
+            self.protocol.daily_context,
+            self.protocol.weekly_context,
+        )
+
+    @property
+    def forecast_shape(self) -> ForecastShape:
+        _, channels, height, width = self.series.shape
+        return ForecastShape(
+            history=self.protocol.history,
+            horizon=self.protocol.horizon,
+            channels=channels,
+            height=height,
+            width=width,
+            slots_per_day=self.slots_per_day,
+            daily_context=self.protocol.daily_context,
+            weekly_context=self.protocol.weekly_context,
+        )
+
+    def describe(self) -> dict:
+        """Plain-JSON summary for ``stvfm data info`` and run records."""
+        values = self.series.values
+        return {
+            "name": self.series.name,
+            "source": self.series.source,
+            "shape": list(self.series.shape),
+            "channels": list(self.series.channel_names),
+            "start": str(self.series.timestamps[0]),
+            "end": str(self.series.timestamps[-1]),
+            "interval_minutes": self.series.interval_minutes,
+            "splits": {
+                split: {"begin": begin, "end": end, "windows": len(self.dataset(split))}
+                for split, (begin, end) in self.splits.items()
+            },
+            "value_range": {"min": float(values.min()), "max": float(values.max()), "mean": float(values.mean())},
+            "scaler": self.scaler.to_dict(),
+            "protocol": {**asdict(self.protocol), "split": list(self.protocol.split)},
+        }
+
+
+def prepare_data(
+    name_or_path: str | os.PathLike,
+    protocol: ProtocolConfig | None = None,
+    root: str | os.PathLike | None = None,
+) -> PreparedData:
+    protocol = protocol or ProtocolConfig()
+    series = load_series(name_or_path, root=root, channel=protocol.channel, steps=protocol.steps)
+    return prepare_series(series, protocol)
+
+
+def prepare_series(series: GridSeries, protocol: ProtocolConfig | None = None) -> PreparedData:
+    """The same as ``prepare_data`` for a series already in memory (channel/steps already applied)."""
+    protocol = protocol or ProtocolConfig()
+    where = series.source or series.name
+    if (protocol.daily_context or protocol.weekly_context) and (24 * 60) % series.interval_minutes:
+        raise ConfigError(f"{where}: periodic context needs an interval dividing a day, got {series.interval_minutes} min")
+    length = series.values.shape[0]
+    bounds = chronological_split(length, protocol.split)
+    fit_begin, fit_end = bounds["train"] if protocol.scaling == "train" else (0, length)
+    if fit_end <= fit_begin:
+        raise DataError(f"{where}: series of {length} steps leaves no training steps to fit the scaler")
+    scaler = MinMaxScaler.fit(series.values[fit_begin:fit_end])
+    prepared = PreparedData(
+        series=series,
+        protocol=protocol,
+        scaler=scaler,
+        values=np.ascontiguousarray(scaler.transform(series.values), dtype=np.float32),
+        time_features=time_features(series.timestamps, series.interval_minutes),
+        splits=bounds,
+    )
+    for split in SPLITS:
+        if len(prepared.dataset(split)) == 0:
+            begin, end = bounds[split]
+            context = protocol.daily_context or protocol.weekly_context
+            raise DataError(
+                f"{where}: series of {length} steps is shorter than the protocol needs: split {split!r} "
+                f"has {end - begin} steps and no window of {protocol.history}+{protocol.horizon} steps"
+                + (" with its periodic context" if context else "")
+                + " fits"
+            )
+    return prepared

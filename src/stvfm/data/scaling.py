@@ -1,0 +1,62 @@
+"""One scalar min-max per dataset, mapped to [-1, 1] (UniST's scaling).
+
+Works on numpy arrays and torch tensors alike, keeping the input's type and dtype, so
+the same object de-scales predictions inside training and in offline evaluation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+from stvfm.errors import ConfigError, DataError
+
+Array = TypeVar("Array", np.ndarray, torch.Tensor)
+
+
+@dataclass(frozen=True)
+class MinMaxScaler:
+    minimum: float
+    maximum: float
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.minimum) and np.isfinite(self.maximum)) or self.maximum < self.minimum:
+            raise ConfigError(f"scaler range [{self.minimum}, {self.maximum}] is not a finite, ordered interval")
+
+    @classmethod
+    def fit(cls, values: np.ndarray | torch.Tensor) -> "MinMaxScaler":
+        size = values.numel() if isinstance(values, torch.Tensor) else np.size(values)
+        if size == 0:
+            raise DataError("cannot fit a scaler on zero values")
+        return cls(float(values.min()), float(values.max()))
+
+    @property
+    def span(self) -> float:
+        """Range used to divide; 1 for a constant series so it maps to -1 instead of dividing by zero."""
+        return self.maximum - self.minimum or 1.0
+
+    def transform(self, values: Array) -> Array:
+        return (values - self.minimum) * (2.0 / self.span) - 1.0
+
+    def inverse_transform(self, scaled: Array) -> Array:
+        return (scaled + 1.0) * (self.span / 2.0) + self.minimum
+
+    def to_dict(self) -> dict[str, float]:
+        return {"minimum": self.minimum, "maximum": self.maximum}
+
+    @classmethod
+    def from_dict(cls, payload: dict) -> "MinMaxScaler":
+        try:
+            return cls(float(payload["minimum"]), float(payload["maximum"]))
+        except (KeyError, TypeError, ValueError):
+            raise ConfigError(f"scaler record {payload!r} needs numeric 'minimum' and 'maximum'") from None
+
+
+def clamp_scaled(scaled: Array) -> Array:
+    """Clamp forecasts to the scaled range before de-scaling, as the protocol does."""
+    if isinstance(scaled, torch.Tensor):
+        return scaled.clamp(-1.0, 1.0)
+    return np.clip(scaled, -1.0, 1.0)

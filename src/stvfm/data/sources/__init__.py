@@ -1,0 +1,41 @@
+"""One reader per file format; ``read_registered`` picks the one a dataset spec names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from stvfm.data.registry import DatasetSpec
+from stvfm.data.series import GridSeries
+from stvfm.data.sources.dsan_npz import read_dsan_npz
+from stvfm.data.sources.generic import read_generic, save_generic_npz
+from stvfm.data.sources.stresnet_h5 import read_stresnet_h5
+from stvfm.data.sources.unist_json import read_unist_json
+from stvfm.errors import ConfigError
+
+__all__ = ["read_registered", "read_generic", "save_generic_npz", "SOURCE_READERS"]
+
+
+def _stresnet(spec: DatasetSpec, folder: Path) -> GridSeries:
+    return read_stresnet_h5(folder / spec.files[0].path, spec.name, spec.interval_minutes, spec.channel_names)
+
+
+def _dsan(spec: DatasetSpec, folder: Path) -> GridSeries:
+    return read_dsan_npz(folder, spec.name, spec.start, spec.interval_minutes, spec.channel_names)
+
+
+def _unist(spec: DatasetSpec, folder: Path) -> GridSeries:
+    return read_unist_json(folder / spec.files[0].path, spec.name, spec.start, spec.interval_minutes, spec.channel_names)
+
+
+SOURCE_READERS: dict[str, Callable[[DatasetSpec, Path], GridSeries]] = {
+    "stresnet_h5": _stresnet,
+    "dsan_npz": _dsan,
+    "unist_json": _unist,
+}
+
+
+def read_registered(spec: DatasetSpec, folder: Path) -> GridSeries:
+    if spec.source_format not in SOURCE_READERS:
+        raise ConfigError(f"dataset {spec.name!r}: no reader for source format {spec.source_format!r}")
+    return SOURCE_READERS[spec.source_format](spec, folder)

@@ -1,0 +1,157 @@
+"""The generic format for users' own grids (and for ``stvfm predict --input``).
+
+- ``.npz``: ``values`` (T, C, H, W) numbers; ``timestamps`` (T,) ISO strings or
+  datetime64; optional ``channel_names`` (C,) strings and ``interval_minutes`` (needed
+  only when T = 1, otherwise inferred from the timestamps).
+- NetCDF (``.nc``) or zarr (``.zarr``), read with xarray: the variable ``values`` (or the
+  file's only data variable) with dims ``time``, ``channel``, ``y``, ``x`` (any order);
+  ``time`` coordinate as datetimes, optional ``channel`` coordinate of names, optional
+  attribute ``interval_minutes``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from stvfm.atomic import atomic_path
+from stvfm.data.series import GridSeries
+from stvfm.errors import DataError
+
+NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf")
+ZARR_SUFFIX = ".zarr"
+GENERIC_SUFFIXES = (".npz", *NETCDF_SUFFIXES, ZARR_SUFFIX)
+DIMS = ("time", "channel", "y", "x")
+
+
+def _parse_timestamps(raw: np.ndarray, where: Path) -> np.ndarray:
+    try:
+        timestamps = np.asarray(raw).astype("datetime64[s]")
+    except (TypeError, ValueError) as error:
+        raise DataError(f"{where}: timestamps are not ISO date-times or datetime64 ({error})") from None
+    if timestamps.ndim != 1:
+        raise DataError(f"{where}: timestamps should be one-dimensional, got shape {timestamps.shape}")
+    if np.isnat(timestamps).any():
+        raise DataError(f"{where}: timestamps contain missing values (NaT)")
+    return timestamps
+
+
+def _interval_minutes(timestamps: np.ndarray, declared: int | None, where: Path) -> int:
+    if len(timestamps) < 2:
+        if declared is None:
+            raise DataError(f"{where}: a single time step needs 'interval_minutes' to be given")
+        return int(declared)
+    seconds = int((timestamps[1] - timestamps[0]).astype(np.int64))
+    if seconds <= 0 or seconds % 60:
+        raise DataError(f"{where}: first timestamp step is {seconds} s; steps must be positive whole minutes")
+    return seconds // 60
+
+
+def _check_values(values: np.ndarray, where: Path) -> np.ndarray:
+    values = np.asarray(values)
+    if values.ndim != 4:
+        raise DataError(f"{where}: values should be 4-D (time, channel, y, x), got shape {values.shape}")
+    if values.dtype == bool or not np.issubdtype(values.dtype, np.number) or np.iscomplexobj(values):
+        raise DataError(f"{where}: values must be real numbers, got dtype {values.dtype}")
+    if values.shape[0] == 0:
+        raise DataError(f"{where}: values have zero time steps")
+    return values
+
+
+def _series(where: Path, values, timestamps, channel_names, declared_interval) -> GridSeries:
+    values = _check_values(values, where)
+    timestamps = _parse_timestamps(timestamps, where)
+    if channel_names is None:
+        channel_names = tuple(f"channel-{i}" for i in range(values.shape[1]))
+    return GridSeries(
+        name=where.stem,
+        values=values,
+        timestamps=timestamps,
+        interval_minutes=_interval_minutes(timestamps, declared_interval, where),
+        channel_names=tuple(str(channel) for channel in channel_names),
+        source=str(where),
+    )
+
+
+def _read_npz(path: Path) -> GridSeries:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except (OSError, ValueError) as error:
+        raise DataError(f"{path}: not a readable npz file ({error})") from None
+    for key in ("values", "timestamps"):
+        if key not in arrays:
+            raise DataError(f"{path}: missing array {key!r}; the generic npz needs 'values' and 'timestamps'")
+    interval = arrays.get("interval_minutes")
+    return _series(
+        path,
+        arrays["values"],
+        arrays["timestamps"],
+        arrays["channel_names"].tolist() if "channel_names" in arrays else None,
+        int(interval) if interval is not None else None,
+    )
+
+
+def _open_xarray(path: Path):
+    import xarray as xr
+
+    try:
+        if path.suffix == ZARR_SUFFIX:
+            return xr.open_zarr(path)
+        return xr.open_dataset(path)
+    except ImportError as error:
+        raise DataError(f"{path}: no xarray backend can read it ({error}); install netCDF4, h5netcdf or zarr") from None
+    except (OSError, ValueError) as error:
+        raise DataError(f"{path}: not a readable NetCDF/zarr file ({error})") from None
+
+
+def _read_xarray(path: Path) -> GridSeries:
+    with _open_xarray(path) as dataset:
+        names = list(dataset.data_vars)
+        if "values" in names:
+            variable = dataset["values"]
+        elif len(names) == 1:
+            variable = dataset[names[0]]
+        else:
+            raise DataError(f"{path}: several data variables {names}; name the grid variable 'values'")
+        if set(variable.dims) != set(DIMS):
+            raise DataError(f"{path}: variable {variable.name!r} has dims {variable.dims}, expected {DIMS}")
+        variable = variable.transpose(*DIMS)
+        if "time" not in variable.coords:
+            raise DataError(f"{path}: variable {variable.name!r} has no 'time' coordinate")
+        channel_names = variable.coords["channel"].values.tolist() if "channel" in variable.coords else None
+        declared = variable.attrs.get("interval_minutes", dataset.attrs.get("interval_minutes"))
+        return _series(
+            path,
+            variable.values,
+            variable.coords["time"].values,
+            channel_names,
+            int(declared) if declared is not None else None,
+        )
+
+
+def read_generic(path: str | Path) -> GridSeries:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        return _read_npz(path)
+    if suffix in NETCDF_SUFFIXES or suffix == ZARR_SUFFIX:
+        return _read_xarray(path)
+    raise DataError(f"{path}: unknown file type {suffix!r}; use one of {', '.join(GENERIC_SUFFIXES)}")
+
+
+def save_generic_npz(series: GridSeries, path: str | Path) -> Path:
+    """Write ``series`` in the generic npz format (readable by ``read_generic``)."""
+    path = Path(path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez_compressed(
+            handle,
+            values=series.values,
+            timestamps=series.timestamps.astype("datetime64[s]"),
+            channel_names=np.array(series.channel_names, dtype=str),
+            interval_minutes=np.int64(series.interval_minutes),
+        )
+    return path

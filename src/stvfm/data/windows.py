@@ -1,0 +1,130 @@
+"""The evaluation protocol (UniST's): chronological split, stride-1 windows, time features.
+
+A window starting at series index ``s`` reads history ``[s, s+P)`` and future
+``[s+P, s+P+Q)``; it belongs to a split only if both lie inside the split's
+``[begin, end)``. Periodic context (the same future steps 1..D days or 1..K weeks
+earlier) may reach before the split's start, since that is the past, but windows whose
+context would reach before series index 0 are dropped.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from stvfm.errors import ConfigError
+
+SPLITS = ("train", "val", "test")
+SCALING_MODES = ("train", "all")
+
+
+@dataclass(frozen=True)
+class ProtocolConfig:
+    """``scaling="all"`` reproduces UniST's min/max over every split (test leakage); "train" is the default."""
+
+    history: int = 6
+    horizon: int = 6
+    split: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    scaling: str = "train"
+    channel: int | None = 0
+    steps: int | None = None
+    daily_context: int = 0
+    weekly_context: int = 0
+
+    def __post_init__(self) -> None:
+        if self.history < 1 or self.horizon < 1:
+            raise ConfigError(f"history and horizon must be at least 1, got {self.history} and {self.horizon}")
+        if len(self.split) != 3 or min(self.split) <= 0 or not math.isclose(sum(self.split), 1.0, abs_tol=1e-6):
+            raise ConfigError(f"split must be three positive ratios summing to 1, got {self.split}")
+        if self.scaling not in SCALING_MODES:
+            raise ConfigError(f"scaling must be one of {SCALING_MODES}, got {self.scaling!r}")
+        if self.daily_context < 0 or self.weekly_context < 0:
+            raise ConfigError(f"periodic context must be >= 0, got daily {self.daily_context}, weekly {self.weekly_context}")
+        if self.steps is not None and self.steps < 1:
+            raise ConfigError(f"steps must be positive, got {self.steps}")
+
+
+def chronological_split(length: int, ratios: tuple[float, float, float] = (0.7, 0.15, 0.15)) -> dict[str, tuple[int, int]]:
+    """Train = floor(r0 * T) steps, val = floor(r1 * T), test = the rest."""
+    # round before floor so 0.7 * 30 = 20.999999999999996 still gives 21
+    train = math.floor(round(ratios[0] * length, 9))
+    val = math.floor(round(ratios[1] * length, 9))
+    return {"train": (0, train), "val": (train, train + val), "test": (train + val, length)}
+
+
+def time_features(timestamps: np.ndarray, interval_minutes: int) -> np.ndarray:
+    """(T, 2) int64: weekday with Monday = 0, and slot of the day in units of the interval."""
+    seconds = timestamps.astype("datetime64[s]").astype(np.int64)
+    days = np.floor_divide(seconds, 86400)
+    weekday = (days + 3) % 7  # 1970-01-01 was a Thursday
+    slot = (seconds - days * 86400) // (interval_minutes * 60)
+    return np.stack([weekday, slot], axis=1).astype(np.int64)
+
+
+def window_starts(
+    bounds: tuple[int, int],
+    history: int,
+    horizon: int,
+    earliest_context: int = 0,
+) -> np.ndarray:
+    """Start indices of the windows inside ``bounds`` whose context reach (steps before the first future step) fits."""
+    begin, end = bounds
+    first = max(begin, earliest_context - history)
+    last = end - history - horizon
+    return np.arange(first, last + 1, dtype=np.int64) if last >= first else np.zeros(0, dtype=np.int64)
+
+
+class WindowDataset(Dataset):
+    """Windows of one split, sliced on demand from the shared scaled series (never copied)."""
+
+    def __init__(
+        self,
+        values: torch.Tensor | np.ndarray,
+        time_feats: torch.Tensor | np.ndarray,
+        bounds: tuple[int, int],
+        history: int,
+        horizon: int,
+        slots_per_day: int,
+        daily_context: int = 0,
+        weekly_context: int = 0,
+    ):
+        self.values = torch.as_tensor(values)
+        self.time_feats = torch.as_tensor(time_feats, dtype=torch.long)
+        self.bounds = bounds
+        self.history = history
+        self.horizon = horizon
+        self.day = slots_per_day
+        self.daily_context = daily_context
+        self.weekly_context = weekly_context
+        reach = max(daily_context * slots_per_day, weekly_context * 7 * slots_per_day)
+        self.window_starts = window_starts(bounds, history, horizon, earliest_context=reach)
+
+    def __len__(self) -> int:
+        return len(self.window_starts)
+
+    def _periodic(self, future_begin: int, count: int, period: int) -> torch.Tensor:
+        """(count, Q, C, H, W): the future steps 1..count periods earlier."""
+        return torch.stack(
+            [self.values[future_begin - k * period : future_begin - k * period + self.horizon] for k in range(1, count + 1)]
+        )
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        start = int(self.window_starts[index])
+        future = start + self.history
+        end = future + self.horizon
+        item = {
+            "x": self.values[start:future],
+            "y": self.values[future:end],
+            "x_time": self.time_feats[start:future],
+            "y_time": self.time_feats[future:end],
+            "start": torch.tensor(start, dtype=torch.long),
+        }
+        if self.daily_context:
+            item["daily"] = self._periodic(future, self.daily_context, self.day)
+        if self.weekly_context:
+            item["weekly"] = self._periodic(future, self.weekly_context, 7 * self.day)
+        return item

@@ -1,0 +1,164 @@
+"""MIM: Memory In Memory (Wang, Zhang, Zhu, Long, Wang, Yu; CVPR 2019).
+
+The first layer is PredRNN's spatio-temporal LSTM; every layer above is a MIM block whose
+forget gate is replaced by two cascaded recurrent modules: MIM-N models the non-stationary
+part from the difference of consecutive hidden states of the layer below, MIM-S the
+stationary part from MIM-N's output and the previous cell state. A spatial memory M runs
+zigzag: up through the layers within a step, then from the top layer to the bottom layer
+of the next step. After the history the model feeds back its own predictions.
+
+Departures from the paper:
+- Frames are folded to ``patch x patch`` channels first (space-to-depth, as the authors'
+  code does) after padding the grid to a multiple of the patch; the forecast is cropped back.
+- Training always feeds back the model's own predictions (no scheduled sampling), and the
+  loss covers only the forecast steps, not the reconstruction of the history frames.
+- Widths scaled down for small city grids (32 channels, 3x3 kernels, 3 layers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from stvfm.errors import ConfigError
+from stvfm.models.base import Forecaster, ForecastShape
+from stvfm.models.patching import pad_grid
+from stvfm.models.registry import register_model
+
+
+@dataclass(frozen=True)
+class MIMConfig:
+    #: Recurrent layers: one ST-LSTM followed by ``num_layers - 1`` MIM blocks (at least 2).
+    num_layers: int = 3
+    #: Channels of every hidden state and memory.
+    hidden: int = 32
+    #: Kernel size of every recurrent convolution.
+    kernel: int = 3
+    #: Space-to-depth factor applied to frames before the recurrent stack.
+    patch: int = 2
+
+
+def _conv(in_channels: int, out_channels: int, kernel: int) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, kernel, padding=kernel // 2)
+
+
+class SpatioTemporalLSTMCell(nn.Module):
+    """PredRNN's ST-LSTM: the bottom layer, which writes the zigzag memory first each step."""
+
+    def __init__(self, in_channels: int, hidden: int, kernel: int):
+        super().__init__()
+        self.input_conv = _conv(in_channels, 7 * hidden, kernel)
+        self.hidden_conv = _conv(hidden, 4 * hidden, kernel)
+        self.memory_conv = _conv(hidden, 3 * hidden, kernel)
+        self.output_conv = _conv(2 * hidden, hidden, kernel)
+        self.fuse = nn.Conv2d(2 * hidden, hidden, 1)
+
+    def forward(self, x, hidden, cell, memory):
+        i_x, f_x, g_x, i_xm, f_xm, g_xm, o_x = self.input_conv(x).chunk(7, dim=1)
+        i_h, f_h, g_h, o_h = self.hidden_conv(hidden).chunk(4, dim=1)
+        i_m, f_m, g_m = self.memory_conv(memory).chunk(3, dim=1)
+        cell = torch.sigmoid(f_x + f_h + 1.0) * cell + torch.sigmoid(i_x + i_h) * torch.tanh(g_x + g_h)
+        memory = torch.sigmoid(f_xm + f_m + 1.0) * memory + torch.sigmoid(i_xm + i_m) * torch.tanh(g_xm + g_m)
+        both = torch.cat([cell, memory], dim=1)
+        gate = torch.sigmoid(o_x + o_h + self.output_conv(both))
+        return gate * torch.tanh(self.fuse(both)), cell, memory
+
+
+class RecurrentGateModule(nn.Module):
+    """The LSTM-like cell shared by MIM-N and MIM-S: gates from an input and a recurrent state.
+
+    MIM-N reads the hidden-state difference of the layer below and its own previous output;
+    MIM-S reads MIM-N's output and the block's previous cell state. Both return
+    ``(output, memory)``.
+    """
+
+    def __init__(self, hidden: int, kernel: int):
+        super().__init__()
+        self.input_conv = _conv(hidden, 4 * hidden, kernel)
+        self.state_conv = _conv(hidden, 4 * hidden, kernel)
+
+    def forward(self, x, state, memory):
+        i, f, g, o = (self.input_conv(x) + self.state_conv(state)).chunk(4, dim=1)
+        memory = torch.sigmoid(f + 1.0) * memory + torch.sigmoid(i) * torch.tanh(g)
+        return torch.sigmoid(o) * torch.tanh(memory), memory
+
+
+class MIMBlock(nn.Module):
+    """ST-LSTM whose forget path ``f * C`` is replaced by the MIM-N -> MIM-S cascade."""
+
+    def __init__(self, hidden: int, kernel: int):
+        super().__init__()
+        self.input_conv = _conv(hidden, 6 * hidden, kernel)
+        self.hidden_conv = _conv(hidden, 3 * hidden, kernel)
+        self.memory_conv = _conv(hidden, 3 * hidden, kernel)
+        self.output_conv = _conv(2 * hidden, hidden, kernel)
+        self.fuse = nn.Conv2d(2 * hidden, hidden, 1)
+        self.non_stationary = RecurrentGateModule(hidden, kernel)
+        self.stationary = RecurrentGateModule(hidden, kernel)
+
+    def forward(self, x, below_difference, hidden, cell, memory, diff_state, diff_memory, stationary_memory):
+        i_x, g_x, o_x, i_xm, f_xm, g_xm = self.input_conv(x).chunk(6, dim=1)
+        i_h, g_h, o_h = self.hidden_conv(hidden).chunk(3, dim=1)
+        i_m, f_m, g_m = self.memory_conv(memory).chunk(3, dim=1)
+        diff_state, diff_memory = self.non_stationary(below_difference, diff_state, diff_memory)
+        transition, stationary_memory = self.stationary(diff_state, cell, stationary_memory)
+        cell = transition + torch.sigmoid(i_x + i_h) * torch.tanh(g_x + g_h)
+        memory = torch.sigmoid(f_xm + f_m + 1.0) * memory + torch.sigmoid(i_xm + i_m) * torch.tanh(g_xm + g_m)
+        both = torch.cat([cell, memory], dim=1)
+        gate = torch.sigmoid(o_x + o_h + self.output_conv(both))
+        hidden = gate * torch.tanh(self.fuse(both))
+        return hidden, cell, memory, diff_state, diff_memory, stationary_memory
+
+
+@register_model("mim", MIMConfig)
+class MIM(Forecaster):
+    """MIM (CVPR 2019): stacked memory-in-memory blocks for non-stationary dynamics."""
+
+    def __init__(self, shape: ForecastShape, config: MIMConfig):
+        super().__init__(shape)
+        if config.num_layers < 2:
+            raise ConfigError("mim needs num_layers >= 2 (one ST-LSTM plus at least one MIM block)")
+        self.config = config
+        frame_channels = shape.channels * config.patch**2
+        self.bottom = SpatioTemporalLSTMCell(frame_channels, config.hidden, config.kernel)
+        self.blocks = nn.ModuleList(MIMBlock(config.hidden, config.kernel) for _ in range(config.num_layers - 1))
+        self.head = nn.Conv2d(config.hidden, frame_channels, 1)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        history = batch["x"]
+        batch_size, steps, channels, height, width = history.shape
+        patch = self.config.patch
+        frames = F.pixel_unshuffle(pad_grid(history, patch).flatten(0, 1), patch)
+        frames = frames.unflatten(0, (batch_size, steps))
+        zeros = frames.new_zeros(batch_size, self.config.hidden, *frames.shape[-2:])
+        layers = self.config.num_layers
+        hidden = [zeros] * layers
+        cell = [zeros] * layers
+        # Per MIM block: MIM-N output and memory, MIM-S memory.
+        diff_state = [zeros] * (layers - 1)
+        diff_memory = [zeros] * (layers - 1)
+        stationary_memory = [zeros] * (layers - 1)
+        memory = zeros
+        predictions = []
+        prediction = None
+        for step in range(steps + self.shape.horizon - 1):
+            frame = frames[:, step] if step < steps else prediction
+            previous_hidden = hidden
+            hidden = list(hidden)
+            hidden[0], cell[0], memory = self.bottom(frame, hidden[0], cell[0], memory)
+            for index, block in enumerate(self.blocks, start=1):
+                below_difference = hidden[index - 1] - previous_hidden[index - 1] if step > 0 else zeros
+                (hidden[index], cell[index], memory, diff_state[index - 1], diff_memory[index - 1],
+                 stationary_memory[index - 1]) = block(
+                    hidden[index - 1], below_difference, hidden[index], cell[index], memory,
+                    diff_state[index - 1], diff_memory[index - 1], stationary_memory[index - 1],
+                )
+            prediction = self.head(hidden[-1])
+            if step >= steps - 1:
+                predictions.append(prediction)
+        forecast = torch.stack(predictions, dim=1).flatten(0, 1)
+        forecast = F.pixel_shuffle(forecast, patch).unflatten(0, (batch_size, self.shape.horizon))
+        return {"forecast": forecast[..., :height, :width]}

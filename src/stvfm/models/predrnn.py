@@ -1,0 +1,144 @@
+"""PredRNN: Wang, Long, Wang, Gao and Yu, "PredRNN: Recurrent Neural Networks for Predictive
+Learning using Spatiotemporal LSTMs", NeurIPS 2017.
+
+A stack of spatio-temporal LSTM (ST-LSTM) cells. Besides each layer's own cell state C
+(carried along time), a spatio-temporal memory M zigzags through the stack: upward through
+the layers within a step, then from the top layer back to the bottom one at the next step.
+As in the authors' code, frames are cut into non-overlapping patches stacked along channels
+(space-to-depth) before the recurrence, and each step predicts the next frame.
+
+The model reads the P history frames, then forecasts Q frames one at a time, feeding each
+prediction back as the next input: at evaluation it never sees the true future.
+
+Departures from the paper and the authors' code:
+- Scheduled sampling (feeding the true future frame with a probability decaying linearly
+  from 1 to 0) is off by default: training then matches evaluation (own predictions fed
+  back). ``scheduled_sampling_iterations`` > 0 turns the authors' schedule on.
+- The loss is the MSE of the Q forecast frames only; the authors also score the
+  next-frame predictions made while reading the history.
+- No layer normalisation inside the cells (the authors' default for their benchmarks).
+- Grids the patch does not divide are padded with zeros and cropped back; predictions fed
+  back are zeroed on the padding so that it looks like the padded history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from stvfm.errors import ConfigError
+from stvfm.models.base import Forecaster, ForecastShape
+from stvfm.models.patching import pad_grid
+from stvfm.models.registry import register_model
+
+
+@dataclass(frozen=True)
+class PredRNNConfig:
+    #: Side of the square patch folded into channels (authors: 4 for 64x64, 2 for 32x32 grids).
+    patch: int = 2
+    #: Stacked ST-LSTM layers (paper: 4).
+    layers: int = 4
+    #: Hidden channels of every layer (paper: 128 for 64x64 video; 64 fits small grids).
+    hidden: int = 64
+    #: Kernel of the cell convolutions (paper: 5).
+    kernel: int = 5
+    #: Training iterations over which the probability of feeding the true future frame
+    #: decays from 1 to 0 (authors: 50000); 0 = always feed own predictions.
+    scheduled_sampling_iterations: int = 0
+
+
+class SpatioTemporalLSTMCell(nn.Module):
+    """ST-LSTM: a standard ConvLSTM update of C plus a second gated update of the zigzag memory M."""
+
+    def __init__(self, in_channels: int, hidden: int, kernel: int, forget_bias: float = 1.0):
+        super().__init__()
+        self.hidden = hidden
+        self.forget_bias = forget_bias
+        padding = kernel // 2
+        self.from_input = nn.Conv2d(in_channels, hidden * 7, kernel, padding=padding, bias=False)
+        self.from_hidden = nn.Conv2d(hidden, hidden * 4, kernel, padding=padding, bias=False)
+        self.from_memory = nn.Conv2d(hidden, hidden * 3, kernel, padding=padding, bias=False)
+        self.output_from_memories = nn.Conv2d(hidden * 2, hidden, kernel, padding=padding, bias=False)
+        self.fuse_memories = nn.Conv2d(hidden * 2, hidden, 1, bias=False)
+
+    def forward(
+        self, inputs: torch.Tensor, hidden: torch.Tensor, cell: torch.Tensor, memory: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        i_x, f_x, g_x, i_xm, f_xm, g_xm, o_x = torch.split(self.from_input(inputs), self.hidden, dim=1)
+        i_h, f_h, g_h, o_h = torch.split(self.from_hidden(hidden), self.hidden, dim=1)
+        i_m, f_m, g_m = torch.split(self.from_memory(memory), self.hidden, dim=1)
+
+        cell = torch.sigmoid(f_x + f_h + self.forget_bias) * cell + torch.sigmoid(i_x + i_h) * torch.tanh(g_x + g_h)
+        memory = torch.sigmoid(f_xm + f_m + self.forget_bias) * memory + torch.sigmoid(i_xm + i_m) * torch.tanh(g_xm + g_m)
+        both = torch.cat([cell, memory], dim=1)
+        output_gate = torch.sigmoid(o_x + o_h + self.output_from_memories(both))
+        hidden = output_gate * torch.tanh(self.fuse_memories(both))
+        return hidden, cell, memory
+
+
+@register_model("predrnn", PredRNNConfig)
+class PredRNN(Forecaster):
+    """PredRNN (NeurIPS 2017): stacked ST-LSTMs with a zigzag memory, forecasting frame by frame."""
+
+    def __init__(self, shape: ForecastShape, config: PredRNNConfig):
+        super().__init__(shape)
+        if config.patch < 1 or config.layers < 1:
+            raise ConfigError(f"predrnn needs patch >= 1 and layers >= 1, got {config.patch} and {config.layers}")
+        self.config = config
+        patch_channels = shape.channels * config.patch**2
+        self.cells = nn.ModuleList(
+            SpatioTemporalLSTMCell(patch_channels if index == 0 else config.hidden, config.hidden, config.kernel)
+            for index in range(config.layers)
+        )
+        self.readout = nn.Conv2d(config.hidden, patch_channels, 1, bias=False)
+        valid = pad_grid(torch.ones(1, shape.channels, shape.height, shape.width), config.patch)
+        self.register_buffer("valid_patches", F.pixel_unshuffle(valid, config.patch), persistent=False)
+        self.register_buffer("training_iterations", torch.zeros((), dtype=torch.long))
+
+    def _to_patches(self, frames: torch.Tensor) -> torch.Tensor:
+        """(B, T, C, H, W) -> (B, T, C*p*p, H'/p, W'/p) after padding."""
+        batch, steps = frames.shape[:2]
+        padded = pad_grid(frames, self.config.patch).flatten(0, 1)
+        return F.pixel_unshuffle(padded, self.config.patch).unflatten(0, (batch, steps))
+
+    def _true_frame_probability(self) -> float:
+        """Probability of feeding the true future frame now (scheduled sampling; 0 when off or at eval)."""
+        total = self.config.scheduled_sampling_iterations
+        if not self.training or total == 0:
+            return 0.0
+        return max(0.0, 1.0 - float(self.training_iterations) / total)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        history = self._to_patches(batch["x"])
+        batch_size, steps, _, grid_h, grid_w = history.shape
+        true_probability = self._true_frame_probability() if "y" in batch else 0.0
+        future = self._to_patches(batch["y"]) if true_probability > 0 else None
+        if self.training and "y" in batch:
+            self.training_iterations += 1
+
+        zeros = history.new_zeros(batch_size, self.config.hidden, grid_h, grid_w)
+        hiddens = [zeros] * len(self.cells)
+        cells = [zeros] * len(self.cells)
+        memory = zeros
+        forecasts = []
+        frame = history[:, 0]
+        for step in range(steps + self.shape.horizon - 1):
+            if step < steps:
+                frame = history[:, step]
+            elif future is not None:
+                use_true = (torch.rand(batch_size, 1, 1, 1, device=frame.device) < true_probability).to(frame.dtype)
+                frame = use_true * future[:, step - steps] + (1 - use_true) * frame
+            layer_input = frame
+            for index, cell in enumerate(self.cells):
+                hiddens[index], cells[index], memory = cell(layer_input, hiddens[index], cells[index], memory)
+                layer_input = hiddens[index]
+            frame = self.readout(layer_input) * self.valid_patches
+            if step >= steps - 1:
+                forecasts.append(frame)
+
+        patches = torch.stack(forecasts, dim=1).flatten(0, 1)
+        frames = F.pixel_shuffle(patches, self.config.patch).unflatten(0, (batch_size, self.shape.horizon))
+        return {"forecast": frames[..., : self.shape.height, : self.shape.width]}

@@ -1,0 +1,1 @@
+"""Tables, plots and reproduction reports built from run folders."""

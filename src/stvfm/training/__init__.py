@@ -1,0 +1,1 @@
+"""Training and evaluation of registered forecasters: the shared task, metrics, optimiser and schedule."""

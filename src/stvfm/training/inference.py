@@ -1,0 +1,73 @@
+"""Forecasting past the end of a user's series with a trained checkpoint (``stvfm predict``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from stvfm.data.scaling import MinMaxScaler
+from stvfm.data.series import GridSeries
+from stvfm.data.sources.generic import read_generic, save_generic_npz
+from stvfm.data.windows import time_features
+from stvfm.errors import DataError
+from stvfm.models.base import ForecastShape
+from stvfm.models.registry import create_model
+from stvfm.training.runner import RunConfig, load_checkpoint, load_model_weights
+
+
+def future_batch(values: np.ndarray, timestamps: np.ndarray, interval_minutes: int,
+                 shape: ForecastShape) -> dict[str, torch.Tensor]:
+    """The one window whose history is the last P steps and whose future is unknown."""
+    steps = values.shape[0]
+    day = max(1, (24 * 60) // interval_minutes)
+    future_begin = steps
+    step = np.timedelta64(interval_minutes * 60, "s")
+    future_times = timestamps[-1].astype("datetime64[s]") + step * np.arange(1, shape.horizon + 1)
+    batch = {
+        "x": torch.from_numpy(values[steps - shape.history:]).unsqueeze(0),
+        "x_time": torch.from_numpy(time_features(timestamps[steps - shape.history:], interval_minutes)).unsqueeze(0),
+        "y_time": torch.from_numpy(time_features(future_times, interval_minutes)).unsqueeze(0),
+        "start": torch.tensor([steps - shape.history]),
+    }
+    for key, count, period in (("daily", shape.daily_context, day), ("weekly", shape.weekly_context, 7 * day)):
+        if count:
+            frames = [values[future_begin - k * period: future_begin - k * period + shape.horizon] for k in range(1, count + 1)]
+            batch[key] = torch.from_numpy(np.stack(frames)).unsqueeze(0)
+    return batch
+
+
+def forecast_after_end(checkpoint_path: str | os.PathLike, input_path: str | os.PathLike,
+                       output_path: str | os.PathLike) -> GridSeries:
+    checkpoint = load_checkpoint(checkpoint_path)
+    config = RunConfig.from_dict(checkpoint["stvfm"]["run"])
+    record = checkpoint["stvfm"]["data"]
+    shape = ForecastShape(**record["shape"])
+    scaler = MinMaxScaler.from_dict(record["scaler"])
+    series = read_generic(input_path).select_channels(config.channel)
+    where = Path(input_path)
+    if series.values.shape[1:] != (shape.channels, shape.height, shape.width):
+        raise DataError(f"{where}: grid {series.values.shape[1:]} (channel, y, x) does not match the checkpoint's "
+                        f"{(shape.channels, shape.height, shape.width)}")
+    if series.interval_minutes != record["interval_minutes"]:
+        raise DataError(f"{where}: interval {series.interval_minutes} min, but the model was trained on "
+                        f"{record['interval_minutes']} min steps")
+    day = series.slots_per_day
+    needed = max(shape.history, shape.daily_context * day, shape.weekly_context * 7 * day)
+    if series.values.shape[0] < needed:
+        raise DataError(f"{where}: {series.values.shape[0]} steps, the model needs at least the last {needed}")
+    model = create_model(config.model, shape, **config.model_options)
+    load_model_weights(model, checkpoint, checkpoint_path)
+    model.eval()
+    scaled = np.ascontiguousarray(scaler.transform(series.values), dtype=np.float32)
+    batch = future_batch(scaled, series.timestamps, series.interval_minutes, shape)
+    forecast = scaler.inverse_transform(model.predict(batch).float().clamp(-1.0, 1.0))[0].numpy()
+    step = np.timedelta64(series.interval_minutes * 60, "s")
+    timestamps = series.timestamps[-1].astype("datetime64[s]") + step * np.arange(1, shape.horizon + 1)
+    result = GridSeries(name=f"{series.name}-forecast", values=forecast, timestamps=timestamps,
+                        interval_minutes=series.interval_minutes, channel_names=series.channel_names,
+                        source=str(output_path))
+    save_generic_npz(result, output_path)
+    return result

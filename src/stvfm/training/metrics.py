@@ -1,0 +1,68 @@
+"""Streaming forecast metrics in original units, pooled the way UniST reports them.
+
+Predictions are clamped to the scaled range [-1, 1], both sides are de-scaled, and the
+sums of absolute and squared errors are kept in float64 per horizon step. MAE and RMSE
+pool every step x channel x cell x window (RMSE = sqrt of the pooled MSE), so streaming
+over batches gives exactly the number a single pass over all saved forecasts would.
+Being a ``torchmetrics.Metric`` with sum reductions, it also sums correctly across DDP ranks.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor
+from torchmetrics import Metric
+
+from stvfm.errors import DataError
+
+SCALED_RANGE = (-1.0, 1.0)
+
+
+class ForecastMetrics(Metric):
+    """MAE and RMSE of de-scaled forecasts, pooled and per horizon step."""
+
+    full_state_update = False
+    is_differentiable = False
+    higher_is_better = False
+
+    def __init__(self, inverse: Callable[[Tensor], Tensor], horizon: int, **kwargs):
+        super().__init__(**kwargs)
+        self.inverse = inverse
+        self.horizon = horizon
+        self.add_state("absolute_error_sum", torch.zeros(horizon, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("squared_error_sum", torch.zeros(horizon, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("point_count", torch.zeros(horizon, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("window_count", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, prediction_scaled: Tensor, target_scaled: Tensor) -> None:
+        """Add a batch of (B, Q, ...) forecasts and targets, both in scaled units."""
+        if prediction_scaled.shape != target_scaled.shape:
+            raise DataError(f"prediction shape {tuple(prediction_scaled.shape)} differs from target {tuple(target_scaled.shape)}")
+        if prediction_scaled.ndim < 2 or prediction_scaled.shape[1] != self.horizon:
+            raise DataError(f"forecasts must be (B, {self.horizon}, ...), got {tuple(prediction_scaled.shape)}")
+        prediction = self.inverse(prediction_scaled.detach().double().clamp(*SCALED_RANGE))
+        target = self.inverse(target_scaled.detach().double())
+        error = (prediction.double() - target.double()).flatten(2)  # (B, Q, points per step)
+        self.absolute_error_sum += error.abs().sum(dim=(0, 2))
+        self.squared_error_sum += error.square().sum(dim=(0, 2))
+        self.point_count += error.shape[0] * error.shape[2]
+        self.window_count += error.shape[0]
+
+    def compute(self) -> dict:
+        """``{"mae", "rmse", "per_horizon": {"mae": [Q], "rmse": [Q]}, "n_windows", "n_points"}`` as plain numbers."""
+        if int(self.window_count) == 0:
+            raise DataError("no forecasts were evaluated: the split has no windows")
+        points = self.point_count.double()
+        total_points = points.sum()
+        return {
+            "mae": float(self.absolute_error_sum.sum() / total_points),
+            "rmse": float(torch.sqrt(self.squared_error_sum.sum() / total_points)),
+            "per_horizon": {
+                "mae": (self.absolute_error_sum / points).tolist(),
+                "rmse": torch.sqrt(self.squared_error_sum / points).tolist(),
+            },
+            "n_windows": int(self.window_count),
+            "n_points": int(total_points),
+        }

@@ -1,0 +1,291 @@
+"""Fit, test and evaluate runs: the library behind ``stvfm fit / test / evaluate``.
+
+A run is described by one typed ``RunConfig``, resolved once and saved beside its outputs
+(``config.yaml``), so every reported metric can be re-run from what sits next to it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+import yaml
+
+from stvfm.atomic import atomic_path, write_json_atomic, write_text_atomic
+from stvfm.data.datamodule import GridDataModule
+from stvfm.data.prepared import PreparedData, prepare_data
+from stvfm.data.windows import ProtocolConfig
+from stvfm.errors import CheckpointError, ConfigError
+from stvfm.models.base import Forecaster
+from stvfm.models.registry import build_config, create_model
+from stvfm.training.optim import OptimConfig
+from stvfm.training.task import ForecastTask
+
+
+@dataclass
+class RunConfig:
+    """Everything that decides a run's result."""
+
+    model: str
+    dataset: str
+    out: str
+    channel: int | None = 0
+    steps: int | None = None  # None: the dataset's default period (taxinyc1: the paper's 60 days)
+    scaling: str = "train"  # "train" (fit on the training split) or "all" (UniST's variant)
+    model_options: dict[str, Any] = field(default_factory=dict)
+    max_epochs: int = 200
+    patience: int = 20  # early-stopping patience in epochs on validation loss
+    batch_size: int | None = None  # None: UniST's rule by grid size
+    eval_batch_size: int | None = None
+    limit_train_batches: float | int = 1.0  # a fraction or a count, for quick runs
+    precision: str = "32"  # "32" or "bf16" (bf16 autocast, CPU or GPU)
+    seed: int = 0
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    accelerator: str = "auto"
+    devices: int | str = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    num_workers: int = 0
+    data_root: str | None = None
+    progress: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, payload: dict[str, Any]) -> "RunConfig":
+        payload = dict(payload)
+        payload["optim"] = OptimConfig(**payload.get("optim", {}))
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in payload.items() if k in known})
+
+
+def _protocol_for(config: RunConfig) -> ProtocolConfig:
+    model_config = build_config(config.model, config.model_options)
+    return ProtocolConfig(
+        channel=config.channel,
+        steps=config.steps,
+        scaling=config.scaling,
+        daily_context=int(getattr(model_config, "daily_context", 0)),
+        weekly_context=int(getattr(model_config, "weekly_context", 0)),
+    )
+
+
+def _lightning_precision(precision: str) -> str:
+    choices = {"32": "32-true", "bf16": "bf16-mixed", "16": "16-mixed"}
+    if precision not in choices:
+        raise ConfigError(f"unknown precision {precision!r}; choose one of {', '.join(choices)}")
+    return choices[precision]
+
+
+def parameter_counts(model: torch.nn.Module) -> dict[str, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    return {"trainable": trainable, "frozen": frozen}
+
+
+def _model_description(model: Forecaster) -> dict[str, Any]:
+    """Backbone and weights the model really used, so random-init results are named so."""
+    description: dict[str, Any] = {"parameters": parameter_counts(model)}
+    backbone = getattr(model, "backbone", None)
+    if backbone is not None and hasattr(backbone, "weights"):
+        description["backbone"] = backbone.name
+        description["weights"] = backbone.weights.to_dict()
+    label = getattr(model, "weights_label", None)
+    if label:
+        description["weights"] = {"label": label}
+    variant = getattr(getattr(model, "config", None), "variant", None)
+    if variant:
+        description["variant"] = variant
+    return description
+
+
+def data_record(data: PreparedData) -> dict[str, Any]:
+    """What ``predict`` needs to rebuild the model and de-scale without the training data."""
+    return {
+        "shape": asdict(data.forecast_shape),
+        "scaler": data.scaler.to_dict(),
+        "interval_minutes": data.series.interval_minutes,
+        "channel_names": list(data.series.channel_names),
+    }
+
+
+def _metrics_payload(config: RunConfig, data: PreparedData, model: Forecaster, results: dict[str, Any],
+                     split: str, extra: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "dataset": data.series.name,
+        "channel": config.channel,
+        "split": split,
+        "model": config.model,
+        "mae": results["mae"],
+        "rmse": results["rmse"],
+        "per_horizon": results["per_horizon"],
+        "n_windows": results["n_windows"],
+        "n_points": results["n_points"],
+        "seed": config.seed,
+        "scaling": data.scaler.to_dict() | {"fit_on": config.scaling},
+        **_model_description(model),
+        **extra,
+        "settings": config.to_dict(),
+    }
+
+
+def _save_predictions(path: Path, data: PreparedData, task: ForecastTask) -> None:
+    """Test forecasts and truths in original units, for plots and metric re-computation."""
+    predictions, targets, starts = task.collected_predictions()
+    history = data.protocol.history
+    first_step = data.series.timestamps[starts + history]
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez_compressed(handle, prediction=predictions, target=targets, start=starts,
+                                first_step_time=first_step.astype("datetime64[s]").astype(str),
+                                channel_names=np.array(data.series.channel_names))
+
+
+def _trainer(config: RunConfig, out: Path, callbacks: list, max_epochs: int) -> L.Trainer:
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    loggers: list = [CSVLogger(str(out), name="logs", version="")]
+    try:
+        import tensorboard  # noqa: F401
+
+        loggers.append(TensorBoardLogger(str(out), name="logs", version="", default_hp_metric=False))
+    except ImportError:
+        pass
+    return L.Trainer(
+        max_epochs=max_epochs,
+        accelerator=config.accelerator,
+        devices=config.devices,
+        num_nodes=config.num_nodes,
+        strategy=config.strategy,
+        precision=_lightning_precision(config.precision),
+        gradient_clip_val=config.optim.grad_clip or None,
+        limit_train_batches=config.limit_train_batches,
+        callbacks=callbacks,
+        logger=loggers,
+        enable_progress_bar=config.progress,
+        enable_model_summary=False,
+        deterministic=False,
+        default_root_dir=str(out),
+        log_every_n_steps=10,
+    )
+
+
+def fit(config: RunConfig) -> dict[str, Any]:
+    """Train (or, for classical models, fit) and test once at the best validation checkpoint."""
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    data = prepare_data(config.dataset, _protocol_for(config), root=config.data_root)
+    model = create_model(config.model, data.forecast_shape, **config.model_options)
+    write_text_atomic(out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+    task = ForecastTask(model, data.scaler.inverse_transform, config.optim, run_config=config.to_dict(),
+                        data_record=data_record(data))
+    module = GridDataModule(data, batch_size=config.batch_size, eval_batch_size=config.eval_batch_size,
+                            num_workers=config.num_workers, seed=config.seed)
+    started = time.perf_counter()
+    extra: dict[str, Any] = {}
+    if not model.trainable:
+        model.fit_series(data.values, data.time_features, data.splits["train"][1])
+        extra["fit_seconds"] = time.perf_counter() - started
+        trainer = _trainer(config, out, callbacks=[], max_epochs=0)
+        results = _test(trainer, task, module, ckpt_path=None)
+    else:
+        checkpoints = ModelCheckpoint(dirpath=str(out / "checkpoints"), filename="best", monitor="val/loss",
+                                      mode="min", save_last=True, save_top_k=1)
+        stopper = EarlyStopping(monitor="val/loss", mode="min", patience=config.patience)
+        trainer = _trainer(config, out, callbacks=[checkpoints, stopper], max_epochs=config.max_epochs)
+        ckpt_last = out / "checkpoints" / "last.ckpt"
+        trainer.fit(task, datamodule=module, ckpt_path=str(ckpt_last) if ckpt_last.exists() else None)
+        train_seconds = time.perf_counter() - started
+        epochs = int(trainer.current_epoch)
+        extra.update(epochs=epochs, train_seconds=train_seconds,
+                     seconds_per_epoch=train_seconds / max(1, epochs),
+                     best_val_loss=float(checkpoints.best_model_score) if checkpoints.best_model_score is not None else None,
+                     checkpoint=str(out / "checkpoints" / "best.ckpt"))
+        results = _test(trainer, task, module, ckpt_path=checkpoints.best_model_path or None)
+    extra["wall_seconds"] = time.perf_counter() - started
+    if trainer.is_global_zero:
+        _save_predictions(out / "predictions.npz", data, task)
+        payload = _metrics_payload(config, data, model, results, "test", extra)
+        write_json_atomic(out / "metrics.json", payload)
+        return payload
+    return {}
+
+
+def _test(trainer: L.Trainer, task: ForecastTask, module: GridDataModule, ckpt_path: str | None) -> dict[str, Any]:
+    task.collect_predictions = True
+    trainer.test(task, datamodule=module, ckpt_path=ckpt_path, verbose=False)
+    return task.test_results
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a checkpoint without executing pickled code; a bad file is a one-line error."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for truncated or foreign files
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"{path}: not a readable stvfm checkpoint ({reason[:160]})") from None
+    if not isinstance(checkpoint, dict) or "stvfm" not in checkpoint or "state_dict" not in checkpoint:
+        raise CheckpointError(f"{path}: not an stvfm checkpoint (no run config or weights inside)")
+    return checkpoint
+
+
+def restore(checkpoint_path: str | os.PathLike, dataset: str | None = None,
+            overrides: dict[str, Any] | None = None) -> tuple[RunConfig, PreparedData, Forecaster]:
+    """Rebuild the data and model a checkpoint was trained with and load its weights."""
+    checkpoint = load_checkpoint(checkpoint_path)
+    config = RunConfig.from_dict(checkpoint["stvfm"]["run"])
+    if dataset:
+        config.dataset = dataset
+    for key, value in (overrides or {}).items():
+        setattr(config, key, value)
+    data = prepare_data(config.dataset, _protocol_for(config), root=config.data_root)
+    model = create_model(config.model, data.forecast_shape, **config.model_options)
+    load_model_weights(model, checkpoint, checkpoint_path)
+    return config, data, model
+
+
+def load_model_weights(model: Forecaster, checkpoint: dict[str, Any], path: str | os.PathLike) -> None:
+    state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()[0]
+        raise CheckpointError(f"{path}: weights do not fit model {type(model).__name__} ({first[:200]})") from None
+
+
+def test(checkpoint_path: str | os.PathLike, out: str | os.PathLike, dataset: str | None = None,
+         data_root: str | None = None, precision: str | None = None) -> dict[str, Any]:
+    """Re-evaluate a saved checkpoint on the test split, writing the same metrics.json as fit."""
+    overrides: dict[str, Any] = {"out": str(out)}
+    if data_root:
+        overrides["data_root"] = data_root
+    if precision:
+        overrides["precision"] = precision
+    config, data, model = restore(checkpoint_path, dataset, overrides)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    task = ForecastTask(model, data.scaler.inverse_transform, config.optim, run_config=config.to_dict(),
+                        data_record=data_record(data))
+    module = GridDataModule(data, batch_size=config.batch_size, eval_batch_size=config.eval_batch_size,
+                            num_workers=config.num_workers, seed=config.seed)
+    config.devices, config.num_nodes, config.strategy = 1, 1, "auto"
+    trainer = _trainer(config, out, callbacks=[], max_epochs=0)
+    results = _test(trainer, task, module, ckpt_path=None)
+    _save_predictions(out / "predictions.npz", data, task)
+    payload = _metrics_payload(config, data, model, results, "test", {"checkpoint": str(checkpoint_path)})
+    write_json_atomic(out / "metrics.json", payload)
+    return payload

@@ -1,0 +1,97 @@
+"""The one LightningModule that trains and evaluates any registered forecaster."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import lightning as L
+import numpy as np
+import torch
+
+from stvfm.models.base import Forecaster
+from stvfm.training.metrics import ForecastMetrics
+from stvfm.training.optim import OptimConfig, build_optimizer, warmup_cosine
+
+
+class ForecastTask(L.LightningModule):
+    """Wraps a pure model: losses come from ``model.loss``, metrics from ``model.predict``.
+
+    ``inverse`` maps scaled values back to original units, so validation and test metrics
+    are logged in the units users report.
+    """
+
+    def __init__(self, model: Forecaster, inverse: Callable[[torch.Tensor], torch.Tensor],
+                 optim: OptimConfig = OptimConfig(), run_config: dict | None = None,
+                 data_record: dict | None = None):
+        super().__init__()
+        self.model = model
+        self.optim_config = optim
+        self.run_config = dict(run_config or {})
+        self.data_record = dict(data_record or {})
+        horizon = model.shape.horizon
+        self.inverse = inverse
+        self.val_metrics = ForecastMetrics(inverse, horizon)
+        self.test_metrics = ForecastMetrics(inverse, horizon)
+        self.collect_predictions = False
+        self._collected: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return self.model(batch)
+
+    def _log_losses(self, stage: str, losses: dict[str, torch.Tensor], batch_size: int) -> None:
+        on_step = stage == "train"
+        for name, value in losses.items():
+            self.log(f"{stage}/{name}", value.detach().float(), on_step=on_step, on_epoch=True,
+                     prog_bar=name == "loss", batch_size=batch_size, sync_dist=not on_step)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        losses = self.model.loss(batch, self.model(batch))
+        self._log_losses("train", losses, batch["x"].shape[0])
+        return losses["loss"]
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        outputs = self.model(batch)
+        self._log_losses("val", self.model.loss(batch, outputs), batch["x"].shape[0])
+        self.val_metrics.update(outputs["forecast"].float(), batch["y"].float())
+
+    def on_validation_epoch_end(self) -> None:
+        values = self.val_metrics.compute()
+        self.log("val/mae", values["mae"], prog_bar=True, sync_dist=False)
+        self.log("val/rmse", values["rmse"], prog_bar=True, sync_dist=False)
+        self.val_metrics.reset()
+
+    def on_test_epoch_start(self) -> None:
+        self._collected = []
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        prediction = self.model.predict(batch).float()
+        self.test_metrics.update(prediction, batch["y"].float())
+        if self.collect_predictions:
+            descaled = self.inverse(prediction.clamp(-1.0, 1.0)).cpu()
+            self._collected.append((descaled, self.inverse(batch["y"].float()).cpu(), batch["start"].cpu()))
+
+    def collected_predictions(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(prediction, target, start) of the last test pass, in original units."""
+        predictions, targets, starts = zip(*self._collected)
+        return (torch.cat(predictions).numpy(), torch.cat(targets).numpy(), torch.cat(starts).numpy())
+
+    def on_test_epoch_end(self) -> None:
+        values = self.test_metrics.compute()
+        self.log("test/mae", values["mae"], sync_dist=False)
+        self.log("test/rmse", values["rmse"], sync_dist=False)
+        self.test_results = values
+        self.test_metrics.reset()
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self.model.predict(batch)
+
+    def configure_optimizers(self):
+        optimizer = build_optimizer(list(self.model.parameters()), self.optim_config)
+        steps_per_epoch = max(1, int(self.trainer.estimated_stepping_batches // max(1, self.trainer.max_epochs)))
+        scheduler = warmup_cosine(optimizer, self.optim_config, steps_per_epoch,
+                                  int(self.trainer.estimated_stepping_batches))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # Plain types only, so the checkpoint loads with weights_only=True and needs no training data to predict.
+        checkpoint["stvfm"] = {"run": self.run_config, "data": self.data_record}

@@ -1,0 +1,178 @@
+"""Classical baselines: exact values on hand-made periodic series, ARIMA parity with statsmodels."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from stvfm.errors import ConfigError, DataError
+from stvfm.models import ClassicalForecaster, ForecastShape, create_model
+
+SLOTS = 4
+SHAPE = ForecastShape(history=3, horizon=5, channels=2, height=2, width=3, slots_per_day=SLOTS)
+
+
+def time_features(steps: int, first_weekday: int = 2) -> np.ndarray:
+    step = np.arange(steps)
+    return np.stack([(step // SLOTS + first_weekday) % 7, step % SLOTS], axis=1).astype(np.int64)
+
+
+def windows(values: np.ndarray, features: np.ndarray, starts: list[int], shape: ForecastShape = SHAPE) -> dict[str, torch.Tensor]:
+    """Windows cut from the series as ``stvfm.data.windows`` would, without depending on it."""
+    history, future = shape.history, shape.horizon
+    take = lambda array, offset, length: torch.from_numpy(np.stack([array[s + offset : s + offset + length] for s in starts]))  # noqa: E731
+    return {
+        "x": take(values, 0, history).float(),
+        "y": take(values, history, future).float(),
+        "x_time": take(features, 0, history).long(),
+        "y_time": take(features, history, future).long(),
+        "start": torch.tensor(starts),
+    }
+
+
+def weekly_periodic_series(weeks: int, seed: int = 0) -> np.ndarray:
+    """Every (weekday, slot) its own random frame, repeated identically each week."""
+    pattern = np.random.default_rng(seed).uniform(-1, 1, (7 * SLOTS, SHAPE.channels, SHAPE.height, SHAPE.width))
+    return np.tile(pattern, (weeks, 1, 1, 1)).astype(np.float32)
+
+
+@pytest.mark.parametrize("name", ["last", "ha-day", "ha-week", "arima"])
+def test_registered_as_classical(name):
+    model = create_model(name, SHAPE, **({"workers": 1} if name == "arima" else {}))
+    assert isinstance(model, ClassicalForecaster) and not model.trainable
+
+
+def test_last_repeats_last_history_frame():
+    values = np.random.default_rng(1).uniform(-1, 1, (20, 2, 2, 3)).astype(np.float32)
+    features = time_features(20)
+    model = create_model("last", SHAPE)
+    model.fit_series(values, features, train_end=14)
+    forecast = model(windows(values, features, [0, 7]))["forecast"]
+    assert forecast.shape == (2, SHAPE.horizon, 2, 2, 3)
+    for row, start in enumerate([0, 7]):
+        for step in range(SHAPE.horizon):
+            np.testing.assert_array_equal(forecast[row, step].numpy(), values[start + SHAPE.history - 1])
+
+
+def test_ha_week_is_exact_on_a_weekly_periodic_series():
+    values = weekly_periodic_series(weeks=3)
+    features = time_features(len(values))
+    model = create_model("ha-week", SHAPE)
+    model.fit_series(values, features, train_end=2 * 7 * SLOTS)
+    batch = windows(values, features, [50, 60, 70])
+    np.testing.assert_allclose(model(batch)["forecast"].numpy(), batch["y"].numpy(), atol=1e-6)
+
+
+def test_ha_day_averages_each_slot_over_the_days():
+    values = weekly_periodic_series(weeks=2)
+    features = time_features(len(values))
+    model = create_model("ha-day", SHAPE)
+    model.fit_series(values, features, train_end=7 * SLOTS)
+    by_slot = values[: 7 * SLOTS].reshape(7, SLOTS, *values.shape[1:]).astype(np.float64).mean(axis=0)
+    batch = windows(values, features, [9])
+    expected = by_slot[batch["y_time"][0, :, 1].numpy()]
+    np.testing.assert_allclose(model(batch)["forecast"][0].numpy(), expected, atol=1e-6)
+
+
+def test_ha_unseen_slot_falls_back_to_the_cell_training_mean():
+    values = weekly_periodic_series(weeks=2)
+    features = time_features(len(values), first_weekday=0)
+    train_end = 3 * SLOTS  # Monday..Wednesday only
+    model = create_model("ha-week", SHAPE)
+    model.fit_series(values, features, train_end)
+    saturday = torch.tensor([[5, 1]]).expand(SHAPE.horizon, 2)[None]
+    forecast = model({"y_time": saturday})["forecast"]
+    np.testing.assert_allclose(forecast[0, 0].numpy(), values[:train_end].astype(np.float64).mean(axis=0), atol=1e-6)
+
+
+def test_ha_tables_survive_a_state_dict_round_trip():
+    values = weekly_periodic_series(weeks=2)
+    features = time_features(len(values))
+    fitted = create_model("ha-week", SHAPE)
+    fitted.fit_series(values, features, train_end=7 * SLOTS)
+    restored = create_model("ha-week", SHAPE)
+    restored.load_state_dict(fitted.state_dict())
+    batch = windows(values, features, [3, 30])
+    torch.testing.assert_close(restored(batch)["forecast"], fitted(batch)["forecast"])
+
+
+def test_unfitted_ha_refuses_to_forecast():
+    with pytest.raises(ConfigError, match="not fitted"):
+        create_model("ha-day", SHAPE)({"y_time": torch.zeros(1, SHAPE.horizon, 2, dtype=torch.long)})
+
+
+def test_fit_rejects_out_of_range_slots():
+    values = weekly_periodic_series(weeks=1)
+    features = time_features(len(values))
+    features[0, 1] = SLOTS
+    with pytest.raises(DataError, match="slot"):
+        create_model("ha-day", SHAPE).fit_series(values, features, train_end=10)
+
+
+# ---------------------------------------------------------------------- ARIMA
+
+ARIMA_SHAPE = ForecastShape(history=3, horizon=4, channels=1, height=1, width=2, slots_per_day=SLOTS)
+
+
+def arma_series(steps: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    noise = rng.normal(scale=0.1, size=steps)
+    series = np.zeros(steps)
+    for t in range(2, steps):
+        series[t] = 0.05 + 0.6 * series[t - 1] - 0.2 * series[t - 2] + noise[t] + 0.3 * noise[t - 1]
+    return series
+
+
+def test_arima_forecasts_match_statsmodels_refiltered_at_each_origin():
+    from statsmodels.tsa.arima.model import ARIMA
+
+    steps, train_end = 140, 100
+    cells = np.stack([arma_series(steps, seed=3), arma_series(steps, seed=4)], axis=1)
+    values = cells.reshape(steps, 1, 1, 2).astype(np.float32)
+    features = time_features(steps)
+    model = create_model("arima", ARIMA_SHAPE, workers=1)
+    model.fit_series(values, features, train_end)
+    starts = [5, train_end - 2, steps - ARIMA_SHAPE.history - ARIMA_SHAPE.horizon]
+    forecast = model(windows(values, features, starts, ARIMA_SHAPE))["forecast"]
+    for cell in range(2):
+        series = values[:, 0, 0, cell].astype(np.float64)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            results = ARIMA(series[:train_end], order=(2, 0, 1), trend="c").fit()
+        for row, start in enumerate(starts):
+            origin = start + ARIMA_SHAPE.history - 1
+            expected = results.apply(series[: origin + 1]).forecast(ARIMA_SHAPE.horizon)
+            np.testing.assert_allclose(forecast[row, :, 0, 0, cell].numpy(), expected, atol=1e-6)
+
+
+def test_arima_parallel_fit_equals_serial_and_round_trips():
+    steps = 80
+    values = np.stack([arma_series(steps, seed=5), np.full(steps, -1.0)], axis=1).reshape(steps, 1, 1, 2).astype(np.float32)
+    features = time_features(steps)
+    serial = create_model("arima", ARIMA_SHAPE, workers=1)
+    serial.fit_series(values, features, train_end=60)
+    parallel = create_model("arima", ARIMA_SHAPE, workers=2)
+    parallel.fit_series(values, features, train_end=60)
+    torch.testing.assert_close(parallel.forecast_table, serial.forecast_table)
+    assert torch.all(serial.forecast_table[..., 1] == -1.0)  # constant training cell forecasts its constant
+    restored = create_model("arima", ARIMA_SHAPE, workers=1)
+    restored.load_state_dict(serial.state_dict())
+    batch = windows(values, features, [0, 40, steps - 7], ARIMA_SHAPE)
+    torch.testing.assert_close(restored(batch)["forecast"], serial(batch)["forecast"])
+
+
+def test_arima_refuses_origins_beyond_its_series_and_bad_orders():
+    steps = 30
+    values = np.full((steps, 1, 1, 2), 0.5, dtype=np.float32)
+    features = time_features(steps)
+    model = create_model("arima", ARIMA_SHAPE, workers=1)
+    model.fit_series(values, features, train_end=20)
+    batch = windows(values, features, [0], ARIMA_SHAPE)
+    batch["start"] = torch.tensor([steps])
+    with pytest.raises(DataError, match="outside"):
+        model(batch)
+    with pytest.raises(ConfigError, match="trend"):
+        create_model("arima", ARIMA_SHAPE, order=(1, 1, 1))
