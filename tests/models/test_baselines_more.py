@@ -26,6 +26,15 @@ TINY = {
 CONTEXT = {"acfm": (2, 0), "stgsp": (2, 1)}
 
 
+@pytest.fixture(autouse=True)
+def single_thread():
+    """These recurrent models run hundreds of tiny ops: a second thread only adds contention."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def shape_for(name: str, **grid) -> ForecastShape:
     daily, weekly = CONTEXT.get(name, (0, 0))
     base = ForecastShape(history=6, horizon=6, channels=1, height=6, width=4, slots_per_day=24)

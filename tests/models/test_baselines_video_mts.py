@@ -112,7 +112,12 @@ def test_itransformer_lets_cells_attend_to_each_other(tiny_shape):
 
 @pytest.mark.parametrize(
     ("name", "options"),
-    [("simvp", {"temporal_layers": 1}), ("tau", {"temporal_layers": 1}), ("patchtst", {"patch_length": 7}), ("predrnn", {"patch": 0})],
+    [
+        ("simvp", {"temporal_layers": 1}),
+        ("tau", {"temporal_layers": 1}),
+        ("patchtst", {"patch_length": 7}),
+        ("predrnn", {"patch": 0}),
+    ],
 )
 def test_inconsistent_options_are_config_errors(name, options, tiny_shape):
     with pytest.raises(ConfigError):

@@ -8,6 +8,7 @@ network), then keeps only its blocks and the norms around them.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -21,7 +22,7 @@ if TYPE_CHECKING:  # transformers loads only with the first family (seconds)
     from transformers import PretrainedConfig, PreTrainedModel
 
 
-class BackboneFamily:
+class BackboneFamily(ABC):
     """How to configure one ViT family's Hugging Face model and cut it into backbone parts."""
 
     name: ClassVar[str]
@@ -41,21 +42,20 @@ class BackboneFamily:
 
     def build_config(self, **overrides: Any) -> PretrainedConfig:
         """The family's config with ``overrides`` (e.g. fewer layers for tests); unknown keys fail."""
-        config = self.config_class(**self.default_config)
-        unknown = sorted(key for key in overrides if not hasattr(config, key))
+        default = self.config_class(**self.default_config)
+        unknown = sorted(key for key in overrides if not hasattr(default, key))
         if unknown:
             raise ConfigError(f"backbone {self.name!r} has no config option(s) {', '.join(unknown)}")
-        for key, value in overrides.items():
-            setattr(config, key, value)
-        return config
+        # Built anew rather than patched: configs derive fields (e.g. stage names) from others.
+        return self.config_class(**{**self.default_config, **overrides}) if overrides else default
 
     def new_model(self, config: PretrainedConfig) -> PreTrainedModel:
         """A freshly initialised model using PyTorch's fused attention (SDPA)."""
         return self.model_class._from_config(config, attn_implementation="sdpa", **self.model_kwargs)
 
+    @abstractmethod
     def parts(self, model: PreTrainedModel) -> tuple[nn.ModuleList, nn.Module, nn.Module]:
         """``(blocks, pre_norm, post_norm)`` of ``model``; ``nn.Identity`` where it has no such norm."""
-        raise NotImplementedError
 
     def assemble(self, model: PreTrainedModel, weights: WeightsInfo) -> VisionBackbone:
         """The frozen backbone made of ``model``'s parts; the embeddings are dropped with ``model``."""

@@ -29,7 +29,19 @@ run_commands.register(app)
 _errors = Console(stderr=True)
 
 
+def _quiet_dependencies() -> None:
+    """Lightning's tips and deprecation chatter drown the results users came for."""
+    import logging
+    import warnings
+
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+
+
 def main(argv: list[str] | None = None) -> int:
+    _quiet_dependencies()
     try:
         app(args=argv, prog_name="stvfm", standalone_mode=False)
     except StvfmError as error:

@@ -69,7 +69,7 @@ class ITransformer(Forecaster):
         variates = series.shape[1]
         if self.config.stationarise:
             mean = series.mean(dim=-1, keepdim=True)
-            std = torch.sqrt(series.var(dim=-1, keepdim=True, unbiased=False) + 1e-5)
+            std = torch.sqrt(series.var(dim=-1, keepdim=True, correction=0) + 1e-5)
             series = (series - mean) / std
         if self.config.time_tokens:
             series = torch.cat([series, self._time_tokens(batch["x_time"]).to(series.dtype)], dim=1)

@@ -109,14 +109,16 @@ class PatchTST(Forecaster):
         self.encoder = nn.Sequential(
             *(EncoderLayer(config.width, config.heads, config.feedforward, config.dropout) for _ in range(config.layers))
         )
-        self.head = nn.Sequential(nn.Flatten(start_dim=1), nn.Dropout(config.head_dropout), nn.Linear(patches * config.width, shape.horizon))
+        self.head = nn.Sequential(
+            nn.Flatten(start_dim=1), nn.Dropout(config.head_dropout), nn.Linear(patches * config.width, shape.horizon)
+        )
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         history = batch["x"]
         batch_size, steps = history.shape[:2]
         series = history.reshape(batch_size, steps, -1).transpose(1, 2)  # (B, N, P)
         mean = series.mean(dim=-1, keepdim=True)
-        std = torch.sqrt(series.var(dim=-1, keepdim=True, unbiased=False) + 1e-5)
+        std = torch.sqrt(series.var(dim=-1, keepdim=True, correction=0) + 1e-5)
         normalised = (series - mean) / std * self.revin_scale[:, None] + self.revin_shift[:, None]
 
         padded = F.pad(normalised, (0, self.config.patch_stride), mode="replicate")

@@ -217,7 +217,9 @@ class SimVP(Forecaster):
             tuple(config.inception_kernels),
             config.inception_groups,
         )
-        self.network = EncoderTranslatorDecoder(shape, config.hidden_spatial, config.spatial_layers, config.spatial_kernel, translator)
+        self.network = EncoderTranslatorDecoder(
+            shape, config.hidden_spatial, config.spatial_layers, config.spatial_kernel, translator
+        )
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {"forecast": self.network(batch["x"])}

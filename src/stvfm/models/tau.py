@@ -126,7 +126,9 @@ class TemporalAttentionUnit(nn.Module):
         super().__init__()
         self.drop_rate = drop_rate
         self.norm_attention = nn.BatchNorm2d(in_channels)
-        self.attention = TemporalAttentionMixer(in_channels, config.attention_kernel, config.attention_dilation, config.attention_reduction)
+        self.attention = TemporalAttentionMixer(
+            in_channels, config.attention_kernel, config.attention_dilation, config.attention_reduction
+        )
         self.norm_mlp = nn.BatchNorm2d(in_channels)
         self.mlp = ConvMLP(in_channels, int(in_channels * config.mlp_ratio))
         self.scale_attention = nn.Parameter(torch.full((in_channels, 1, 1), layer_scale))
@@ -134,8 +136,10 @@ class TemporalAttentionUnit(nn.Module):
         self.resize = nn.Identity() if in_channels == out_channels else nn.Conv2d(in_channels, out_channels, 1)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        features = features + drop_path(self.scale_attention * self.attention(self.norm_attention(features)), self.drop_rate, self.training)
-        features = features + drop_path(self.scale_mlp * self.mlp(self.norm_mlp(features)), self.drop_rate, self.training)
+        attended = self.scale_attention * self.attention(self.norm_attention(features))
+        features = features + drop_path(attended, self.drop_rate, self.training)
+        mixed = self.scale_mlp * self.mlp(self.norm_mlp(features))
+        features = features + drop_path(mixed, self.drop_rate, self.training)
         return self.resize(features)
 
 
@@ -170,8 +174,12 @@ class TAU(Forecaster):
     def __init__(self, shape: ForecastShape, config: TAUConfig):
         super().__init__(shape)
         self.config = config
-        translator = TemporalAttentionTranslator(shape.history * config.hidden_spatial, shape.horizon * config.hidden_spatial, config)
-        self.network = EncoderTranslatorDecoder(shape, config.hidden_spatial, config.spatial_layers, config.spatial_kernel, translator)
+        translator = TemporalAttentionTranslator(
+            shape.history * config.hidden_spatial, shape.horizon * config.hidden_spatial, config
+        )
+        self.network = EncoderTranslatorDecoder(
+            shape, config.hidden_spatial, config.spatial_layers, config.spatial_kernel, translator
+        )
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {"forecast": self.network(batch["x"])}

@@ -50,7 +50,9 @@ class PromptedLayer(nn.Module):
         self.prompt_norm = nn.LayerNorm(dim)
         self.attention = CrossPromptAttention(dim, heads, dropout)
         self.mlp_norm = nn.LayerNorm(dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(4 * dim, dim), nn.Dropout(dropout))
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, 4 * dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(4 * dim, dim), nn.Dropout(dropout),
+        )
 
     def forward(self, tokens: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
         tokens = tokens + self.attention(self.norm(tokens), self.prompt_norm(prompts))

@@ -10,11 +10,11 @@ The ablations of the paper's Table 3 are options of this one model (``variant``)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from stvfm.backbones.base import VisionBackbone
 from stvfm.errors import ConfigError
 from stvfm.models.base import Forecaster, ForecastShape
 from stvfm.models.patching import pad_grid, padded_size, patchify, unpatchify
@@ -22,6 +22,9 @@ from stvfm.models.registry import register_model
 from stvfm.models.stvfm.cross_prompt import CrossPromptBlock
 from stvfm.models.stvfm.decoder import FrameMLPHead, TemporalDecoder
 from stvfm.models.stvfm.token_adapter import TemporalTokenAdapter
+
+if TYPE_CHECKING:  # stvfm.backbones loads only when a model is built
+    from stvfm.backbones import VisionBackbone
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,7 @@ class STVFM(Forecaster):
         self.config = config
         self.parts = parts = VARIANTS[config.variant]
         if backbone is None:
-            from stvfm.backbones import create_backbone  # heavy (transformers): only when a model is built
+            from stvfm.backbones import create_backbone
 
             backbone = create_backbone(config.backbone, config.weights, **config.backbone_overrides)
         # frozen, and in eval mode for good: VisionBackbone.train() keeps its dropout off
@@ -149,8 +152,11 @@ class STVFM(Forecaster):
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         patch, shape = self.config.patch, self.shape
         frames = pad_grid(batch["x"], patch)
-        inputs = {"st": frames, "flow": st_flow(frames) if self.parts.flow else None}
-        tokens = [self.token_adapters[branch](patchify(inputs[branch], patch), batch["x_time"]) for branch in self.branches]
+        inputs = {"st": frames, "flow": st_flow(frames)} if self.parts.flow else {"st": frames}
+        tokens = [
+            self.token_adapters[branch](patchify(branch_frames, patch), batch["x_time"])
+            for branch, branch_frames in inputs.items()
+        ]
         # both branches through the VFM in one call: one pass over its weights instead of two
         features = self.encode(torch.cat(tokens) if len(tokens) > 1 else tokens[0]).chunk(len(self.branches))
         if self.cross_prompts:
