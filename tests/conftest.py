@@ -67,7 +67,7 @@ def overfit_losses(model: torch.nn.Module, batch: dict[str, torch.Tensor], steps
         optimizer.zero_grad()
         loss = model.loss(batch, model(batch))["loss"]
         if first is None:
-            first = float(loss)
+            first = float(loss.detach())
         loss.backward()
         optimizer.step()
     model.eval()

@@ -148,7 +148,7 @@ def test_arima_forecasts_match_statsmodels_refiltered_at_each_origin():
             np.testing.assert_allclose(forecast[row, :, 0, 0, cell].numpy(), expected, atol=1e-6)
 
 
-def test_arima_parallel_fit_equals_serial_and_round_trips():
+def test_arima_two_workers_equal_one_and_round_trip():
     steps = 80
     values = np.stack([arma_series(steps, seed=5), np.full(steps, -1.0)], axis=1).reshape(steps, 1, 1, 2).astype(np.float32)
     features = time_features(steps)

@@ -118,6 +118,7 @@ def register(app: typer.Typer) -> None:
         variant: Annotated[Optional[str], typer.Option(help="ST-VFM ablation: simple, token-adapt, temporal-encoder, adapter, full.")] = None,
         option: SetOption = None,
         max_epochs: Annotated[int, typer.Option(help="Upper bound on epochs; early stopping usually ends sooner.")] = 200,
+        max_minutes: Annotated[Optional[float], typer.Option(help="Stop training after this many minutes; test the best checkpoint so far.")] = None,
         patience: Annotated[int, typer.Option(help="Early-stopping patience (epochs without val-loss improvement).")] = 20,
         limit_train_batches: Annotated[float, typer.Option(help="Fraction (<=1) or count (>1) of training batches per epoch.")] = 1.0,
         batch_size: Annotated[Optional[int], typer.Option(help="Default: UniST's rule by grid size.")] = None,
@@ -143,7 +144,7 @@ def register(app: typer.Typer) -> None:
                 options[key] = value
         config = RunConfig(
             model=model, dataset=dataset, out=str(out), channel=_channel(channel), steps=steps, scaling=scaling,
-            model_options=options, max_epochs=max_epochs, patience=patience,
+            model_options=options, max_epochs=max_epochs, max_minutes=max_minutes, patience=patience,
             limit_train_batches=int(limit_train_batches) if limit_train_batches > 1 else limit_train_batches,
             batch_size=batch_size, precision=precision, seed=seed,
             optim=OptimConfig(lr=lr, warmup_epochs=warmup_epochs),
@@ -162,9 +163,9 @@ def register(app: typer.Typer) -> None:
         data_root: RootOption = None,
     ) -> None:
         """Re-evaluate a checkpoint on the test split; writes the same metrics.json as fit."""
-        from stvfm.training.runner import test
+        from stvfm.training.runner import evaluate_checkpoint
 
-        _print_metrics(test(checkpoint, out, dataset=dataset, data_root=data_root), out)
+        _print_metrics(evaluate_checkpoint(checkpoint, out, dataset=dataset, data_root=data_root), out)
 
     @app.command("predict")
     def predict_command(

@@ -41,6 +41,7 @@ class RunConfig:
     scaling: str = "train"  # "train" (fit on the training split) or "all" (UniST's variant)
     model_options: dict[str, Any] = field(default_factory=dict)
     max_epochs: int = 200
+    max_minutes: float | None = None  # wall-clock cap on training; the best checkpoint so far is tested
     patience: int = 20  # early-stopping patience in epochs on validation loss
     batch_size: int | None = None  # None: UniST's rule by grid size
     eval_batch_size: int | None = None
@@ -161,6 +162,7 @@ def _trainer(config: RunConfig, out: Path, callbacks: list, max_epochs: int) -> 
         pass
     return L.Trainer(
         max_epochs=max_epochs,
+        max_time={"minutes": config.max_minutes} if config.max_minutes else None,
         accelerator=config.accelerator,
         devices=config.devices,
         num_nodes=config.num_nodes,
@@ -267,7 +269,7 @@ def load_model_weights(model: Forecaster, checkpoint: dict[str, Any], path: str 
         raise CheckpointError(f"{path}: weights do not fit model {type(model).__name__} ({first[:200]})") from None
 
 
-def test(checkpoint_path: str | os.PathLike, out: str | os.PathLike, dataset: str | None = None,
+def evaluate_checkpoint(checkpoint_path: str | os.PathLike, out: str | os.PathLike, dataset: str | None = None,
          data_root: str | None = None, precision: str | None = None) -> dict[str, Any]:
     """Re-evaluate a saved checkpoint on the test split, writing the same metrics.json as fit."""
     overrides: dict[str, Any] = {"out": str(out)}

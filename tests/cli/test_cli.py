@@ -1,0 +1,108 @@
+"""The CLI: commands reachable, results written, and bad input as one line + exit 2, nothing written."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from stvfm.cli.main import main
+from stvfm.data.series import GridSeries
+from stvfm.data.sources.generic import save_generic_npz
+from stvfm.models.registry import list_models
+
+
+def run(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_data_list_finds_the_shared_datasets(capsys, shared_data_dir):
+    code, out, _ = run(capsys, "data", "list", "--data-root", str(shared_data_dir))
+    assert code == 0
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") > 3}
+    assert "yes" in rows["bikenyc1"] and "yes" in rows["taxinyc1"] and "no" in rows["crowd"]
+
+
+def test_data_info(capsys, shared_data_dir):
+    code, out, _ = run(capsys, "data", "info", "taxinyc1", "--channel", "0", "--data-root", str(shared_data_dir))
+    assert code == 0 and "2016-01-01" in out and "2880" in out
+
+
+def test_evaluate_ha_week_writes_metrics(capsys, tmp_path, shared_data_dir):
+    out = tmp_path / "ha"
+    code, _, err = run(capsys, "evaluate", "--model", "ha-week", "--dataset", "taxinyc1", "--channel", "0",
+                       "--out", str(out), "--data-root", str(shared_data_dir))
+    assert code == 0, err
+    metrics = json.loads((out / "metrics.json").read_text())
+    # The protocol's reference numpy computation gave RMSE ~15.9 / MAE ~5.3 on this setting.
+    assert metrics["rmse"] == pytest.approx(15.87, abs=0.05) and metrics["mae"] == pytest.approx(5.32, abs=0.05)
+    assert metrics["model"] == "ha-week" and metrics["n_windows"] == 421
+    assert metrics["settings"]["channel"] == 0
+
+
+@pytest.mark.parametrize("model", [entry.name for entry in list_models()])
+def test_every_model_is_reachable(capsys, model):
+    code, out, _ = run(capsys, "fit" if model not in {"last", "ha-day", "ha-week", "arima"} else "evaluate", "--help")
+    assert code == 0
+    code, out, _ = run(capsys, "models")
+    assert code == 0 and model in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["evaluate", "--model", "last", "--dataset", "nowhere"], "unknown dataset 'nowhere'"),
+        (["evaluate", "--model", "nomodel", "--dataset", "bikenyc1"], "unknown model 'nomodel'"),
+        (["evaluate", "--model", "last", "--dataset", "bikenyc1", "--channel", "5"], "channel 5 out of range"),
+        (["evaluate", "--model", "last", "--dataset", "missing.npz"], "missing.npz: file not found"),
+        (["fit", "--model", "ha-week", "--dataset", "bikenyc1"], None),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, shared_data_dir, args, message):
+    out = tmp_path / "out"
+    code, _, err = run(capsys, *args, "--out", str(out), "--data-root", str(shared_data_dir))
+    if message is None:  # a classical model through fit is evaluated instead, not an error
+        return
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (out / "metrics.json").exists()
+
+
+def test_nan_file_is_rejected(capsys, tmp_path):
+    values = np.ones((40, 1, 4, 4), dtype=np.float32)
+    values[3, 0, 1, 1] = np.nan
+    path = tmp_path / "bad.npz"
+    np.savez(path, values=values, timestamps=np.datetime64("2024-01-01T00:00") + np.arange(40) * np.timedelta64(1, "h"))
+    code, _, err = run(capsys, "evaluate", "--model", "last", "--dataset", str(path), "--out", str(tmp_path / "o"))
+    assert code == 2 and "bad.npz" in err and "NaN" in err
+    assert not (tmp_path / "o" / "metrics.json").exists()
+
+
+def test_fit_then_predict_on_a_generic_file(capsys, tmp_path):
+    rng = np.random.default_rng(0)
+    steps = 24 * 20
+    values = rng.poisson(4.0, size=(steps, 1, 5, 3)).astype(np.float32)
+    timestamps = np.datetime64("2024-01-01T00:00", "s") + np.arange(steps) * np.timedelta64(3600, "s")
+    source = tmp_path / "city.npz"
+    save_generic_npz(GridSeries("city", values, timestamps, 60, ("pickups",)), source)
+    run_dir = tmp_path / "run"
+    code, _, err = run(capsys, "fit", "--model", "stid", "--dataset", str(source), "--out", str(run_dir),
+                       "--max-epochs", "1", "--batch-size", "64", "--accelerator", "cpu")
+    assert code == 0, err
+    forecast = tmp_path / "forecast.npz"
+    code, out, err = run(capsys, "predict", "--checkpoint", str(run_dir / "checkpoints" / "best.ckpt"),
+                         "--input", str(source), "--output", str(forecast))
+    assert code == 0, err
+    saved = np.load(forecast)
+    assert saved["values"].shape == (6, 1, 5, 3) and np.isfinite(saved["values"]).all()
+    assert str(saved["timestamps"][0]).startswith("2024-01-21T00:00")
+
+
+def test_corrupt_checkpoint_is_one_line(capsys, tmp_path):
+    bad = tmp_path / "best.ckpt"
+    bad.write_bytes(b"not a checkpoint at all")
+    code, _, err = run(capsys, "test", "--checkpoint", str(bad), "--out", str(tmp_path / "o"))
+    assert code == 2 and "best.ckpt" in err and len(err.strip().splitlines()) == 1
