@@ -31,13 +31,12 @@ _errors = Console(stderr=True)
 
 def _quiet_dependencies() -> None:
     """Lightning's tips and deprecation chatter drown the results users came for."""
-    import logging
     import warnings
 
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
-        logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
+    warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
 
 
 def main(argv: list[str] | None = None) -> int:

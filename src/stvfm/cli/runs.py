@@ -22,6 +22,16 @@ RootOption = Annotated[Optional[str], typer.Option("--data-root", envvar="STVFM_
 SetOption = Annotated[Optional[list[str]], typer.Option("--set", help="Model option KEY=VALUE (YAML value), repeatable.")]
 
 
+def quiet_lightning() -> None:
+    """Lightning sets its loggers to INFO when imported; keep its tips out of the results."""
+    import logging
+
+    import lightning  # noqa: F401  (must be imported before its level can stick)
+
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def parse_options(pairs: list[str] | None) -> dict[str, Any]:
     options: dict[str, Any] = {}
     for pair in pairs or []:
@@ -100,6 +110,7 @@ def register(app: typer.Typer) -> None:
         from stvfm.models.registry import get_model_entry
         from stvfm.training.runner import RunConfig, fit
 
+        quiet_lightning()
         if get_model_entry(model).cls.trainable:
             raise ConfigError(f"model {model!r} is learned: use `stvfm fit --model {model}`")
         config = RunConfig(model=model, dataset=dataset, out=str(out), channel=_channel(channel), steps=steps,
@@ -138,6 +149,7 @@ def register(app: typer.Typer) -> None:
         from stvfm.training.optim import OptimConfig
         from stvfm.training.runner import RunConfig, fit
 
+        quiet_lightning()
         options = parse_options(option)
         for key, value in (("backbone", backbone), ("weights", weights), ("variant", variant)):
             if value is not None:
@@ -165,6 +177,7 @@ def register(app: typer.Typer) -> None:
         """Re-evaluate a checkpoint on the test split; writes the same metrics.json as fit."""
         from stvfm.training.runner import evaluate_checkpoint
 
+        quiet_lightning()
         _print_metrics(evaluate_checkpoint(checkpoint, out, dataset=dataset, data_root=data_root), out)
 
     @app.command("predict")
