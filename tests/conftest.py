@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from stvfm.models.base import ForecastShape
+from stvfm.testing import make_batch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("STVFM_TEST_DATA", REPO_ROOT.parent / "shared" / "data"))
@@ -29,48 +30,6 @@ def tiny_shape() -> ForecastShape:
     return ForecastShape(history=6, horizon=6, channels=1, height=6, width=4, slots_per_day=24)
 
 
-def make_batch(shape: ForecastShape, batch_size: int = 3, seed: int = 0) -> dict[str, torch.Tensor]:
-    """A random but well-formed batch, values in [-1, 1], as ``stvfm.data.windows`` builds it."""
-    gen = torch.Generator().manual_seed(seed)
-    frames = lambda steps: torch.rand(batch_size, steps, shape.channels, shape.height, shape.width, generator=gen) * 2 - 1  # noqa: E731
-    def times(steps: int) -> torch.Tensor:
-        slot = torch.randint(0, shape.slots_per_day, (batch_size, 1), generator=gen) + torch.arange(steps)
-        weekday = torch.randint(0, 7, (batch_size, 1), generator=gen).expand(-1, steps)
-        return torch.stack([weekday, slot % shape.slots_per_day], dim=-1).long()
-    batch = {
-        "x": frames(shape.history),
-        "y": frames(shape.horizon),
-        "x_time": times(shape.history),
-        "y_time": times(shape.horizon),
-        "start": torch.arange(batch_size),
-    }
-    if shape.daily_context:
-        batch["daily"] = torch.rand(batch_size, shape.daily_context, shape.horizon, shape.channels, shape.height, shape.width, generator=gen) * 2 - 1
-    if shape.weekly_context:
-        batch["weekly"] = torch.rand(batch_size, shape.weekly_context, shape.horizon, shape.channels, shape.height, shape.width, generator=gen) * 2 - 1
-    return batch
-
-
 @pytest.fixture
 def batch_factory():
     return make_batch
-
-
-def overfit_losses(model: torch.nn.Module, batch: dict[str, torch.Tensor], steps: int = 30, lr: float = 3e-3) -> tuple[float, float]:
-    """Loss before and after ``steps`` Adam steps on one batch: a learnable model must go down."""
-    torch.manual_seed(0)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=lr)
-    model.train()
-    first = None
-    for _ in range(steps):
-        optimizer.zero_grad()
-        loss = model.loss(batch, model(batch))["loss"]
-        if first is None:
-            first = float(loss.detach())
-        loss.backward()
-        optimizer.step()
-    model.eval()
-    with torch.no_grad():
-        last = float(model.loss(batch, model(batch))["loss"])
-    return first, last

@@ -9,7 +9,7 @@ import torch
 
 from stvfm.errors import CheckpointError, ConfigError
 from stvfm.models import ForecastShape, create_model
-from conftest import make_batch, overfit_losses
+from stvfm.testing import make_batch, overfit_losses
 
 TINY_GPT2 = dict(n_embd=32, n_layer=2, n_head=2, n_positions=64)
 

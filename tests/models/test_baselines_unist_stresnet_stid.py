@@ -9,7 +9,7 @@ import torch
 
 from stvfm.errors import ConfigError
 from stvfm.models import create_model
-from conftest import make_batch, overfit_losses
+from stvfm.testing import make_batch, overfit_losses
 
 SMALL_UNIST = dict(width=16, encoder_depth=1, decoder_depth=1, heads=2, spatial_memory=8, temporal_memory=8)
 SMALL_STRESNET = dict(filters=8, residual_units=1)

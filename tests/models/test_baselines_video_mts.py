@@ -8,7 +8,7 @@ import torch
 from stvfm.errors import ConfigError
 from stvfm.models import ForecastShape, create_model
 from stvfm.models.tau import differential_divergence
-from conftest import make_batch, overfit_losses
+from stvfm.testing import make_batch, overfit_losses
 
 #: Small widths so that every test runs in well under a second per model.
 TINY = {

@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from conftest import overfit_losses
+from stvfm.testing import overfit_losses
 
 from stvfm.backbones import VisionBackbone, add_adapters, create_backbone
 from stvfm.errors import ConfigError

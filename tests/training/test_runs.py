@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import overfit_losses
+from stvfm.testing import overfit_losses
 from stvfm.data.prepared import prepare_data
 from stvfm.data.windows import ProtocolConfig
 from stvfm.models import create_model

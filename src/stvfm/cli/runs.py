@@ -67,20 +67,21 @@ def register(app: typer.Typer) -> None:
     @app.command("compare")
     def compare_command(
         runs: Annotated[list[Path], typer.Argument(help="Run folders (or metrics.json files) to put side by side.")],
+        markdown: Annotated[Optional[Path], typer.Option(help="Also write the table as Markdown to this file.")] = None,
     ) -> None:
         """One table of test RMSE / MAE over several runs, with the weights each really used."""
-        from stvfm.reports.tables import load_metrics
+        from stvfm.atomic import write_text_atomic
+        from stvfm.reports.tables import COLUMNS, comparison_rows, markdown_table
 
-        rows = [load_metrics(run) for run in runs]
+        rows = comparison_rows(runs)
         table = Table(title="test metrics (original units)")
-        for column in ("model", "dataset", "channel", "RMSE", "MAE", "windows", "weights", "epochs"):
-            table.add_column(column, justify="right" if column in {"RMSE", "MAE", "windows", "epochs"} else "left")
-        for row in sorted(rows, key=lambda r: r["rmse"]):
-            weights = row.get("weights") or {}
-            table.add_row(row["model"] + (f" ({row['variant']})" if row.get("variant") else ""), row["dataset"],
-                          str(row["channel"]), f"{row['rmse']:.3f}", f"{row['mae']:.3f}", str(row["n_windows"]),
-                          weights.get("label", "-"), str(row.get("epochs", "-")))
+        for column in COLUMNS:
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*row)
         console.print(table)
+        if markdown:
+            write_text_atomic(markdown, markdown_table(rows))
 
     @app.command("models")
     def models_command() -> None:

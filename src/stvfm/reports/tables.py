@@ -24,3 +24,25 @@ def load_metrics(run: str | Path) -> dict[str, Any]:
     if missing:
         raise DataError(f"{path}: missing field(s) {', '.join(missing)}")
     return payload
+
+
+COLUMNS = ("model", "dataset", "channel", "RMSE", "MAE", "windows", "weights", "epochs", "s/epoch")
+
+
+def comparison_rows(runs: list[str | Path]) -> list[tuple[str, ...]]:
+    """One row per run, best RMSE first, naming the weights each model really used."""
+    rows = []
+    for payload in sorted((load_metrics(run) for run in runs), key=lambda p: p["rmse"]):
+        weights = (payload.get("weights") or {}).get("label", "-")
+        name = payload["model"] + (f" ({payload['variant']})" if payload.get("variant") else "")
+        per_epoch = payload.get("seconds_per_epoch")
+        rows.append((name, payload["dataset"], str(payload["channel"]), f"{payload['rmse']:.3f}",
+                     f"{payload['mae']:.3f}", str(payload["n_windows"]), weights, str(payload.get("epochs", "-")),
+                     f"{per_epoch:.0f}" if per_epoch else "-"))
+    return rows
+
+
+def markdown_table(rows: list[tuple[str, ...]]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
