@@ -83,6 +83,21 @@ def register(app: typer.Typer) -> None:
         if markdown:
             write_text_atomic(markdown, markdown_table(rows))
 
+    @app.command("plot")
+    def plot_command(
+        run: Annotated[Path, typer.Argument(help="Run folder written by `stvfm fit` or `stvfm evaluate`.")],
+        compare: Annotated[Optional[list[Path]], typer.Option(help="Another run folder for the per-horizon error plot, repeatable.")] = None,
+        out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for the PNG files (default: RUN/plots).")] = None,
+    ) -> None:
+        """Forecast maps, error map, loss curves and (with --compare) per-horizon errors as PNG files."""
+        from stvfm.reports.plots import plot_horizon_curves, plot_run, plots_dir
+
+        written = plot_run(run, out)
+        if compare:
+            written.append(plot_horizon_curves([run, *compare], plots_dir(run, out) / "horizon_curves.png"))
+        for path in written:
+            console.print(f"written: {path}")
+
     @app.command("models")
     def models_command() -> None:
         """Registered models and what they are."""

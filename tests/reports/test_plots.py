@@ -1,0 +1,122 @@
+"""Run-folder figures: each writes a PNG, classical runs skip loss curves, bad input is one DataError."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stvfm.cli.main import main
+from stvfm.errors import DataError
+from stvfm.reports.plots import (pick_windows, plot_error_map, plot_forecast_grids, plot_horizon_curves,
+                                 plot_loss_curves, plot_run, read_loss_history)
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+SPARSE_LIGHTNING_LOG = """epoch,step,train/loss_step,train/loss_epoch,val/loss,val/mae,val/rmse
+0,1,0.9,,,,
+0,2,,,0.8,3.0,4.0
+0,2,,0.85,,,
+1,4,0.6,,,,
+1,5,,,0.5,2.0,3.0
+1,5,,0.55,,,
+"""
+
+
+def write_run(run_dir: Path, model: str = "stvfm", rmse_scale: float = 1.0, with_logs: bool = True) -> Path:
+    """A run folder shaped like the ones `stvfm fit` writes, small enough to plot in well under a second."""
+    run_dir.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    target = rng.uniform(0, 10, size=(5, 6, 1, 4, 3)).astype(np.float32)
+    prediction = (target + rng.normal(0, 1, size=target.shape)).astype(np.float32)
+    starts = np.arange(5) + 100
+    first_step = np.datetime64("2016-03-01T06:00") + (starts - 100) * np.timedelta64(30, "m")
+    np.savez_compressed(run_dir / "predictions.npz", prediction=prediction, target=target, start=starts,
+                        first_step_time=first_step.astype("datetime64[s]").astype(str),
+                        channel_names=np.array(["inflow"]))
+    per_horizon = {"mae": [rmse_scale * (1 + 0.1 * k) for k in range(6)],
+                   "rmse": [rmse_scale * (2 + 0.2 * k) for k in range(6)]}
+    metrics = {"dataset": "toy", "channel": 0, "split": "test", "model": model, "mae": 1.2, "rmse": 2.5,
+               "per_horizon": per_horizon, "n_windows": 5, "weights": {"label": "Tiny ViT (random-init)"},
+               "variant": "full", "settings": {}}
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    if with_logs:
+        (run_dir / "logs").mkdir()
+        (run_dir / "logs" / "metrics.csv").write_text(SPARSE_LIGHTNING_LOG)
+    return run_dir
+
+
+def assert_png(path: Path) -> None:
+    assert path.is_file() and path.read_bytes()[:8] == PNG_SIGNATURE and path.stat().st_size > 1000
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    return write_run(tmp_path / "run")
+
+
+def test_forecast_grids_png(run_dir, tmp_path):
+    assert_png(plot_forecast_grids(run_dir, tmp_path / "grids.png", windows=2))
+
+
+def test_pick_windows_takes_the_fullest_window_of_each_stretch():
+    totals = np.array([1.0, 5.0, 2.0, 9.0, 3.0, 0.0])
+    assert pick_windows(totals.reshape(6, 1), 3) == [1, 3, 4]
+
+
+def test_error_map_png(run_dir, tmp_path):
+    assert_png(plot_error_map(run_dir, tmp_path / "error.png"))
+
+
+def test_horizon_curves_png(run_dir, tmp_path):
+    other = write_run(tmp_path / "other", model="last", rmse_scale=1.5, with_logs=False)
+    assert_png(plot_horizon_curves([run_dir, other], tmp_path / "horizon.png"))
+
+
+def test_loss_history_keeps_one_value_per_epoch(run_dir):
+    history = read_loss_history(run_dir)
+    assert history["train/loss_epoch"] == ([0, 1], [0.85, 0.55])
+    assert history["val/loss"] == ([0, 1], [0.8, 0.5])
+
+
+def test_loss_curves_png(run_dir, tmp_path):
+    assert_png(plot_loss_curves(run_dir, tmp_path / "loss.png"))
+
+
+def test_run_without_logs_has_no_loss_curves_but_other_plots(tmp_path):
+    classical = write_run(tmp_path / "classical", model="ha-week", with_logs=False)
+    with pytest.raises(DataError, match="metrics.csv"):
+        plot_loss_curves(classical, tmp_path / "loss.png")
+    written = plot_run(classical)
+    assert [path.name for path in written] == ["forecast_grids.png", "error_map.png"]
+    assert all(path.parent == classical / "plots" for path in written)
+    for path in written:
+        assert_png(path)
+
+
+def test_plot_run_writes_all_three(run_dir, tmp_path):
+    written = plot_run(run_dir, tmp_path / "figures")
+    assert [path.name for path in written] == ["forecast_grids.png", "error_map.png", "loss_curves.png"]
+    for path in written:
+        assert_png(path)
+
+
+def test_missing_predictions_is_a_data_error_naming_the_file(run_dir, tmp_path):
+    (run_dir / "predictions.npz").unlink()
+    with pytest.raises(DataError, match="predictions.npz"):
+        plot_forecast_grids(run_dir, tmp_path / "grids.png")
+    assert not (tmp_path / "grids.png").exists()
+
+
+def test_cli_plot_writes_into_the_run_folder(run_dir):
+    assert main(["plot", str(run_dir)]) == 0
+    assert_png(run_dir / "plots" / "loss_curves.png")
+
+
+def test_cli_plot_compare_adds_horizon_curves(run_dir, tmp_path, capsys):
+    other = write_run(tmp_path / "other", model="last", with_logs=False)
+    out = tmp_path / "figures"
+    assert main(["plot", str(run_dir), "--compare", str(other), "--out", str(out)]) == 0
+    assert_png(out / "horizon_curves.png")
+    assert "horizon_curves.png" in capsys.readouterr().out.replace("\n", "")
