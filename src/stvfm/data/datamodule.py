@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import lightning as L
+import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, RandomSampler
 
 from stvfm.data.prepared import PreparedData
 from stvfm.errors import ConfigError
@@ -19,8 +20,35 @@ def default_batch_size(height: int, width: int) -> int:
     return 16
 
 
+def derived_seed(seed: int, *counters: int) -> int:
+    """A seed that depends on (seed, *counters) only, well mixed so nearby seeds give unrelated streams."""
+    return int(np.random.SeedSequence([seed % 2**63, *counters]).generate_state(1, np.uint64)[0] >> 1)
+
+
+class EpochShuffleSampler(RandomSampler):
+    """A random order derived from (seed, epoch) alone.
+
+    Lightning calls ``set_epoch`` at every epoch start, also after resuming from a checkpoint, so
+    a resumed run sees the same batches as an uninterrupted one (a single seeded generator would
+    restart at the first epoch's order). Being a ``RandomSampler``, Lightning swaps it under DDP
+    for its ``DistributedSampler``, which is also a function of (seed, epoch).
+    """
+
+    def __init__(self, data_source, seed: int = 0):
+        super().__init__(data_source)
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(derived_seed(self.seed, self.epoch))
+        yield from torch.randperm(len(self.data_source), generator=generator).tolist()
+
+
 class GridDataModule(L.LightningDataModule):
-    """Loaders for train (shuffled by a seeded generator), val, test and predict (= test windows)."""
+    """Loaders for train (shuffled by (seed, epoch), see ``EpochShuffleSampler``), val, test and predict (= test windows)."""
 
     def __init__(
         self,
@@ -38,14 +66,14 @@ class GridDataModule(L.LightningDataModule):
         if self.batch_size < 1 or self.eval_batch_size < 1 or num_workers < 0:
             raise ConfigError(f"batch sizes must be positive and num_workers >= 0, got {self.batch_size}, {self.eval_batch_size}, {num_workers}")
         self.num_workers = num_workers
-        self.shuffle_generator = torch.Generator().manual_seed(seed)
+        self.seed = seed
 
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
+        dataset = self.data.dataset(split)
         return DataLoader(
-            self.data.dataset(split),
+            dataset,
             batch_size=batch_size,
-            shuffle=shuffle,
-            generator=self.shuffle_generator if shuffle else None,
+            sampler=EpochShuffleSampler(dataset, self.seed) if shuffle else None,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )

@@ -6,6 +6,7 @@ A run is described by one typed ``RunConfig``, resolved once and saved beside it
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import os
 import time
@@ -25,6 +26,7 @@ from stvfm.data.windows import ProtocolConfig
 from stvfm.errors import CheckpointError, ConfigError
 from stvfm.models.base import Forecaster
 from stvfm.models.registry import build_config, create_model
+from stvfm.training.metrics import ForecastMetrics
 from stvfm.training.optim import OptimConfig
 from stvfm.training.task import ForecastTask
 
@@ -150,14 +152,15 @@ def _save_predictions(path: Path, data: PreparedData, task: ForecastTask) -> Non
                                 channel_names=np.array(data.series.channel_names))
 
 
-def _trainer(config: RunConfig, out: Path, callbacks: list, max_epochs: int) -> L.Trainer:
+def _trainer(config: RunConfig, out: Path, callbacks: list, max_epochs: int, log: bool = True) -> L.Trainer:
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-    loggers: list = [CSVLogger(str(out), name="logs", version="")]
+    loggers: list = [CSVLogger(str(out), name="logs", version="")] if log else []
     try:
         import tensorboard  # noqa: F401
 
-        loggers.append(TensorBoardLogger(str(out), name="logs", version="", default_hp_metric=False))
+        if log:
+            loggers.append(TensorBoardLogger(str(out), name="logs", version="", default_hp_metric=False))
     except ImportError:
         pass
     return L.Trainer(
@@ -171,7 +174,7 @@ def _trainer(config: RunConfig, out: Path, callbacks: list, max_epochs: int) -> 
         gradient_clip_val=config.optim.grad_clip or None,
         limit_train_batches=config.limit_train_batches,
         callbacks=callbacks,
-        logger=loggers,
+        logger=loggers or False,
         enable_progress_bar=config.progress,
         enable_model_summary=False,
         deterministic=False,
@@ -196,6 +199,7 @@ def fit(config: RunConfig) -> dict[str, Any]:
                             num_workers=config.num_workers, seed=config.seed)
     started = time.perf_counter()
     extra: dict[str, Any] = {}
+    logged_before: list[dict[str, str]] = []
     if not model.trainable:
         model.fit_series(data.values, data.time_features, data.splits["train"][1])
         extra["fit_seconds"] = time.perf_counter() - started
@@ -207,21 +211,94 @@ def fit(config: RunConfig) -> dict[str, Any]:
         stopper = EarlyStopping(monitor="val/loss", mode="min", patience=config.patience)
         trainer = _trainer(config, out, callbacks=[checkpoints, stopper], max_epochs=config.max_epochs)
         ckpt_last = out / "checkpoints" / "last.ckpt"
-        trainer.fit(task, datamodule=module, ckpt_path=str(ckpt_last) if ckpt_last.exists() else None)
+        resume, resumed_epoch = _resume_from(config, ckpt_last)
+        # Lightning's CSVLogger deletes logs/metrics.csv when it starts: keep the epochs a resumed run does not redo
+        logged_before = _logged_rows(out / "logs" / "metrics.csv", before_epoch=resumed_epoch + 1) if resume else []
+        trainer.fit(task, datamodule=module, ckpt_path=resume)
         train_seconds = time.perf_counter() - started
-        epochs = int(trainer.current_epoch)
+        epochs, best_val_loss = _training_record(trainer, checkpoints, ckpt_last)
         extra.update(epochs=epochs, train_seconds=train_seconds,
                      seconds_per_epoch=train_seconds / max(1, epochs),
-                     best_val_loss=float(checkpoints.best_model_score) if checkpoints.best_model_score is not None else None,
-                     checkpoint=str(out / "checkpoints" / "best.ckpt"))
+                     best_val_loss=best_val_loss,
+                     checkpoint=checkpoints.best_model_path or str(out / "checkpoints" / "best.ckpt"))
+        if trainer.world_size > 1:
+            # Under DDP the test windows would be split across ranks (padded with duplicates), and with
+            # ddp_spawn the results would stay in the workers: test once, on one device, in this process.
+            if not trainer.is_global_zero:
+                return {}
+            single = dataclasses.replace(config, devices=1, num_nodes=1, strategy="auto")
+            # no loggers: a new CSVLogger would delete the training epochs' logs/metrics.csv
+            trainer = _trainer(single, out, callbacks=[], max_epochs=0, log=False)
+            task.test_metrics = ForecastMetrics(task.inverse, model.shape.horizon, sync_on_compute=False)
         results = _test(trainer, task, module, ckpt_path=checkpoints.best_model_path or None)
     extra["wall_seconds"] = time.perf_counter() - started
     if trainer.is_global_zero:
+        _prepend_rows(out / "logs" / "metrics.csv", logged_before)
         _save_predictions(out / "predictions.npz", data, task)
         payload = _metrics_payload(config, data, model, results, "test", extra)
         write_json_atomic(out / "metrics.json", payload)
         return payload
     return {}
+
+
+#: Settings a resumed run must share with the run that left ``last.ckpt``.
+RESUME_KEYS = ("model", "model_options", "channel", "steps", "scaling", "seed")
+
+
+def _resume_from(config: RunConfig, last: Path) -> tuple[str | None, int]:
+    """``last.ckpt`` of an interrupted run of this configuration, checked before Lightning trusts it.
+
+    Without one the run starts afresh, so best checkpoints left by an earlier run in the folder
+    are removed (Lightning would otherwise keep them and write ``best-v1.ckpt`` beside them).
+    """
+    if not last.exists():
+        for stale in last.parent.glob("best*.ckpt"):
+            stale.unlink(missing_ok=True)
+        return None, -1
+    saved = load_checkpoint(last)  # a truncated or foreign file: CheckpointError naming it
+    run = saved["stvfm"].get("run", {}) if isinstance(saved["stvfm"], dict) else {}
+    current = config.to_dict()
+    differing = [key for key in RESUME_KEYS if run.get(key) != current.get(key)]
+    if differing:
+        raise CheckpointError(f"{last}: left by a run with other settings ({', '.join(differing)}); "
+                              "use another --out, or delete it to start afresh")
+    return str(last), int(saved.get("epoch", -1))
+
+
+def _logged_rows(path: Path, before_epoch: int) -> list[dict[str, str]]:
+    """The rows of a CSV log from epochs before ``before_epoch``."""
+    if not path.is_file():
+        return []
+    with open(path, newline="") as handle:
+        return [row for row in csv.DictReader(handle) if (row.get("epoch") or "x").isdigit()
+                and int(row["epoch"]) < before_epoch]
+
+
+def _prepend_rows(path: Path, rows: list[dict[str, str]]) -> None:
+    if not rows:
+        return
+    current: list[dict[str, str]] = []
+    if path.is_file():
+        with open(path, newline="") as handle:
+            current = list(csv.DictReader(handle))
+    fields = sorted({key for row in rows + current for key in row if key is not None})
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows + current)
+
+
+def _training_record(trainer: L.Trainer, checkpoints, last: Path) -> tuple[int, float | None]:
+    """(epochs trained, best validation loss); under ddp_spawn this process did not train, so read last.ckpt."""
+    epochs = int(trainer.current_epoch)
+    best = checkpoints.best_model_score
+    if (best is None or epochs == 0) and last.exists():
+        saved = load_checkpoint(last)
+        epochs = max(epochs, int(saved.get("epoch", -1)) + 1)
+        for state in saved.get("callbacks", {}).values():
+            if best is None and isinstance(state, dict) and state.get("monitor") == "val/loss":
+                best = state.get("best_model_score")
+    return epochs, float(best) if best is not None else None
 
 
 def _test(trainer: L.Trainer, task: ForecastTask, module: GridDataModule, ckpt_path: str | None) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import lightning as L
 import numpy as np
 import torch
 
+from stvfm.data.datamodule import derived_seed
 from stvfm.models.base import Forecaster
 from stvfm.training.metrics import ForecastMetrics
 from stvfm.training.optim import OptimConfig, build_optimizer, warmup_cosine
@@ -43,6 +44,12 @@ class ForecastTask(L.LightningModule):
         for name, value in losses.items():
             self.log(f"{stage}/{name}", value.detach().float(), on_step=on_step, on_epoch=True,
                      prog_bar=name == "loss", batch_size=batch_size, sync_dist=not on_step)
+
+    def on_train_batch_start(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        # Dropout draws from the global RNG, which a checkpoint does not hold and which loaders and
+        # hooks draw from in a different order after a restart: re-seed it from (seed, epoch, batch)
+        # so a run resumed from an epoch-end checkpoint continues bit for bit.
+        torch.manual_seed(derived_seed(int(self.run_config.get("seed", 0)), self.current_epoch, batch_idx))
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         losses = self.model.loss(batch, self.model(batch))

@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -74,22 +76,39 @@ def _series(where: Path, values, timestamps, channel_names, declared_interval) -
     )
 
 
+def _declared_interval(raw: np.ndarray | None, where: Path) -> int | None:
+    if raw is None:
+        return None
+    value = np.asarray(raw)
+    if value.shape != () or value.dtype.kind not in "iuf" or not np.isfinite(value) or value != np.round(value) \
+            or not 0 < value < 2**31:
+        raise DataError(f"{where}: 'interval_minutes' should be one positive whole number, got {value.tolist()!r}"[:300])
+    return int(value)
+
+
+def _channel_names(raw: np.ndarray | None, where: Path) -> list | None:
+    if raw is not None and raw.ndim != 1:
+        raise DataError(f"{where}: 'channel_names' should be one-dimensional, got shape {raw.shape}")
+    return None if raw is None else raw.tolist()
+
+
 def _read_npz(path: Path) -> GridSeries:
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError) as error:
-        raise DataError(f"{path}: not a readable npz file ({error})") from None
+    # empty, truncated or foreign files fail in numpy, zipfile or zlib with these types
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DataError(f"{path}: not a readable npz file ({reason[:200]})") from None
     for key in ("values", "timestamps"):
         if key not in arrays:
             raise DataError(f"{path}: missing array {key!r}; the generic npz needs 'values' and 'timestamps'")
-    interval = arrays.get("interval_minutes")
     return _series(
         path,
         arrays["values"],
         arrays["timestamps"],
-        arrays["channel_names"].tolist() if "channel_names" in arrays else None,
-        int(interval) if interval is not None else None,
+        _channel_names(arrays.get("channel_names"), path),
+        _declared_interval(arrays.get("interval_minutes"), path),
     )
 
 

@@ -1,0 +1,153 @@
+"""A `stvfm fit` killed with SIGKILL and run again resumes to exactly the run it would have been.
+
+Lightning writes ``last.ckpt`` at epoch ends, so a kill mid-epoch resumes from the last epoch
+end. The training order (``EpochShuffleSampler``) and the dropout stream (re-seeded per batch by
+``ForecastTask``) are functions of (seed, epoch) only, so in fp32 on CPU with one thread the
+resumed run equals the uninterrupted one bit for bit: metrics, predictions and weights.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from robust_helpers import child_env, fit_command, run_to_end
+from stvfm.training.runner import load_checkpoint
+
+EPOCHS = 8
+SAME_KEYS = ("mae", "rmse", "per_horizon", "n_windows", "n_points", "epochs", "best_val_loss", "parameters")
+
+
+def test_main_module_has_an_exit_guard():
+    source = Path(__import__("stvfm.cli.main", fromlist=["main"]).__file__).read_text()
+    assert 'if __name__ == "__main__":\n    sys.exit(main())' in source
+
+
+def _kill_after_first_epoch(command: list[str], out: Path) -> int:
+    """Start ``command``, SIGKILL it a little after ``last.ckpt`` appears; return the epoch that checkpoint holds."""
+    last = out / "checkpoints" / "last.ckpt"
+    process = subprocess.Popen(command, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 90
+        while not last.exists():
+            assert process.poll() is None, f"fit ended before writing last.ckpt: {process.stderr.read()[-2000:]!r}"
+            assert time.monotonic() < deadline, "no last.ckpt after 90 s"
+            time.sleep(0.01)
+        time.sleep(random.Random(0).uniform(0.05, 0.3))  # land somewhere inside a later epoch
+        assert process.poll() is None, "fit finished before it could be killed; make the run longer"
+        process.send_signal(signal.SIGKILL)
+        assert process.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stderr.close()
+    return int(load_checkpoint(last)["epoch"])
+
+
+def test_killed_fit_resumes_to_the_uninterrupted_result(tmp_path, tiny_city):
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    reference = subprocess.Popen(fit_command(tiny_city, straight, epochs=EPOCHS), env=child_env(),
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        epoch = _kill_after_first_epoch(fit_command(tiny_city, killed, epochs=EPOCHS), killed)
+        # Killed: no metrics.json, or (never half-written) a complete one; temp files are not outputs.
+        metrics_path = killed / "metrics.json"
+        assert not metrics_path.exists() or "rmse" in json.loads(metrics_path.read_text())
+        assert epoch < EPOCHS - 1, "the kill came after the last epoch: nothing left to resume"
+        run_to_end(fit_command(tiny_city, killed, epochs=EPOCHS))  # same command: resumes from last.ckpt
+    finally:
+        _, errors = reference.communicate(timeout=120)
+    assert reference.returncode == 0, errors[-3000:]
+
+    resumed = json.loads((killed / "metrics.json").read_text())
+    uninterrupted = json.loads((straight / "metrics.json").read_text())
+    assert resumed["epochs"] == EPOCHS
+    for key in SAME_KEYS:
+        assert resumed[key] == uninterrupted[key], key  # bitwise: fp32, CPU, one thread
+
+    a, b = np.load(straight / "predictions.npz"), np.load(killed / "predictions.npz")
+    for name in ("prediction", "target", "start"):
+        np.testing.assert_array_equal(a[name], b[name])
+    weights_a = load_checkpoint(straight / "checkpoints" / "best.ckpt")["state_dict"]
+    weights_b = load_checkpoint(killed / "checkpoints" / "best.ckpt")["state_dict"]
+    assert weights_a.keys() == weights_b.keys()
+    assert all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a)
+    assert not list((killed / "checkpoints").glob("*-v*.ckpt")), "stale checkpoints were versioned aside"
+
+    # the epochs before the kill are still in the CSV log (Lightning's CSVLogger deletes it on restart)
+    logs = [_csv_rows(folder / "logs" / "metrics.csv") for folder in (straight, killed)]
+    assert [row["epoch"] for row in logs[1]] == [row["epoch"] for row in logs[0]]
+    assert [row.get("val/loss") for row in logs[1]] == [row.get("val/loss") for row in logs[0]]
+
+
+def _csv_rows(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+# --- what fit finds in its folder is checked, not trusted -------------------------------------------------
+
+def _config(tiny_city, out, **changes):
+    from stvfm.training.runner import RunConfig
+
+    settings = dict(model="stid", dataset=str(tiny_city), out=str(out), max_epochs=1, batch_size=16,
+                    progress=False, accelerator="cpu", precision="32")
+    return RunConfig(**{**settings, **changes})
+
+
+def test_a_fresh_run_does_not_keep_a_stale_best_checkpoint(tmp_path, tiny_city):
+    from stvfm.training.runner import evaluate_checkpoint, fit
+
+    out = tmp_path / "run"
+    (out / "checkpoints").mkdir(parents=True)
+    (out / "checkpoints" / "best.ckpt").write_bytes(b"left by an earlier, killed run")  # no last.ckpt
+    metrics = fit(_config(tiny_city, out))
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+    assert Path(metrics["checkpoint"]) == out / "checkpoints" / "best.ckpt"
+    again = evaluate_checkpoint(metrics["checkpoint"], tmp_path / "again")
+    assert again["mae"] == metrics["mae"] and again["rmse"] == metrics["rmse"]
+
+
+def test_a_truncated_last_checkpoint_is_a_checkpoint_error(tmp_path, tiny_city):
+    import pytest
+
+    from stvfm.errors import CheckpointError
+    from stvfm.training.runner import fit
+
+    out = tmp_path / "run"
+    fit(_config(tiny_city, out))
+    last = out / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="last.ckpt: not a readable stvfm checkpoint") as raised:
+        fit(_config(tiny_city, out, max_epochs=2))
+    assert len(str(raised.value).splitlines()) == 1
+    last.write_bytes(b"\x00" * 10)
+    with pytest.raises(CheckpointError, match="last.ckpt"):
+        fit(_config(tiny_city, out, max_epochs=2))
+
+
+def test_a_last_checkpoint_of_other_settings_is_refused(tmp_path, tiny_city):
+    import pytest
+
+    from stvfm.errors import CheckpointError
+    from stvfm.training.runner import fit
+
+    out = tmp_path / "run"
+    first = fit(_config(tiny_city, out))
+    with pytest.raises(CheckpointError, match=r"last.ckpt: left by a run with other settings \(model_options\)"):
+        fit(_config(tiny_city, out, model_options={"layers": 1}))
+    with pytest.raises(CheckpointError, match=r"other settings \(seed\)"):
+        fit(_config(tiny_city, out, seed=5))
+    assert json.loads((out / "metrics.json").read_text())["mae"] == first["mae"]  # refused runs wrote nothing
+    resumed = fit(_config(tiny_city, out, max_epochs=2))  # same settings, longer: resumes
+    assert resumed["epochs"] == 2
