@@ -220,9 +220,6 @@ def test_malformed_stresnet_h5_loads_or_raises_stvfm_error(tmp_path_factory, val
         _assert_valid_series(series)
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="stresnet_h5._timestamps_from_slots takes slots.min() of an empty 'date' before "
-                          "GridSeries can report the empty series (stresnet_h5.py is outside this change)")
 def test_an_empty_stresnet_h5_is_a_data_error(tmp_path):
     path = tmp_path / "empty.h5"
     with h5py.File(path, "w") as handle:

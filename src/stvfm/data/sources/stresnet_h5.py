@@ -47,6 +47,8 @@ def read_stresnet_h5(
         raise DataError(f"{path}: not a readable HDF5 file ({error})") from None
     if values.ndim != 4:
         raise DataError(f"{path}: 'data' should be (time, channel, y, x), got shape {values.shape}")
+    if values.shape[0] == 0:
+        raise DataError(f"{path}: empty series, 'data' has shape {values.shape}")
     if labels.shape != (values.shape[0],):
         raise DataError(f"{path}: {labels.shape[0] if labels.ndim else 0} 'date' entries for {values.shape[0]} time steps")
     return GridSeries(
