@@ -28,7 +28,7 @@ def fit_command(dataset: Path, out: Path, *extra: str, epochs: int = 6, batch_si
             "--precision", "32", "--accelerator", "cpu", "--seed", "3", "--patience", "50", *extra]
 
 
-def run_to_end(command: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
+def run_to_end(command: list[str], timeout: float = 480) -> subprocess.CompletedProcess:
     done = subprocess.run(command, env=child_env(), capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, done.stderr[-3000:]
     return done

@@ -64,7 +64,7 @@ def test_killed_fit_resumes_to_the_uninterrupted_result(tmp_path, tiny_city):
         assert epoch < EPOCHS - 1, "the kill came after the last epoch: nothing left to resume"
         run_to_end(fit_command(tiny_city, killed, epochs=EPOCHS))  # same command: resumes from last.ckpt
     finally:
-        _, errors = reference.communicate(timeout=120)
+        _, errors = reference.communicate(timeout=480)
     assert reference.returncode == 0, errors[-3000:]
 
     resumed = json.loads((killed / "metrics.json").read_text())
