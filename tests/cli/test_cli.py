@@ -127,3 +127,25 @@ def test_corrupt_checkpoint_is_one_line(capsys, tmp_path):
     bad.write_bytes(b"not a checkpoint at all")
     code, _, err = run(capsys, "test", "--checkpoint", str(bad), "--out", str(tmp_path / "o"))
     assert code == 2 and "best.ckpt" in err and len(err.strip().splitlines()) == 1
+
+
+def test_data_fetch_from_a_mirror_then_load(capsys, tmp_path, shared_data_dir):
+    """`stvfm data fetch` against a local HTTP mirror of the real files; the result loads and verifies."""
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(shared_data_dir / "taxinyc1"))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        root = tmp_path / "root"
+        code, out, err = run(capsys, "data", "fetch", "taxinyc1", "--url", f"http://127.0.0.1:{server.server_port}/",
+                             "--data-root", str(root))
+    finally:
+        server.shutdown()
+    assert code == 0, err
+    code, out, err = run(capsys, "data", "info", "taxinyc1", "--data-root", str(root))
+    assert code == 0 and "2880" in out

@@ -55,12 +55,13 @@ def info_command(
 @app.command("fetch")
 def fetch_command(
     name: Annotated[str, typer.Argument(help="A registered dataset name.")],
+    url: Annotated[Optional[str], typer.Option(help="Base URL of a mirror holding the dataset's files (default: its public source).")] = None,
     data_root: RootOption = None,
 ) -> None:
-    """Download a dataset from its public source, check sha256, write atomically."""
+    """Download a dataset from its public source or a mirror, check sha256, write atomically."""
     from stvfm.data.fetch import fetch_dataset
     from stvfm.data.paths import resolve_data_root
 
-    written = fetch_dataset(name, resolve_data_root(data_root))
+    written = fetch_dataset(name, resolve_data_root(data_root), urls=url)
     for path in written:
         console.print(f"[green]ok[/] {path}")

