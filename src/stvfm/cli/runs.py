@@ -111,6 +111,8 @@ def register(app: typer.Typer) -> None:
         option: SetOption = None,
     ) -> None:
         """Time ST-VFM training and inference in fp32 and bf16 against this CPU's matmul peak (run it on an idle machine)."""
+        from rich import box
+
         from stvfm.atomic import write_json_atomic
         from stvfm.training.benchmark import MODES, BenchmarkConfig, run_benchmark
 
@@ -124,9 +126,13 @@ def register(app: typer.Typer) -> None:
         peaks = result["peak_tflops"]
         machine = result["machine"]
         table = Table(title=f"{machine['cpu']}, {machine['threads']} threads; matmul peak "
-                            f"fp32 {peaks['fp32']:.2f} / bf16 {peaks['bf16']:.2f} TFLOP/s")
-        for column in ("dataset", "mode", "train win/s", "x fp32", "train util", "ViT util", "infer ms/win", "peak RSS MiB"):
-            table.add_column(column, justify="left" if column in ("dataset", "mode") else "right")
+                            f"fp32 {peaks['fp32']:.2f} / bf16 {peaks['bf16']:.2f} TFLOP/s", box=box.SIMPLE)
+        table.add_column("dataset", no_wrap=True)
+        table.add_column("mode", overflow="fold")
+        # short headers so the table fits 80 columns: training windows/s, its ratio to fp32, training and ViT
+        # utilisation of the matching peak, inference ms per window, peak RSS while training
+        for column in ("win/s", "×fp32", "util", "ViT", "ms/win", "MiB"):
+            table.add_column(column, justify="right", no_wrap=True)
         for name, figures in result["datasets"].items():
             for mode in MODES:
                 row = figures["modes"][mode]
