@@ -220,7 +220,7 @@ def fit(config: RunConfig) -> dict[str, Any]:
         extra.update(epochs=epochs, train_seconds=train_seconds,
                      seconds_per_epoch=train_seconds / max(1, epochs),
                      best_val_loss=best_val_loss,
-                     checkpoint=checkpoints.best_model_path or str(out / "checkpoints" / "best.ckpt"))
+                     checkpoint=checkpoints.best_model_path or None)  # None: stopped before any validation
         if trainer.world_size > 1:
             # Under DDP the test windows would be split across ranks (padded with duplicates), and with
             # ddp_spawn the results would stay in the workers: test once, on one device, in this process.
