@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated, Optional
 
 import typer
@@ -10,7 +11,8 @@ from rich.table import Table
 
 app = typer.Typer(help="Datasets: what is registered, what is found locally, and their protocol windows.",
                   no_args_is_help=True)
-console = Console()
+# Piped output (logs, CI) gets a wide console: results tables would otherwise be cut to 80 columns.
+console = Console() if sys.stdout.isatty() else Console(width=160)
 
 RootOption = Annotated[Optional[str], typer.Option("--data-root", envvar="STVFM_DATA_ROOT",
                                                    help="Folder holding the dataset folders.")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -12,7 +13,8 @@ from rich.table import Table
 
 from stvfm.errors import ConfigError
 
-console = Console()
+# Piped output (logs, CI) gets a wide console: results tables would otherwise be cut to 80 columns.
+console = Console() if sys.stdout.isatty() else Console(width=160)
 
 ModelOption = Annotated[str, typer.Option("--model", "-m", help="Registered model name (see `stvfm models`).")]
 DatasetOption = Annotated[str, typer.Option("--dataset", "-d", help="Registered dataset name or path to a generic file.")]
