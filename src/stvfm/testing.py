@@ -10,6 +10,15 @@ import torch
 
 from stvfm.models.base import ForecastShape
 
+#: Config overrides that make each family a 16-wide, one-layer ViT of the same architecture.
+SMALL_BACKBONE_CONFIGS = {
+    "tiny": {},
+    "dinov2-s": dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2),
+    "clip-b16": dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32),
+    "deit-b": dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32),
+    "videomae-s": dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32),
+}
+
 
 def make_batch(shape: ForecastShape, batch_size: int = 3, seed: int = 0) -> dict[str, torch.Tensor]:
     """A random but well-formed batch, values in [-1, 1], as ``stvfm.data.windows`` builds it."""

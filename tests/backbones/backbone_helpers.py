@@ -4,14 +4,7 @@ from __future__ import annotations
 
 import torch
 
-# Config overrides that make each family a 16-wide, one-layer ViT of the same architecture.
-SMALL_CONFIGS = {
-    "tiny": {},
-    "dinov2-s": dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2),
-    "clip-b16": dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32),
-    "deit-b": dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32),
-    "videomae-s": dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32),
-}
+from stvfm.testing import SMALL_BACKBONE_CONFIGS as SMALL_CONFIGS  # noqa: F401
 
 
 def random_tokens(backbone, batch: int = 3, length: int = 5, seed: int = 0) -> torch.Tensor:

@@ -122,6 +122,23 @@ def test_fit_then_predict_on_a_generic_file(capsys, tmp_path, small_city):
     assert str(saved["timestamps"][0]).startswith("2024-01-21T00:00")
 
 
+def test_fine_tuning_starts_from_the_checkpoint_weights(capsys, tmp_path, small_city):
+    first = tmp_path / "first"
+    common = ["--dataset", str(small_city), "--batch-size", "64", "--accelerator", "cpu"]
+    code, _, err = run(capsys, "fit", "--model", "stid", "--out", str(first), "--max-epochs", "1", *common)
+    assert code == 0, err
+    best = first / "checkpoints" / "best.ckpt"
+    # zero further epochs: the fine-tuned run tests exactly the weights it started from
+    code, _, err = run(capsys, "fit", "--model", "stid", "--out", str(tmp_path / "again"), "--max-epochs", "0",
+                       "--init-from", str(best), *common)
+    assert code == 0, err
+    before, after = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("first", "again"))
+    assert after["rmse"] == pytest.approx(before["rmse"], rel=1e-6) and after["settings"]["init_from"] == str(best)
+    code, _, err = run(capsys, "fit", "--model", "patchtst", "--out", str(tmp_path / "other"), "--max-epochs", "0",
+                       "--init-from", str(best), *common)
+    assert code == 2 and "holds model 'stid'" in err and not (tmp_path / "other" / "metrics.json").exists()
+
+
 def test_corrupt_checkpoint_is_one_line(capsys, tmp_path):
     bad = tmp_path / "best.ckpt"
     bad.write_bytes(b"not a checkpoint at all")

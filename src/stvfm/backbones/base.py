@@ -8,9 +8,16 @@ whatever the family (DINOv2, CLIP, DeiT, VideoMAE) or the weights behind it.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 from torch import nn
+
+#: On CPU, sequences up to this many tokens run eager attention rather than SDPA's flash
+#: kernel: for ViT-S fwd+bwd in bf16 on the 2-core dev box eager was 16-30% faster from 32 to
+#: 384 tokens and still 9% at 768 (docs/benchmark.md). Longer sequences keep SDPA, whose
+#: memory does not grow with the square of the length.
+EAGER_ATTENTION_MAX_TOKENS = 1024
 
 
 @dataclass(frozen=True)
@@ -41,7 +48,7 @@ class VisionBackbone(nn.Module):
 
     def __init__(self, name: str, width: int, blocks: nn.ModuleList, pre_norm: nn.Module,
                  post_norm: nn.Module, weights: WeightsInfo, is_video: bool = False,
-                 attention_output_path: str | None = None):
+                 attention_output_path: str | None = None, model_config: Any = None):
         super().__init__()
         self.name = name
         self.width = width
@@ -54,6 +61,8 @@ class VisionBackbone(nn.Module):
         # Dotted path, inside one block, of the module whose output is added to the residual
         # after self-attention: where in-block adapters attach (see ``add_adapters``).
         self.attention_output_path = attention_output_path
+        # The Hugging Face config the blocks read their attention implementation from.
+        self.model_config = model_config
 
     def train(self, mode: bool = True) -> VisionBackbone:
         """Stay in eval mode: the backbone is frozen, so its dropout must never fire, even
@@ -65,7 +74,15 @@ class VisionBackbone(nn.Module):
         out = self.blocks[index](tokens)
         return out[0] if isinstance(out, tuple) else out
 
+    def select_attention(self, tokens: torch.Tensor) -> None:
+        """Eager attention for short sequences on CPU, SDPA otherwise (see EAGER_ATTENTION_MAX_TOKENS)."""
+        if self.model_config is None:
+            return
+        eager = tokens.device.type == "cpu" and tokens.shape[1] <= EAGER_ATTENTION_MAX_TOKENS
+        self.model_config._attn_implementation = "eager" if eager else "sdpa"
+
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        self.select_attention(tokens)
         hidden = self.pre_norm(tokens)
         for index in range(self.depth):
             hidden = self.run_block(index, hidden)

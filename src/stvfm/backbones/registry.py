@@ -62,7 +62,7 @@ class BackboneFamily(ABC):
         blocks, pre_norm, post_norm = self.parts(model)
         backbone = self.backbone_class(
             self.name, model.config.hidden_size, blocks, pre_norm, post_norm, weights,
-            is_video=self.is_video, attention_output_path=self.attention_output_path,
+            is_video=self.is_video, attention_output_path=self.attention_output_path, model_config=model.config,
         )
         backbone.requires_grad_(False)
         return backbone.eval()

@@ -152,18 +152,19 @@ def _run_label(payload: dict) -> str:
     return f"{name}, {weights}" if weights else name
 
 
-def plot_horizon_curves(run_dirs: list[str | Path], out_png: str | Path) -> Path:
+def plot_horizon_curves(run_dirs: list[str | Path], out_png: str | Path, labels: list[str] | None = None) -> Path:
     """Per-step RMSE and MAE of several runs on shared axes, to compare how errors grow."""
     fig = Figure(figsize=(10, 4), layout="constrained")
     rmse_ax, mae_ax = fig.subplots(1, 2)
-    for run_dir in run_dirs:
+    for index, run_dir in enumerate(run_dirs):
         payload = load_metrics(run_dir)
         per_horizon = payload.get("per_horizon") or {}
         if not per_horizon.get("rmse") or not per_horizon.get("mae"):
             raise DataError(f"{Path(run_dir) / 'metrics.json'}: no per_horizon rmse/mae lists")
         for ax, metric in ((rmse_ax, "rmse"), (mae_ax, "mae")):
             values = per_horizon[metric]
-            ax.plot(range(1, len(values) + 1), values, marker="o", label=_run_label(payload))
+            label = labels[index] if labels else _run_label(payload)
+            ax.plot(range(1, len(values) + 1), values, marker="o", label=label)
     for ax, metric in ((rmse_ax, "RMSE"), (mae_ax, "MAE")):
         ax.set_xlabel("forecast step")
         ax.set_ylabel(f"{metric} (original units)")

@@ -50,6 +50,7 @@ class RunConfig:
     limit_train_batches: float | int = 1.0  # a fraction or a count, for quick runs
     precision: str = "32"  # "32" or "bf16" (bf16 autocast, CPU or GPU)
     seed: int = 0
+    init_from: str | None = None  # checkpoint of the same model and grid whose weights start this run (fine-tuning)
     optim: OptimConfig = field(default_factory=OptimConfig)
     accelerator: str = "auto"
     devices: int | str = 1
@@ -192,6 +193,8 @@ def fit(config: RunConfig) -> dict[str, Any]:
     L.seed_everything(config.seed, workers=True, verbose=False)
     data = prepare_data(config.dataset, _protocol_for(config), root=config.data_root)
     model = create_model(config.model, data.forecast_shape, **config.model_options)
+    if config.init_from:
+        _start_from(model, config)
     write_text_atomic(out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
     task = ForecastTask(model, data.scaler.inverse_transform, config.optim, run_config=config.to_dict(),
                         data_record=data_record(data))
@@ -242,7 +245,7 @@ def fit(config: RunConfig) -> dict[str, Any]:
 
 
 #: Settings a resumed run must share with the run that left ``last.ckpt``.
-RESUME_KEYS = ("model", "model_options", "channel", "steps", "scaling", "seed")
+RESUME_KEYS = ("model", "model_options", "channel", "steps", "scaling", "seed", "init_from")
 
 
 def _resume_from(config: RunConfig, last: Path) -> tuple[str | None, int]:
@@ -335,6 +338,15 @@ def restore(checkpoint_path: str | os.PathLike, dataset: str | None = None,
     model = create_model(config.model, data.forecast_shape, **config.model_options)
     load_model_weights(model, checkpoint, checkpoint_path)
     return config, data, model
+
+
+def _start_from(model: Forecaster, config: RunConfig) -> None:
+    """Fine-tuning: this run's model starts from another run's weights (same model, same grid)."""
+    checkpoint = load_checkpoint(config.init_from)
+    trained = checkpoint["stvfm"]["run"].get("model")
+    if trained != config.model:
+        raise CheckpointError(f"{config.init_from}: holds model {trained!r}, this run trains {config.model!r}")
+    load_model_weights(model, checkpoint, config.init_from)
 
 
 def load_model_weights(model: Forecaster, checkpoint: dict[str, Any], path: str | os.PathLike) -> None:

@@ -21,7 +21,7 @@ class TemporalTokenAdapter(nn.Module):
 
     def __init__(self, patch_features: int, num_tokens: int, history: int, vfm_dim: int,
                  temporal_dim: int | None, encoder_layers: int, heads: int, dropout: float,
-                 slots_per_day: int, video: bool):
+                 slots_per_day: int, video: bool, normalize: bool = False):
         super().__init__()
         self.project = nn.Identity() if temporal_dim is None else nn.Linear(patch_features, temporal_dim)
         self.encoder = None
@@ -32,6 +32,9 @@ class TemporalTokenAdapter(nn.Module):
         self.adapt = nn.Linear(patch_features if temporal_dim is None else temporal_dim, vfm_dim)
         self.position = nn.Parameter(nn.init.trunc_normal_(torch.empty(num_tokens, vfm_dim), std=0.02))
         self.frame = nn.Parameter(nn.init.trunc_normal_(torch.empty(history, 1, vfm_dim), std=0.02)) if video else None
+        # LayerNorm'd tokens reach the VFM at the scale its blocks were trained on; tokens
+        # of std ~0.02 are drowned by the VFM's own large activations (``token_norm`` option).
+        self.norm = nn.LayerNorm(vfm_dim) if normalize else nn.Identity()
 
     def forward(self, patches: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
         tokens = self.project(patches)
@@ -41,4 +44,4 @@ class TemporalTokenAdapter(nn.Module):
             sequences = self.encoder(tokens.transpose(1, 2).reshape(batch * locations, steps, dim))
             tokens = sequences.view(batch, locations, steps, dim).transpose(1, 2)
         tokens = self.adapt(tokens) + self.position
-        return tokens if self.frame is None else tokens + self.frame
+        return self.norm(tokens if self.frame is None else tokens + self.frame)

@@ -1,0 +1,46 @@
+"""``stvfm reproduce``: one command per paper experiment, fits resumed or reused, a report written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from stvfm.cli.runs import RootOption, _channel, console, quiet_lightning
+from stvfm.errors import StvfmError
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("reproduce")
+    def reproduce_command(
+        experiment: Annotated[str, typer.Option("--experiment", "-e", help="main, ablation, backbones, video, lambda or pretraining.")],
+        dataset: Annotated[str, typer.Option("--dataset", "-d", help="Registered dataset name or path to a generic file.")],
+        out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the runs and the report (shared by experiments: runs are reused).")] = Path("runs/reproduce"),
+        quick: Annotated[bool, typer.Option(help="Smoke run: one seed, one short epoch per fit. The numbers mean nothing.")] = False,
+        seed: Annotated[Optional[list[int]], typer.Option(help="Seed, repeatable (default 0 1 2; 0 with --quick).")] = None,
+        channel: Annotated[Optional[int], typer.Option(help="Channel index (default 0); -1 for all channels.")] = None,
+        steps: Annotated[Optional[int], typer.Option(help="Use only the first N steps (default: the dataset's period).")] = None,
+        max_epochs: Annotated[Optional[int], typer.Option(help="Epoch cap per fit (default 200, early stopping decides; 1 with --quick).")] = None,
+        max_minutes: Annotated[Optional[float], typer.Option(help="Wall-clock cap per fit, in minutes.")] = None,
+        batch_size: Annotated[Optional[int], typer.Option(help="Default: UniST's rule by grid size.")] = None,
+        lr: Annotated[float, typer.Option(help="Peak AdamW learning rate of every learned model.")] = 3e-4,
+        precision: Annotated[str, typer.Option(help="32 or bf16 (autocast).")] = "32",
+        data_root: RootOption = None,
+    ) -> None:
+        """Run a paper experiment (every fit it needs) and write a Markdown report and CSV beside the paper's figures."""
+        from stvfm.experiments.reproduce import ReproduceConfig, reproduce
+
+        quiet_lightning()
+        config = ReproduceConfig(
+            experiment=experiment, dataset=dataset, out=str(out), quick=quick,
+            seeds=tuple(seed) if seed else None, channel=_channel(channel), steps=steps, max_epochs=max_epochs,
+            max_minutes=max_minutes, precision=precision, batch_size=batch_size, lr=lr, data_root=data_root,
+        )
+        outcomes, paths = reproduce(config, announce=lambda message: console.print(f"[bold]fit[/] {message}"))
+        console.print(paths["report"].read_text(), markup=False, highlight=False)
+        for name, path in paths.items():
+            console.print(f"{name}: {path}")
+        failed = [outcome for outcome in outcomes if outcome.status.startswith("failed")]
+        if failed:
+            raise StvfmError(f"{len(failed)} of {len(outcomes)} runs failed; see {paths['report']}")

@@ -1,0 +1,338 @@
+"""``stvfm reproduce``: the paper's experiments as planned fits, a Markdown report and CSV files.
+
+An experiment is a list of planned runs (a row label, a model and its options). Every run of
+every seed gets its own folder under ``OUT/runs``, named by the model and the options that
+differ from the model's defaults, so a configuration shared by several experiments (ST-VFM
+full appears in all of them) is trained once. A folder whose ``metrics.json`` was written
+with the same settings is reused; one with other settings stops the command; a folder with
+only ``last.ckpt`` resumes. A run that fails is reported as failed, never dropped.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from stvfm.atomic import write_text_atomic
+from stvfm.errors import ConfigError, StvfmError
+from stvfm.experiments.paper import paper_figure
+from stvfm.models.registry import build_config, get_model_entry, list_models
+from stvfm.reports.tables import load_metrics
+from stvfm.training.optim import OptimConfig
+from stvfm.training.runner import RunConfig, fit
+
+EXPERIMENTS = ("main", "ablation", "backbones", "video", "lambda", "pretraining")
+#: Flow-loss weights of the lambda sweep (the paper plots a sweep without listing its values).
+LAMBDAS = (0.0, 0.25, 0.5, 1.0, 2.0)
+#: Settings that must match before a finished run folder is reused.
+REUSE_KEYS = ("model", "dataset", "channel", "steps", "scaling", "model_options", "max_epochs", "max_minutes",
+              "patience", "batch_size", "limit_train_batches", "precision", "seed", "optim")
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One row of a report: a model with options, run once per seed."""
+
+    label: str
+    model: str
+    options: dict[str, Any] = field(default_factory=dict)
+    paper_row: str | None = None  # row of the experiment's paper table, None where the paper has none
+    reference: bool = False  # the row others are compared with for the seed-spread check
+
+
+def plan(experiment: str) -> list[PlannedRun]:
+    """The runs of ``experiment``, in report order."""
+    full = PlannedRun("ST-VFM (DINOv2-S)", "stvfm", paper_row="stvfm", reference=True)
+    if experiment == "main":
+        rows = [PlannedRun(entry.name, entry.name, paper_row=entry.name)
+                for entry in list_models() if entry.name != "stvfm"]
+        return rows + [full]
+    if experiment == "ablation":
+        variants = [("#1 simple", "simple"), ("#2 token-adapt", "token-adapt"),
+                    ("#3 temporal-encoder", "temporal-encoder"), ("#4 adapter", "adapter")]
+        rows = [PlannedRun(label, "stvfm", {"variant": variant}, paper_row=variant) for label, variant in variants]
+        return [rows[0], PlannedRun("UniST", "unist", paper_row="unist"), *rows[1:],
+                dataclasses.replace(full, label="full", paper_row="full")]
+    if experiment == "backbones":
+        return [PlannedRun("UniST", "unist", paper_row="unist"),
+                PlannedRun("ST-VFM (CLIP-B/16)", "stvfm", {"backbone": "clip-b16"}, paper_row="clip-b16"),
+                PlannedRun("ST-VFM (DeiT-B)", "stvfm", {"backbone": "deit-b"}, paper_row="deit-b"),
+                dataclasses.replace(full, paper_row="dinov2-s")]
+    if experiment == "video":
+        return [PlannedRun("SimVP", "simvp", paper_row="simvp"),
+                PlannedRun("ST-VFM (VideoMAE-S)", "stvfm", {"backbone": "videomae-s"}, paper_row="videomae-s"),
+                dataclasses.replace(full, paper_row="dinov2-s")]
+    if experiment == "lambda":
+        return [PlannedRun(f"lambda = {weight:g}", "stvfm", {"flow_weight": weight}, reference=weight == 1.0)
+                for weight in LAMBDAS]
+    if experiment == "pretraining":
+        return [dataclasses.replace(full, label="DINOv2-S real weights, frozen", paper_row=None),
+                PlannedRun("DINOv2-S random init, frozen", "stvfm", {"weights": "random"}),
+                PlannedRun("DINOv2-S random init, trained", "stvfm", {"weights": "random", "train_backbone": True})]
+    raise ConfigError(f"unknown experiment {experiment!r}; known: {', '.join(EXPERIMENTS)}")
+
+
+def run_key(run: PlannedRun) -> str:
+    """Folder name of a run: the model plus the options that differ from its defaults."""
+    defaults, chosen = _resolved(run.model, {}), _resolved(run.model, run.options)
+    changed = [f"{key}-{value}" for key, value in sorted(chosen.items()) if value != defaults[key]]
+    return "_".join([run.model, *changed]).replace("/", "-").replace(" ", "")
+
+
+@dataclass
+class ReproduceConfig:
+    """What ``stvfm reproduce`` runs; ``quick`` shrinks every fit to a smoke run."""
+
+    experiment: str
+    dataset: str
+    out: str
+    quick: bool = False
+    seeds: tuple[int, ...] | None = None  # None: (0, 1, 2), or (0,) with quick
+    channel: int | None = 0
+    steps: int | None = None
+    max_epochs: int | None = None  # None: 200 (early stopping decides), or 1 with quick
+    max_minutes: float | None = None  # per run
+    precision: str = "32"
+    batch_size: int | None = None
+    lr: float = 3e-4
+    data_root: str | None = None
+    progress: bool = True
+    # Extra model options per planned run, applied last (tests shrink models with it); not in folder names.
+    extra_options: Callable[[PlannedRun], dict[str, Any]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.experiment not in EXPERIMENTS:
+            raise ConfigError(f"unknown experiment {self.experiment!r}; known: {', '.join(EXPERIMENTS)}")
+        if self.seeds is not None and not self.seeds:
+            raise ConfigError("at least one seed is needed")
+
+    @property
+    def seed_list(self) -> tuple[int, ...]:
+        return self.seeds if self.seeds is not None else ((0,) if self.quick else (0, 1, 2))
+
+    def seeds_for(self, run: PlannedRun) -> tuple[int, ...]:
+        """Classical models are deterministic: one seed is the whole spread (std 0)."""
+        return self.seed_list if get_model_entry(run.model).cls.trainable else self.seed_list[:1]
+
+    def run_config(self, run: PlannedRun, seed: int) -> RunConfig:
+        options = {**run.options, **(self.extra_options(run) if self.extra_options else {})}
+        folder = Path(self.out) / "runs" / f"{Path(self.dataset).stem}-ch{self.channel}" / run_key(run) / f"seed-{seed}"
+        return RunConfig(
+            model=run.model, dataset=self.dataset, out=str(folder), channel=self.channel, steps=self.steps,
+            model_options=options, max_epochs=self.max_epochs or (1 if self.quick else 200),
+            max_minutes=self.max_minutes, limit_train_batches=8 if self.quick else 1.0,
+            batch_size=self.batch_size, precision=self.precision, seed=seed,
+            optim=OptimConfig(lr=self.lr, warmup_epochs=0.1 if self.quick else 5.0),
+            data_root=self.data_root, progress=self.progress,
+        )
+
+
+@dataclass
+class RunOutcome:
+    label: str
+    seed: int
+    folder: Path
+    status: str  # "trained" | "reused" | "failed: <reason>"
+    metrics: dict[str, Any] | None
+
+
+def _resolved(model: str, options: dict[str, Any] | None) -> dict[str, Any]:
+    return dataclasses.asdict(build_config(model, options or {}))
+
+
+def _finished(config: RunConfig) -> dict[str, Any] | None:
+    """The metrics of a finished run with these settings, None if it has not finished."""
+    folder = Path(config.out)
+    if not (folder / "metrics.json").is_file():
+        return None
+    metrics = load_metrics(folder)
+    wanted, found = config.to_dict(), dict(metrics.get("settings", {}))
+    # options compare as the model resolves them: {"flow_weight": 1.0} is the default, i.e. {}
+    try:
+        found["model_options"] = _resolved(found.get("model"), found.get("model_options"))
+    except StvfmError:
+        pass  # another model or unknown options: reported as differing below
+    wanted["model_options"] = _resolved(config.model, config.model_options)
+    differing = [key for key in REUSE_KEYS if wanted.get(key) != found.get(key)]
+    if differing:
+        raise ConfigError(f"{folder}: finished with other settings ({', '.join(differing)}); "
+                          "choose another --out or remove the folder")
+    return metrics
+
+
+def run_all(config: ReproduceConfig, announce: Callable[[str], None] = lambda message: None) -> list[RunOutcome]:
+    """Every planned run and seed: reused when finished, fitted (or resumed) otherwise."""
+    outcomes = []
+    for run in plan(config.experiment):
+        for seed in config.seeds_for(run):
+            run_config = config.run_config(run, seed)
+            folder = Path(run_config.out)
+            metrics, status = _finished(run_config), "reused"
+            if metrics is None:
+                announce(f"{config.experiment}: {run.label}, seed {seed} -> {folder}")
+                try:
+                    metrics, status = fit(run_config), "trained"
+                except StvfmError as error:
+                    metrics, status = None, f"failed: {error}"
+            outcomes.append(RunOutcome(run.label, seed, folder, status, metrics))
+    return outcomes
+
+
+@dataclass
+class ReportRow:
+    run: PlannedRun
+    outcomes: list[RunOutcome]
+    paper: tuple[float, float] | None
+
+    @property
+    def finished(self) -> list[dict[str, Any]]:
+        return [outcome.metrics for outcome in self.outcomes if outcome.metrics]
+
+    def stat(self, metric: str) -> tuple[float, float] | None:
+        """(mean, sample std) over seeds; std is NaN with one seed."""
+        values = [metrics[metric] for metrics in self.finished]
+        if not values:
+            return None
+        if len(values) == 1:
+            return values[0], 0.0 if not get_model_entry(self.run.model).cls.trainable else math.nan
+        return statistics.fmean(values), statistics.stdev(values)
+
+    @property
+    def weights(self) -> str:
+        labels = {(metrics.get("weights") or {}).get("label") for metrics in self.finished} - {None}
+        return ", ".join(sorted(labels)) or "-"
+
+
+def _table_name(experiment: str) -> str:
+    return {"main": "main", "ablation": "ablation", "backbones": "backbones", "video": "video"}.get(experiment, "")
+
+
+def report_rows(config: ReproduceConfig, outcomes: list[RunOutcome]) -> list[ReportRow]:
+    dataset = Path(config.dataset).stem
+    rows = []
+    for run in plan(config.experiment):
+        paper = paper_figure(_table_name(config.experiment), run.paper_row, dataset) if run.paper_row else None
+        rows.append(ReportRow(run, [outcome for outcome in outcomes if outcome.label == run.label], paper))
+    return rows
+
+
+def _spread_verdict(row: ReportRow, reference: ReportRow | None) -> str:
+    """Is the RMSE gap to the reference row larger than the two rows' seed spreads together?"""
+    if reference is None or row is reference:
+        return "reference" if row is reference else "-"
+    mine, theirs = row.stat("rmse"), reference.stat("rmse")
+    if mine is None or theirs is None:
+        return "-"
+    if math.isnan(mine[1]) or math.isnan(theirs[1]):
+        return "one seed: no spread"
+    gap = mine[0] - theirs[0]
+    verdict = "larger than" if abs(gap) > mine[1] + theirs[1] else "within"
+    return f"{gap:+.3f}, {verdict} seed spread"
+
+
+def _format(stat: tuple[float, float] | None) -> str:
+    if stat is None:
+        return "-"
+    mean, std = stat
+    return f"{mean:.3f}" if math.isnan(std) else f"{mean:.3f} ± {std:.3f}"
+
+
+def _csv(rows: list[list[Any]]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    return buffer.getvalue()
+
+
+def write_report(config: ReproduceConfig, outcomes: list[RunOutcome]) -> dict[str, Path]:
+    """``report.md``, ``summary.csv`` (one row per configuration) and ``runs.csv`` (one per seed)."""
+    out = Path(config.out)
+    dataset = Path(config.dataset).stem
+    rows = report_rows(config, outcomes)
+    reference = next((row for row in rows if row.run.reference), None)
+    settings = config.run_config(rows[0].run, config.seed_list[0])
+    lines = [
+        f"# {config.experiment} on {dataset} (channel {config.channel})", "",
+        f"Test split, original units. Seeds: {', '.join(map(str, config.seed_list))}; "
+        f"mode: {'quick (smoke run, numbers mean nothing)' if config.quick else 'full'}; "
+        f"max epochs {settings.max_epochs}, precision {config.precision}, lr {config.lr:g}"
+        + (f", at most {config.max_minutes:g} min per run" if config.max_minutes else "") + ".",
+        "Mean ± sample std over seeds. Paper: the published figure for the same dataset column, "
+        "where the paper has one. A gap counts when it exceeds the two rows' std added together.", "",
+        "| configuration | weights | seeds done | RMSE | MAE | paper RMSE | paper MAE | vs reference (RMSE) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    summary = [["experiment", "dataset", "channel", "configuration", "model", "options", "weights", "seeds_done",
+                "rmse_mean", "rmse_std", "mae_mean", "mae_std", "paper_rmse", "paper_mae"]]
+    for row in rows:
+        rmse, mae = row.stat("rmse"), row.stat("mae")
+        paper = row.paper or ("-", "-")
+        lines.append(f"| {row.run.label} | {row.weights} | {len(row.finished)}/{len(row.outcomes)} | {_format(rmse)} "
+                     f"| {_format(mae)} | {paper[0]} | {paper[1]} | {_spread_verdict(row, reference)} |")
+        summary.append([config.experiment, dataset, config.channel, row.run.label, row.run.model,
+                        run_key(row.run), row.weights, len(row.finished),
+                        *(rmse or ("", "")), *(mae or ("", "")), *(row.paper or ("", ""))])
+    failed = [outcome for outcome in outcomes if outcome.status.startswith("failed")]
+    if failed:
+        lines += ["", "## Failed runs", ""]
+        lines += [f"- {outcome.label}, seed {outcome.seed} ({outcome.folder}): {outcome.status[8:]}" for outcome in failed]
+    per_run = [["configuration", "seed", "status", "rmse", "mae", "weights", "epochs", "seconds_per_epoch", "folder"]]
+    for outcome in outcomes:
+        metrics = outcome.metrics or {}
+        per_run.append([outcome.label, outcome.seed, outcome.status, metrics.get("rmse", ""), metrics.get("mae", ""),
+                        (metrics.get("weights") or {}).get("label", ""), metrics.get("epochs", ""),
+                        metrics.get("seconds_per_epoch", ""), outcome.folder])
+    lines += ["", "Re-run: `" + reproduce_command(config) + "` (finished runs are reused).", ""]
+    figure = _horizon_figure(out / f"{config.experiment}-{dataset}-horizons.png", outcomes, config.seed_list[0])
+    if figure:
+        lines += [f"![per-step RMSE and MAE, seed {config.seed_list[0]}]({figure.name})", ""]
+    paths = {"report": out / f"{config.experiment}-{dataset}.md", "summary": out / f"{config.experiment}-{dataset}.csv",
+             "runs": out / f"{config.experiment}-{dataset}-runs.csv"}
+    write_text_atomic(paths["report"], "\n".join(lines))
+    write_text_atomic(paths["summary"], _csv(summary))
+    write_text_atomic(paths["runs"], _csv(per_run))
+    if figure:
+        paths["figure"] = figure
+    return paths
+
+
+def _horizon_figure(path: Path, outcomes: list[RunOutcome], seed: int) -> Path | None:
+    """Per-step errors of every configuration's first seed on one axis."""
+    from stvfm.reports.plots import plot_horizon_curves
+
+    shown = [outcome for outcome in outcomes if outcome.metrics and outcome.seed == seed]
+    if not shown:
+        return None
+    return plot_horizon_curves([outcome.folder for outcome in shown], path, [outcome.label for outcome in shown])
+
+
+def reproduce_command(config: ReproduceConfig) -> str:
+    parts = ["stvfm reproduce", f"--experiment {config.experiment}", f"--dataset {config.dataset}",
+             f"--out {config.out}"]
+    if config.quick:
+        parts.append("--quick")
+    if config.seeds is not None:
+        parts += [f"--seed {seed}" for seed in config.seeds]
+    if config.channel != 0:
+        parts.append(f"--channel {-1 if config.channel is None else config.channel}")
+    for flag, value in (("--steps", config.steps), ("--max-epochs", config.max_epochs),
+                        ("--max-minutes", config.max_minutes), ("--batch-size", config.batch_size)):
+        if value is not None:
+            parts.append(f"{flag} {value}")
+    if config.precision != "32":
+        parts.append(f"--precision {config.precision}")
+    if config.lr != 3e-4:
+        parts.append(f"--lr {config.lr:g}")
+    return " ".join(parts)
+
+
+def reproduce(config: ReproduceConfig, announce: Callable[[str], None] = lambda message: None
+              ) -> tuple[list[RunOutcome], dict[str, Path]]:
+    """Run (or reuse) every run of the experiment, then write its report."""
+    outcomes = run_all(config, announce)
+    return outcomes, write_report(config, outcomes)

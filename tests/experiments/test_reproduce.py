@@ -1,0 +1,125 @@
+"""``stvfm reproduce``: every experiment's plan, quick runs end to end, reuse, failures, paper figures."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from stvfm.cli.main import main
+from stvfm.data.series import GridSeries
+from stvfm.data.sources.generic import save_generic_npz
+from stvfm.errors import ConfigError
+from stvfm.experiments import reproduce as reproduce_module
+from stvfm.experiments.paper import PAPER, paper_figure
+from stvfm.experiments.reproduce import EXPERIMENTS, ReproduceConfig, plan, reproduce, run_key
+from stvfm.models.registry import list_models
+
+from stvfm.testing import SMALL_BACKBONE_CONFIGS as SMALL_CONFIGS
+
+
+@pytest.fixture(scope="module")
+def small_city(tmp_path_factory):
+    """20 days of hourly counts on a 4x4 grid: enough for the models with weekly context."""
+    rng = np.random.default_rng(1)
+    steps = 24 * 20
+    values = rng.poisson(3.0, size=(steps, 1, 4, 4)).astype(np.float32)
+    timestamps = np.datetime64("2024-03-04T00:00", "s") + np.arange(steps) * np.timedelta64(3600, "s")
+    path = tmp_path_factory.mktemp("city") / "city.npz"
+    save_generic_npz(GridSeries("city", values, timestamps, 60, ("pickups",)), path)
+    return path
+
+
+def tiny(run) -> dict:
+    """Shrink every learned model so a quick experiment takes seconds."""
+    if run.model == "stvfm":
+        backbone = run.options.get("backbone", "dinov2-s")
+        return {"weights": "random", "backbone_overrides": SMALL_CONFIGS[backbone], "temporal_dim": 16,
+                "temporal_heads": 2, "encoder_layers": 1, "decoder_layers": 1}
+    if run.model == "stllm":
+        return {"weights": "random", "llm_layers": 2, "gpt2_overrides": {"n_embd": 32, "n_layer": 2, "n_head": 2}}
+    if run.model == "arima":
+        return {"workers": 1}
+    return {}
+
+
+def quick(experiment, dataset, out, **overrides) -> ReproduceConfig:
+    return ReproduceConfig(experiment=experiment, dataset=str(dataset), out=str(out), quick=True, batch_size=16,
+                           progress=False, extra_options=tiny, **overrides)
+
+
+def read_csv(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_every_experiment_has_a_plan_with_one_reference():
+    for experiment in EXPERIMENTS:
+        runs = plan(experiment)
+        assert len({run.label for run in runs}) == len(runs)
+        assert sum(run.reference for run in runs) == 1
+    assert {run.model for run in plan("main")} == {entry.name for entry in list_models()}
+    with pytest.raises(ConfigError, match="unknown experiment"):
+        plan("everything")
+
+
+def test_shared_configurations_share_one_folder():
+    full = {experiment: next(run for run in plan(experiment) if run.reference) for experiment in EXPERIMENTS}
+    assert {run_key(run) for run in full.values()} == {"stvfm"}
+    lambdas = [run_key(run) for run in plan("lambda")]
+    assert lambdas.count("stvfm") == 1 and "stvfm_flow_weight-0.0" in lambdas
+    assert "stvfm_train_backbone-True_weights-random" in [run_key(run) for run in plan("pretraining")]
+
+
+def test_paper_figures_are_transcribed():
+    assert paper_figure("main", "stvfm", "taxinyc1") == (13.79, 4.95)
+    assert paper_figure("main", "ha-day", "bikenyc1") == (11.41, 3.43)
+    assert paper_figure("ablation", "adapter", "bikenyc1") == (3.36, 1.22)
+    assert paper_figure("backbones", "clip-b16", "tdrive") is None  # the paper has no figure there
+    assert paper_figure("video", "videomae-s", "taxinyc1") == (16.64, 6.00)
+    assert set(PAPER["main"]) == {entry.name for entry in list_models()} - {"last", "ha-week"}
+
+
+def test_quick_main_runs_every_model_and_writes_the_report(tmp_path, small_city):
+    outcomes, paths = reproduce(quick("main", small_city, tmp_path))
+    assert {outcome.status for outcome in outcomes} == {"trained"}
+    summary = read_csv(paths["summary"])
+    assert [row["configuration"] for row in summary] == [run.label for run in plan("main")]
+    assert all(float(row["rmse_mean"]) > 0 for row in summary)
+    report = paths["report"].read_text()
+    assert "| ST-VFM (DINOv2-S) | DINOv2-S (random-init) | 1/1 |" in report
+    assert "quick (smoke run" in report and paths["figure"].stat().st_size > 0
+    assert len(read_csv(paths["runs"])) == len(outcomes)
+
+
+def test_finished_runs_are_reused_and_shared_across_experiments(tmp_path, small_city, monkeypatch):
+    reproduce(quick("lambda", small_city, tmp_path))
+    trained = []
+    real_fit = reproduce_module.fit
+    monkeypatch.setattr(reproduce_module, "fit", lambda config: trained.append(config.out) or real_fit(config))
+    outcomes, paths = reproduce(quick("pretraining", small_city, tmp_path))
+    assert [outcome.status for outcome in outcomes] == ["reused", "trained", "trained"]
+    assert len(trained) == 2
+    again, _ = reproduce(quick("pretraining", small_city, tmp_path))
+    assert {outcome.status for outcome in again} == {"reused"} and len(trained) == 2
+    assert "reference" in paths["report"].read_text()
+
+
+def test_a_finished_run_with_other_settings_stops_the_command(tmp_path, small_city):
+    reproduce(quick("video", small_city, tmp_path, seeds=(0,)))
+    with pytest.raises(ConfigError, match="finished with other settings"):
+        reproduce(quick("video", small_city, tmp_path, lr=1e-3))
+
+
+def test_a_failed_run_is_reported_and_the_cli_exits_non_zero(tmp_path, small_city, monkeypatch, capsys):
+    def broken(run):
+        return {**tiny(run), "no_such_option": 1} if run.label == "SimVP" else tiny(run)
+
+    outcomes, paths = reproduce(ReproduceConfig(experiment="video", dataset=str(small_city), out=str(tmp_path),
+                                                quick=True, batch_size=16, progress=False, extra_options=broken))
+    failed = [outcome for outcome in outcomes if outcome.status.startswith("failed")]
+    assert [outcome.label for outcome in failed] == ["SimVP"]
+    assert "## Failed runs" in paths["report"].read_text()
+    assert main(["reproduce", "--experiment", "nothing", "--dataset", str(small_city)]) == 2
+    assert "unknown experiment" in capsys.readouterr().err
