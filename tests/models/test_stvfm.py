@@ -89,7 +89,7 @@ def test_flow_is_the_first_difference_and_its_target_starts_from_the_last_input(
 def test_cross_prompt_attention_is_one_softmax_over_own_and_prompt_keys():
     """Eq. 10 written out by hand for one head."""
     torch.manual_seed(0)
-    attention = CrossPromptAttention(dim=8, heads=1, dropout=0.0)
+    attention = CrossPromptAttention(dim=8, heads=1)
     tokens, prompts = torch.randn(2, 5, 8), torch.randn(2, 3, 8)
     query, key, value = attention.qkv(tokens).chunk(3, dim=-1)
     prompt_key, prompt_value = attention.prompt_kv(prompts).chunk(2, dim=-1)

