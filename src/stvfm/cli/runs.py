@@ -261,6 +261,43 @@ def register(app: typer.Typer) -> None:
         if payload:
             _print_metrics(payload, out)
 
+    @app.command("pretrain")
+    def pretrain_command(
+        model: ModelOption,
+        datasets: Annotated[str, typer.Option(help="Comma-separated datasets (names or generic files), trained at once.")],
+        out: OutOption,
+        channel: ChannelOption = None,
+        option: SetOption = None,
+        max_epochs: Annotated[int, typer.Option(help="Upper bound on epochs; early stopping usually ends sooner.")] = 50,
+        max_minutes: Annotated[Optional[float], typer.Option(help="Stop training after this many minutes.")] = None,
+        patience: Annotated[int, typer.Option(help="Early-stopping patience (epochs without val-loss improvement).")] = 10,
+        limit_train_batches: Annotated[float, typer.Option(help="Fraction (<=1) or count (>1) of training steps per epoch.")] = 1.0,
+        batch_size: Annotated[Optional[int], typer.Option(help="Windows per dataset per step; default: UniST's rule by the largest grid.")] = None,
+        lr: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = 3e-4,
+        warmup_epochs: Annotated[float, typer.Option(help="Linear warm-up epochs before cosine decay.")] = 5.0,
+        precision: Annotated[str, typer.Option(help="32 or bf16 (autocast).")] = "32",
+        seed: Annotated[int, typer.Option(help="Seed for weights and shuffling.")] = 0,
+        accelerator: Annotated[str, typer.Option(help="cpu, gpu or auto.")] = "auto",
+        data_root: RootOption = None,
+    ) -> None:
+        """Pre-train one model on several datasets at once (UniST's recipe); fine-tune it with `fit --init-from`."""
+        from stvfm.training.optim import OptimConfig
+        from stvfm.training.pretrain import PretrainConfig, pretrain
+
+        quiet_lightning()
+        config = PretrainConfig(
+            model=model, datasets=[name.strip() for name in datasets.split(",") if name.strip()], out=str(out),
+            channel=_channel(channel), model_options=parse_options(option), max_epochs=max_epochs,
+            max_minutes=max_minutes, patience=patience,
+            limit_train_batches=int(limit_train_batches) if limit_train_batches > 1 else limit_train_batches,
+            batch_size=batch_size, precision=precision, seed=seed, optim=OptimConfig(lr=lr, warmup_epochs=warmup_epochs),
+            accelerator=accelerator, data_root=data_root,
+        )
+        payload = pretrain(config)
+        console.print(f"pre-trained {model} on {', '.join(config.datasets)}: {payload['epochs']} epoch(s), "
+                      f"best mean val loss {payload['best_val_loss']}, per dataset {payload['val_loss_per_dataset']}")
+        console.print(f"fine-tune with: stvfm fit --model {model} --dataset NAME --init-from {payload['checkpoint']} ...")
+
     @app.command("test")
     def test_command(
         checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="A best.ckpt written by `stvfm fit`.")],

@@ -1,0 +1,198 @@
+"""Pre-training one model on several datasets at once, as UniST does, for fine-tuning with ``fit --init-from``.
+
+Every training step draws one batch from each dataset (each on its own grid, scaled by its
+own training split) and minimises the mean of the per-dataset losses; validation loss is the
+mean over datasets. One set of weights serves every grid through shallow "views" of the
+model that share all parameters and differ only in the ``ForecastShape`` they read (grid,
+slots per day). That only works for models without grid-sized weights (UniST computes its
+positions on the fly); for any other model the command stops with the first weight whose
+shape depends on the grid.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import yaml
+from torch.utils.data import DataLoader
+from torchmetrics import MeanMetric
+
+from stvfm.atomic import write_json_atomic, write_text_atomic
+from stvfm.data.datamodule import EpochShuffleSampler, default_batch_size
+from stvfm.data.prepared import PreparedData, prepare_data
+from stvfm.errors import ConfigError
+from stvfm.models.base import Forecaster
+from stvfm.models.registry import create_model, get_model_entry
+from stvfm.training.optim import OptimConfig
+from stvfm.training.runner import RunConfig, _protocol_for, _trainer, data_record, parameter_counts
+from stvfm.training.task import ForecastTask
+
+
+@dataclass
+class PretrainConfig:
+    """A multi-dataset pre-training run; fields mean what they mean in ``RunConfig``."""
+
+    model: str
+    datasets: list[str]
+    out: str
+    channel: int | None = 0
+    steps: int | None = None
+    scaling: str = "train"
+    model_options: dict[str, Any] = field(default_factory=dict)
+    max_epochs: int = 50
+    max_minutes: float | None = None
+    patience: int = 10
+    batch_size: int | None = None  # None: UniST's rule by the largest grid
+    limit_train_batches: float | int = 1.0
+    precision: str = "32"
+    seed: int = 0
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    accelerator: str = "auto"
+    data_root: str | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if len(self.datasets) < 2 or len(set(self.datasets)) != len(self.datasets):
+            raise ConfigError(f"pre-training needs two or more different datasets, got {', '.join(self.datasets) or 'none'}")
+        if not get_model_entry(self.model).cls.trainable:
+            raise ConfigError(f"model {self.model!r} is classical: nothing to pre-train")
+
+    def run_config(self, dataset: str) -> RunConfig:
+        """The single-dataset settings of one member (protocol, trainer options)."""
+        return RunConfig(model=self.model, dataset=dataset, out=self.out, channel=self.channel, steps=self.steps,
+                         scaling=self.scaling, model_options=self.model_options, max_epochs=self.max_epochs,
+                         max_minutes=self.max_minutes, patience=self.patience,
+                         limit_train_batches=self.limit_train_batches, precision=self.precision, seed=self.seed,
+                         optim=self.optim, accelerator=self.accelerator, data_root=self.data_root,
+                         progress=self.progress)
+
+
+def shared_views(model: Forecaster, name: str, datas: dict[str, PreparedData],
+                 options: dict[str, Any]) -> dict[str, Forecaster]:
+    """One shallow copy of ``model`` per dataset: the same parameters, that dataset's shape.
+
+    Checks first that a model built for each dataset's shape has exactly the weights of
+    ``model``, so no weight silently means something else on another grid.
+    """
+    reference = {key: tuple(value.shape) for key, value in model.state_dict().items()}
+    views = {}
+    for dataset, data in datas.items():
+        built = create_model(name, data.forecast_shape, **options).state_dict()
+        for key, value in built.items():
+            if reference.get(key) != tuple(value.shape):
+                raise ConfigError(f"model {name!r} cannot pre-train across grids: weight {key} has shape "
+                                  f"{tuple(value.shape)} on {dataset} and {reference.get(key)} on the first dataset")
+        view = copy.copy(model)  # shares _parameters/_modules/_buffers; only .shape differs
+        view.shape = data.forecast_shape
+        views[dataset] = view
+    return views
+
+
+class MultiGridTask(ForecastTask):
+    """Mean loss over one batch per dataset; validation loss is the mean of per-dataset means."""
+
+    def __init__(self, model: Forecaster, views: dict[str, Forecaster], optim: OptimConfig, run_config: dict,
+                 data_record: dict):
+        super().__init__(model, lambda values: values, optim, run_config=run_config, data_record=data_record)
+        self.names = list(views)
+        self.views = views  # a plain dict: the views are not registered twice in the state dict
+        self.val_losses = torch.nn.ModuleDict({name: MeanMetric() for name in self.names})
+
+    def training_step(self, batches: dict[str, dict[str, torch.Tensor]], batch_idx: int) -> torch.Tensor:
+        losses = [self.views[name].loss(batch, self.views[name](batch))["loss"] for name, batch in batches.items()]
+        loss = torch.stack(losses).mean()
+        for name, value in zip(batches, losses):
+            self.log(f"train/loss_{name}", value.detach().float(), on_step=False, on_epoch=True)
+        self.log("train/loss", loss.detach().float(), on_step=True, on_epoch=True, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+        name = self.names[dataloader_idx]
+        view = self.views[name]
+        self.val_losses[name].update(view.loss(batch, view(batch))["loss"].detach().float(), weight=batch["x"].shape[0])
+
+    def on_validation_epoch_end(self) -> None:
+        per_dataset = {name: metric.compute() for name, metric in self.val_losses.items()}
+        for name, value in per_dataset.items():
+            self.log(f"val/loss_{name}", value)
+            self.val_losses[name].reset()
+        self.log("val/loss", torch.stack(list(per_dataset.values())).mean(), prog_bar=True)
+
+
+class MultiGridDataModule(L.LightningDataModule):
+    """Training: one batch of every dataset per step (the shorter ones cycle); validation: one loader each."""
+
+    def __init__(self, datas: dict[str, PreparedData], batch_size: int, seed: int):
+        super().__init__()
+        self.datas = datas
+        self.batch_size = batch_size
+        self.seed = seed
+
+    def train_dataloader(self):
+        from lightning.pytorch.utilities import CombinedLoader
+
+        loaders = {}
+        for index, (name, data) in enumerate(self.datas.items()):
+            dataset = data.dataset("train")
+            loaders[name] = DataLoader(dataset, batch_size=self.batch_size,
+                                       sampler=EpochShuffleSampler(dataset, self.seed + index))
+        return CombinedLoader(loaders, mode="max_size_cycle")
+
+    def val_dataloader(self) -> list[DataLoader]:
+        return [DataLoader(data.dataset("val"), batch_size=4 * self.batch_size) for data in self.datas.values()]
+
+
+def pretrain(config: PretrainConfig) -> dict[str, Any]:
+    """Train on every dataset at once; writes ``config.yaml``, ``checkpoints/best.ckpt`` and ``metrics.json``."""
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    out = Path(config.out)
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    datas: dict[str, PreparedData] = {}
+    for source in config.datasets:
+        data = prepare_data(source, _protocol_for(config.run_config(source)), root=config.data_root)
+        if data.series.name in datas:
+            raise ConfigError(f"{source}: a second dataset named {data.series.name!r}; rename one file")
+        datas[data.series.name] = data  # series names key logs and metrics: no paths, no dots
+    shapes = {name: data.forecast_shape for name, data in datas.items()}
+    first = next(iter(shapes.values()))
+    for name, shape in shapes.items():
+        if (shape.channels, shape.history, shape.horizon) != (first.channels, first.history, first.horizon):
+            raise ConfigError(f"{name}: {shape.channels} channel(s), {shape.history} -> {shape.horizon} steps; "
+                              f"{next(iter(datas))} has {first.channels}, {first.history} -> {first.horizon}")
+    model = create_model(config.model, first, **config.model_options)
+    views = shared_views(model, config.model, datas, config.model_options)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = {**vars(config), "optim": vars(config.optim)}
+    write_text_atomic(out / "config.yaml", yaml.safe_dump(settings, sort_keys=False))
+    # ``run`` is what ``fit --init-from`` checks: the model name and its options
+    run_record = replace(config.run_config(config.datasets[0]), out=str(out)).to_dict() | {"pretrained_on": config.datasets}
+    task = MultiGridTask(model, views, config.optim, run_config=run_record,
+                         data_record={name: data_record(data) for name, data in datas.items()})
+    batch_size = config.batch_size or min(default_batch_size(s.height, s.width) for s in shapes.values())
+    module = MultiGridDataModule(datas, batch_size, config.seed)
+    checkpoints = ModelCheckpoint(dirpath=str(out / "checkpoints"), filename="best", monitor="val/loss",
+                                  mode="min", save_last=True, save_top_k=1)
+    stopper = EarlyStopping(monitor="val/loss", mode="min", patience=config.patience)
+    trainer = _trainer(config.run_config(config.datasets[0]), out, [checkpoints, stopper], config.max_epochs)
+    started = time.perf_counter()
+    trainer.fit(task, datamodule=module)
+    seconds = time.perf_counter() - started
+    epochs = int(trainer.current_epoch)
+    payload = {
+        "model": config.model, "pretrained_on": list(datas), "channel": config.channel, "seed": config.seed,
+        "best_val_loss": float(checkpoints.best_model_score) if checkpoints.best_model_score is not None else None,
+        "val_loss_per_dataset": {name: float(trainer.callback_metrics[f"val/loss_{name}"])
+                                 for name in datas if f"val/loss_{name}" in trainer.callback_metrics},
+        "epochs": epochs, "train_seconds": seconds, "seconds_per_epoch": seconds / max(1, epochs),
+        "checkpoint": checkpoints.best_model_path or None, "parameters": parameter_counts(model),
+        "settings": settings,
+    }
+    write_json_atomic(out / "metrics.json", payload)
+    return payload

@@ -1,0 +1,66 @@
+"""Multi-dataset pre-training (UniST's recipe) and fine-tuning from it with ``fit --init-from``."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from stvfm.cli.main import main
+from stvfm.data.series import GridSeries
+from stvfm.data.sources.generic import save_generic_npz
+from stvfm.errors import ConfigError
+from stvfm.training.pretrain import PretrainConfig, pretrain
+
+SMALL_UNIST = ["width=16", "encoder_depth=1", "decoder_depth=1", "heads=2", "spatial_memory=8", "temporal_memory=8"]
+
+
+def city(path, height, width, interval, days=20, seed=0):
+    steps = days * 24 * 60 // interval
+    values = np.random.default_rng(seed).poisson(4.0, size=(steps, 1, height, width)).astype(np.float32)
+    timestamps = np.datetime64("2024-01-01T00:00", "s") + np.arange(steps) * np.timedelta64(interval * 60, "s")
+    save_generic_npz(GridSeries(path.stem, values, timestamps, interval, ("flow",)), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def cities(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cities")
+    # different grids and different slots per day: what UniST pre-trains across
+    return city(folder / "hourly.npz", 5, 3, 60), city(folder / "halfhourly.npz", 4, 6, 30, days=10, seed=1)
+
+
+def test_pretrain_on_two_grids_then_fine_tune_on_one(tmp_path, cities, capsys):
+    hourly, halfhourly = cities
+    out = tmp_path / "pre"
+    options = [arg for option in SMALL_UNIST for arg in ("--set", option)]
+    code = main(["pretrain", "--model", "unist", "--datasets", f"{hourly},{halfhourly}", "--out", str(out),
+                 "--max-epochs", "2", "--limit-train-batches", "3", "--batch-size", "8", "--warmup-epochs", "0.5",
+                 "--accelerator", "cpu", *options])
+    assert code == 0, capsys.readouterr().err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs"] == 2 and set(metrics["val_loss_per_dataset"]) == {"hourly", "halfhourly"}
+    assert np.isfinite(metrics["best_val_loss"])
+    checkpoint = torch.load(out / "checkpoints" / "best.ckpt", weights_only=True)
+    # one copy of the weights, whatever the number of datasets
+    assert all(key.startswith("model.") for key in checkpoint["state_dict"])
+    fine = tmp_path / "fine"
+    code = main(["fit", "--model", "unist", "--dataset", str(halfhourly), "--out", str(fine), "--max-epochs", "0",
+                 "--init-from", str(out / "checkpoints" / "best.ckpt"), "--accelerator", "cpu", *options])
+    assert code == 0, capsys.readouterr().err
+    assert np.isfinite(json.loads((fine / "metrics.json").read_text())["rmse"])
+
+
+def test_models_with_grid_sized_weights_cannot_pretrain_across_grids(tmp_path, cities):
+    with pytest.raises(ConfigError, match="cannot pre-train across grids"):
+        pretrain(PretrainConfig(model="stid", datasets=[str(path) for path in cities], out=str(tmp_path),
+                                max_epochs=1, accelerator="cpu", progress=False))
+
+
+def test_pretraining_needs_two_datasets_and_a_learned_model():
+    with pytest.raises(ConfigError, match="two or more"):
+        PretrainConfig(model="unist", datasets=["bikenyc1"], out="x")
+    with pytest.raises(ConfigError, match="classical"):
+        PretrainConfig(model="ha-week", datasets=["bikenyc1", "taxinyc1"], out="x")
