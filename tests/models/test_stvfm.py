@@ -158,3 +158,14 @@ def test_registry_builds_stvfm_with_its_own_backbone(tiny_shape, batch_factory):
                          encoder_layers=1, decoder_layers=1, backbone_overrides={"num_hidden_layers": 1})
     assert model.backbone.depth == 1 and len(model.adapters) == 1
     assert model(batch_factory(tiny_shape, batch_size=1))["forecast"].shape == (1, 6, 1, 6, 4)
+
+
+def test_grid_values_in_and_forecasts_out_stay_fp32_under_bf16_autocast(tiny_shape, batch_factory):
+    batch = batch_factory(tiny_shape, batch_size=2)
+    model = build(tiny_shape, "full").eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        outputs = model(batch)
+    assert outputs["forecast"].dtype == torch.float32 and outputs["flow_forecast"].dtype == torch.float32
+    # a forecast value bf16 cannot represent survives (it would be rounded to 2^-8 steps otherwise)
+    rounded = outputs["forecast"].to(torch.bfloat16).float()
+    assert not torch.equal(outputs["forecast"], rounded)

@@ -303,13 +303,14 @@ def register(app: typer.Typer) -> None:
         checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="A best.ckpt written by `stvfm fit`.")],
         out: OutOption,
         dataset: Annotated[Optional[str], typer.Option(help="Evaluate on another dataset of the same grid (default: the training one).")] = None,
+        precision: Annotated[Optional[str], typer.Option(help="32 or bf16 (default: the precision it was trained in).")] = None,
         data_root: RootOption = None,
     ) -> None:
         """Re-evaluate a checkpoint on the test split; writes the same metrics.json as fit."""
         from stvfm.training.runner import evaluate_checkpoint
 
         quiet_lightning()
-        _print_metrics(evaluate_checkpoint(checkpoint, out, dataset=dataset, data_root=data_root), out)
+        _print_metrics(evaluate_checkpoint(checkpoint, out, dataset=dataset, data_root=data_root, precision=precision), out)
 
     @app.command("predict")
     def predict_command(

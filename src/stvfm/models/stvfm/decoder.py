@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from stvfm.models.layers import FullPrecisionLinear
 from stvfm.models.stvfm.temporal import CalendarEmbedding, TemporalTransformer
 
 
@@ -24,7 +25,7 @@ class TemporalDecoder(nn.Module):
         self.step = nn.Parameter(nn.init.trunc_normal_(torch.empty(history + horizon, temporal_dim), std=0.02))
         self.calendar = CalendarEmbedding(slots_per_day, temporal_dim)
         self.transformer = TemporalTransformer(temporal_dim, heads, layers, dropout)
-        self.head = nn.Linear(temporal_dim, patch_features)
+        self.head = FullPrecisionLinear(temporal_dim, patch_features)  # forecasts are not rounded to bf16
 
     def forward(self, features: torch.Tensor, x_time: torch.Tensor, y_time: torch.Tensor) -> torch.Tensor:
         history = self.project(features)
@@ -46,7 +47,8 @@ class FrameMLPHead(nn.Module):
         super().__init__()
         self.horizon = horizon
         self.mlp = nn.Sequential(
-            nn.Linear(history * vfm_dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, horizon * patch_features),
+            nn.Linear(history * vfm_dim, hidden), nn.GELU(), nn.Dropout(dropout),
+            FullPrecisionLinear(hidden, horizon * patch_features),
         )
 
     def forward(self, features: torch.Tensor, x_time: torch.Tensor, y_time: torch.Tensor) -> torch.Tensor:

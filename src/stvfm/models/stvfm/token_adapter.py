@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from stvfm.models.layers import FullPrecisionLinear
 from stvfm.models.stvfm.temporal import CalendarEmbedding, TemporalTransformer
 
 
@@ -23,13 +24,15 @@ class TemporalTokenAdapter(nn.Module):
                  temporal_dim: int | None, encoder_layers: int, heads: int, dropout: float,
                  slots_per_day: int, video: bool, normalize: bool = False):
         super().__init__()
-        self.project = nn.Identity() if temporal_dim is None else nn.Linear(patch_features, temporal_dim)
+        # the layer that reads raw grid values runs in fp32 under autocast (see FullPrecisionLinear)
+        self.project = nn.Identity() if temporal_dim is None else FullPrecisionLinear(patch_features, temporal_dim)
         self.encoder = None
         if encoder_layers:
             self.step = nn.Parameter(nn.init.trunc_normal_(torch.empty(history, temporal_dim), std=0.02))
             self.calendar = CalendarEmbedding(slots_per_day, temporal_dim)
             self.encoder = TemporalTransformer(temporal_dim, heads, encoder_layers, dropout)
-        self.adapt = nn.Linear(patch_features if temporal_dim is None else temporal_dim, vfm_dim)
+        self.adapt = (FullPrecisionLinear(patch_features, vfm_dim) if temporal_dim is None
+                      else nn.Linear(temporal_dim, vfm_dim))
         self.position = nn.Parameter(nn.init.trunc_normal_(torch.empty(num_tokens, vfm_dim), std=0.02))
         self.frame = nn.Parameter(nn.init.trunc_normal_(torch.empty(history, 1, vfm_dim), std=0.02)) if video else None
         # LayerNorm'd tokens reach the VFM at the scale its blocks were trained on; tokens
