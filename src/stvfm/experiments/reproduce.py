@@ -209,15 +209,12 @@ class ReportRow:
         return ", ".join(sorted(labels)) or "-"
 
 
-def _table_name(experiment: str) -> str:
-    return {"main": "main", "ablation": "ablation", "backbones": "backbones", "video": "video"}.get(experiment, "")
-
-
 def report_rows(config: ReproduceConfig, outcomes: list[RunOutcome]) -> list[ReportRow]:
     dataset = Path(config.dataset).stem
     rows = []
     for run in plan(config.experiment):
-        paper = paper_figure(_table_name(config.experiment), run.paper_row, dataset) if run.paper_row else None
+        # lambda and pretraining have no published table: paper_figure gives None
+        paper = paper_figure(config.experiment, run.paper_row, dataset) if run.paper_row else None
         rows.append(ReportRow(run, [outcome for outcome in outcomes if outcome.label == run.label], paper))
     return rows
 
