@@ -155,3 +155,17 @@ def test_stllm_rejects_corrupt_and_mismatched_weights(tmp_path):
         _stllm(weights=f"path:{tmp_path / 'absent.pt'}")
     with pytest.raises(ConfigError, match="weights"):
         _stllm(weights="gpt2")
+
+
+def test_mcstl_pretrains_its_self_supervised_tasks_first_then_forecasts():
+    shape = shape_for("mcstl")
+    model = create_model("mcstl", shape, **TINY["mcstl"], pretrain_steps=2).train()
+    batch = make_batch(shape, batch_size=2)
+    for _ in range(2):
+        terms = model.loss(batch, model(batch))
+        assert torch.allclose(terms["loss"], terms["masked_reconstruction"] + terms["contrastive"])
+        terms["loss"].backward()
+        assert model.forecast_head.weight.grad is None  # stage 1 never touches the forecaster
+    terms = model.loss(batch, model(batch))
+    assert terms["loss"] > terms["mse_st"] and int(model.pretrained_steps) == 2
+    assert "pretrained_steps" in model.state_dict()  # the stage survives a checkpoint and a resume
