@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -92,3 +93,22 @@ def test_cost_scaling_counts_every_case_and_times_the_affordable_ones(tmp_path, 
     assert rows[(16, 6)]["train_s_per_window"] is None  # over the timing budget: counted, not run
     # the CLI path (real sizes would take minutes; only check it is wired)
     assert main(["bench", "--scaling", "--out", str(tmp_path / "s.json"), "--backbone", "nothing"]) == 2
+
+
+def test_bf16_accuracy_check_trains_both_precisions_on_one_schedule(tmp_path):
+    from stvfm.testing import SMALL_BACKBONE_CONFIGS
+    from stvfm.training.benchmark import AccuracyCheckConfig, bf16_accuracy_check
+    from stvfm.data.series import GridSeries
+    from stvfm.data.sources.generic import save_generic_npz
+
+    steps = 24 * 10
+    values = np.random.default_rng(0).poisson(4.0, size=(steps, 1, 4, 4)).astype(np.float32)
+    timestamps = np.datetime64("2024-01-01T00:00", "s") + np.arange(steps) * np.timedelta64(3600, "s")
+    city = tmp_path / "city.npz"
+    save_generic_npz(GridSeries("city", values, timestamps, 60, ("flow",)), city)
+    options = {"backbone": "dinov2-s", "weights": "random", "backbone_overrides": SMALL_BACKBONE_CONFIGS["dinov2-s"], **TINY}
+    check = bf16_accuracy_check(AccuracyCheckConfig(dataset=str(city), out=str(tmp_path / "acc"), train_batches=2,
+                                                    model_options=options))
+    assert positive(check["fp32"]["rmse"]) and positive(check["bf16"]["rmse"])
+    assert check["relative_rmse_gap"] >= 0 and isinstance(check["within_tolerance"], bool)
+    assert (tmp_path / "acc" / "precision-bf16" / "metrics.json").exists()

@@ -112,6 +112,8 @@ def register(app: typer.Typer) -> None:
         variant: Annotated[str, typer.Option(help="ST-VFM variant: simple, token-adapt, temporal-encoder, adapter, full.")] = "full",
         option: SetOption = None,
         scaling: Annotated[bool, typer.Option(help="Instead: how training cost grows with grid size and history length.")] = False,
+        accuracy: Annotated[bool, typer.Option(help="Instead: train ST-VFM once in fp32 and once in bf16 (same seed and schedule) and compare test RMSE.")] = False,
+        accuracy_batches: Annotated[int, typer.Option(help="With --accuracy: training batches of the one epoch each precision trains.")] = 100,
     ) -> None:
         """Time ST-VFM training and inference in fp32 and bf16 against this CPU's matmul peak (run it on an idle machine)."""
         from rich import box
@@ -121,6 +123,19 @@ def register(app: typer.Typer) -> None:
 
         if scaling:
             _bench_scaling(out, backbone, variant, parse_options(option))
+            return
+        if accuracy:
+            from stvfm.training.benchmark import AccuracyCheckConfig, bf16_accuracy_check
+
+            check = bf16_accuracy_check(AccuracyCheckConfig(
+                dataset=datasets.split(",")[0].strip(), out=str(out.with_suffix("")), train_batches=accuracy_batches,
+                batch_size=batch_size or 8,
+                model_options={"backbone": backbone, "weights": weights, "variant": variant, **parse_options(option)}))
+            write_json_atomic(out, check)
+            console.print(f"test RMSE fp32 {check['fp32']['rmse']:.4f}, bf16 {check['bf16']['rmse']:.4f}: "
+                          f"gap {check['relative_rmse_gap']:.2%} "
+                          + ("[green]within[/]" if check["within_tolerance"] else "[red]over[/]") + " 2%")
+            console.print(f"written: {out}")
             return
 
         config = BenchmarkConfig(

@@ -18,5 +18,8 @@ class FullPrecisionLinear(nn.Linear):
     """
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device_type=inputs.device.type, enabled=False):
+        device = inputs.device.type
+        if device not in ("cpu", "cuda") or not torch.is_autocast_enabled(device):
+            return super().forward(inputs)  # no autocast (or the meta device of FLOP counting): nothing to undo
+        with torch.autocast(device_type=device, enabled=False):
             return super().forward(inputs.float())
