@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 
 from stvfm.cli.main import main
-from stvfm.data.series import GridSeries
-from stvfm.data.sources.generic import save_generic_npz
 from stvfm.models.registry import list_models
+from stvfm.testing import write_synthetic_city
 
 
 def run(capsys, *args: str) -> tuple[int, str, str]:
@@ -53,13 +52,7 @@ CLASSICAL = {"last", "ha-day", "ha-week", "arima"}
 @pytest.fixture(scope="module")
 def small_city(tmp_path_factory):
     """20 days of hourly counts on a 5x3 grid: enough for daily and weekly context."""
-    rng = np.random.default_rng(0)
-    steps = 24 * 20
-    values = rng.poisson(4.0, size=(steps, 1, 5, 3)).astype(np.float32)
-    timestamps = np.datetime64("2024-01-01T00:00", "s") + np.arange(steps) * np.timedelta64(3600, "s")
-    path = tmp_path_factory.mktemp("city") / "city.npz"
-    save_generic_npz(GridSeries("city", values, timestamps, 60, ("pickups",)), path)
-    return path
+    return write_synthetic_city(tmp_path_factory.mktemp("city") / "city.npz")
 
 
 @pytest.mark.parametrize("model", [entry.name for entry in list_models()])

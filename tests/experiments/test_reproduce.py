@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import csv
 
-import numpy as np
 import pytest
 
 from stvfm.cli.main import main
-from stvfm.data.series import GridSeries
-from stvfm.data.sources.generic import save_generic_npz
 from stvfm.errors import ConfigError
 from stvfm.experiments import reproduce as reproduce_module
 from stvfm.experiments.paper import PAPER, paper_figure
@@ -17,18 +14,13 @@ from stvfm.experiments.reproduce import EXPERIMENTS, ReproduceConfig, plan, repr
 from stvfm.models.registry import list_models
 
 from stvfm.testing import SMALL_BACKBONE_CONFIGS as SMALL_CONFIGS
+from stvfm.testing import write_synthetic_city
 
 
 @pytest.fixture(scope="module")
 def small_city(tmp_path_factory):
     """20 days of hourly counts on a 4x4 grid: enough for the models with weekly context."""
-    rng = np.random.default_rng(1)
-    steps = 24 * 20
-    values = rng.poisson(3.0, size=(steps, 1, 4, 4)).astype(np.float32)
-    timestamps = np.datetime64("2024-03-04T00:00", "s") + np.arange(steps) * np.timedelta64(3600, "s")
-    path = tmp_path_factory.mktemp("city") / "city.npz"
-    save_generic_npz(GridSeries("city", values, timestamps, 60, ("pickups",)), path)
-    return path
+    return write_synthetic_city(tmp_path_factory.mktemp("city") / "city.npz", height=4, width=4)
 
 
 def tiny(run) -> dict:

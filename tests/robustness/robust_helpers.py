@@ -7,9 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-from stvfm.data.series import GridSeries
-from stvfm.data.sources.generic import save_generic_npz
+from stvfm.testing import write_synthetic_city
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,8 +34,4 @@ def run_to_end(command: list[str], timeout: float = 480) -> subprocess.Completed
 
 def write_tiny_city(path: Path, days: int = 10) -> Path:
     """``days`` of hourly counts on a 5x3 grid (10 days: 168 train / 36 val / 36 test steps)."""
-    rng = np.random.default_rng(0)
-    steps = 24 * days
-    values = rng.poisson(4.0, size=(steps, 1, 5, 3)).astype(np.float32)
-    timestamps = np.datetime64("2024-01-01T00:00", "s") + np.arange(steps) * np.timedelta64(3600, "s")
-    return save_generic_npz(GridSeries("city", values, timestamps, 60, ("pickups",)), path)
+    return write_synthetic_city(path, days=days)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 
-import numpy as np
 import pytest
 import torch
 
@@ -98,14 +97,9 @@ def test_cost_scaling_counts_every_case_and_times_the_affordable_ones(tmp_path, 
 def test_bf16_accuracy_check_trains_both_precisions_on_one_schedule(tmp_path):
     from stvfm.testing import SMALL_BACKBONE_CONFIGS
     from stvfm.training.benchmark import AccuracyCheckConfig, bf16_accuracy_check
-    from stvfm.data.series import GridSeries
-    from stvfm.data.sources.generic import save_generic_npz
+    from stvfm.testing import write_synthetic_city
 
-    steps = 24 * 10
-    values = np.random.default_rng(0).poisson(4.0, size=(steps, 1, 4, 4)).astype(np.float32)
-    timestamps = np.datetime64("2024-01-01T00:00", "s") + np.arange(steps) * np.timedelta64(3600, "s")
-    city = tmp_path / "city.npz"
-    save_generic_npz(GridSeries("city", values, timestamps, 60, ("flow",)), city)
+    city = write_synthetic_city(tmp_path / "city.npz", days=10, height=4, width=4)
     options = {"backbone": "dinov2-s", "weights": "random", "backbone_overrides": SMALL_BACKBONE_CONFIGS["dinov2-s"], **TINY}
     check = bf16_accuracy_check(AccuracyCheckConfig(dataset=str(city), out=str(tmp_path / "acc"), train_batches=2,
                                                     model_options=options))

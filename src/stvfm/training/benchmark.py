@@ -184,11 +184,11 @@ def _bench_mode(base: nn.Module, mode: str, batch: dict, tokens: torch.Tensor, s
 
     rss_start = _reset_peak_rss()
     model.train()
-    step_s = _time_per_call(train_step, config)
+    step_s = _time_per_call(train_step, config.warmup_steps, config.steps)
     rss_peak = _peak_rss_mib()
     model.eval()
-    inference_s = _time_per_call(inference, config)
-    vit_s = _time_per_call(vit_step, config)
+    inference_s = _time_per_call(inference, config.warmup_steps, config.steps)
+    vit_s = _time_per_call(vit_step, config.warmup_steps, config.steps)
     throughput = batch_size / step_s
     return {
         "train_step_s": step_s,
@@ -221,13 +221,13 @@ def cast_frozen_linears(model: nn.Module, dtype: torch.dtype) -> int:
     return cast
 
 
-def _time_per_call(step: Callable[[], None], config: BenchmarkConfig) -> float:
-    for _ in range(config.warmup_steps):
+def _time_per_call(step: Callable[[], None], warmup: int, steps: int) -> float:
+    for _ in range(warmup):
         step()
     start = time.perf_counter()
-    for _ in range(config.steps):
+    for _ in range(steps):
         step()
-    return (time.perf_counter() - start) / config.steps
+    return (time.perf_counter() - start) / steps
 
 
 def _reset_peak_rss() -> float:
@@ -322,7 +322,7 @@ def _scaling_case(side: int, history: int, config: ScalingConfig) -> dict:
             loss.backward()
             optimizer.step()
 
-        row["train_s_per_window"] = _time_per_call(train_step, BenchmarkConfig(steps=config.steps))
+        row["train_s_per_window"] = _time_per_call(train_step, 1, config.steps)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             row["saved_activations_mib"] = saved_for_backward_bytes(lambda: model.loss(batch, model(batch))["loss"]) / 2 ** 20
     return row

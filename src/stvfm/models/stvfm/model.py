@@ -63,7 +63,6 @@ class STVFMConfig:
     adapter_ratio: float = 0.25  # adapter bottleneck width / VFM width
     flow_weight: float = 1.0  # lambda of L = L_ST + lambda * L_flow (eq. 11)
     train_backbone: bool = False  # train the VFM's own weights too (the "pretraining" experiment's control)
-    token_norm: bool = False  # LayerNorm on the adapted tokens before the VFM (see TemporalTokenAdapter)
     dropout: float = 0.1  # dropout of the trained parts (the frozen VFM runs without)
     backbone_overrides: dict = field(default_factory=dict)  # extra create_backbone options (tiny test backbones)
 
@@ -122,7 +121,7 @@ class STVFM(Forecaster):
                 temporal_dim=config.temporal_dim if parts.temporal_tokens else None,
                 encoder_layers=config.encoder_layers if parts.temporal_encoder else 0,
                 heads=config.temporal_heads, dropout=config.dropout, slots_per_day=shape.slots_per_day,
-                video=backbone.is_video, normalize=config.token_norm,
+                video=backbone.is_video,
             )
 
         def decoder() -> nn.Module:

@@ -22,7 +22,7 @@ class TemporalTokenAdapter(nn.Module):
 
     def __init__(self, patch_features: int, num_tokens: int, history: int, vfm_dim: int,
                  temporal_dim: int | None, encoder_layers: int, heads: int, dropout: float,
-                 slots_per_day: int, video: bool, normalize: bool = False):
+                 slots_per_day: int, video: bool):
         super().__init__()
         # the layer that reads raw grid values runs in fp32 under autocast (see FullPrecisionLinear)
         self.project = nn.Identity() if temporal_dim is None else FullPrecisionLinear(patch_features, temporal_dim)
@@ -35,9 +35,6 @@ class TemporalTokenAdapter(nn.Module):
                       else nn.Linear(temporal_dim, vfm_dim))
         self.position = nn.Parameter(nn.init.trunc_normal_(torch.empty(num_tokens, vfm_dim), std=0.02))
         self.frame = nn.Parameter(nn.init.trunc_normal_(torch.empty(history, 1, vfm_dim), std=0.02)) if video else None
-        # LayerNorm'd tokens reach the VFM at the scale its blocks were trained on; tokens
-        # of std ~0.02 are drowned by the VFM's own large activations (``token_norm`` option).
-        self.norm = nn.LayerNorm(vfm_dim) if normalize else nn.Identity()
 
     def forward(self, patches: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
         tokens = self.project(patches)
@@ -47,4 +44,4 @@ class TemporalTokenAdapter(nn.Module):
             sequences = self.encoder(tokens.transpose(1, 2).reshape(batch * locations, steps, dim))
             tokens = sequences.view(batch, locations, steps, dim).transpose(1, 2)
         tokens = self.adapt(tokens) + self.position
-        return self.norm(tokens if self.frame is None else tokens + self.frame)
+        return tokens if self.frame is None else tokens + self.frame
