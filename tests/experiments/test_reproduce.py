@@ -115,3 +115,15 @@ def test_a_failed_run_is_reported_and_the_cli_exits_non_zero(tmp_path, small_cit
     assert "## Failed runs" in paths["report"].read_text()
     assert main(["reproduce", "--experiment", "nothing", "--dataset", str(small_city)]) == 2
     assert "unknown experiment" in capsys.readouterr().err
+
+
+def test_a_step_budget_is_applied_recorded_and_the_report_can_live_elsewhere(tmp_path, small_city):
+    config = quick("pretraining", small_city, tmp_path / "runs", seeds=(0,), limit_train_batches=3,
+                   warmup_epochs=0.5, report_dir=str(tmp_path / "docs"))
+    outcomes, paths = reproduce(config)
+    settings = outcomes[0].metrics["settings"]
+    assert settings["limit_train_batches"] == 3 and settings["optim"]["warmup_epochs"] == 0.5
+    assert all(path.parent == tmp_path / "docs" for path in paths.values())
+    report = paths["report"].read_text()
+    assert "warm-up 0.5 epochs" in report and "3 training batches per epoch" in report
+    assert "--limit-train-batches 3 --warmup-epochs 0.5" in report and f"--report-dir {tmp_path / 'docs'}" in report

@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from stvfm.cli.runs import LrOption, MaxMinutesOption, PrecisionOption, RootOption, _channel, console, quiet_lightning
+from stvfm.cli.runs import (LrOption, MaxMinutesOption, PrecisionOption, RootOption, _batch_limit, _channel, console,
+                            quiet_lightning)
 from stvfm.errors import StvfmError
 
 
@@ -17,12 +18,15 @@ def register(app: typer.Typer) -> None:
         experiment: Annotated[str, typer.Option("--experiment", "-e", help="main, ablation, backbones, video, lambda or pretraining.")],
         dataset: Annotated[str, typer.Option("--dataset", "-d", help="Registered dataset name or path to a generic file.")],
         out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the runs and the report (shared by experiments: runs are reused).")] = Path("runs/reproduce"),
+        report_dir: Annotated[Optional[Path], typer.Option(help="Folder for the report, CSV and figure (default: --out).")] = None,
         quick: Annotated[bool, typer.Option(help="Smoke run: one seed, one short epoch per fit. The numbers mean nothing.")] = False,
         seed: Annotated[Optional[list[int]], typer.Option(help="Seed, repeatable (default 0 1 2; 0 with --quick).")] = None,
         channel: Annotated[Optional[int], typer.Option(help="Channel index (default 0); -1 for all channels.")] = None,
         steps: Annotated[Optional[int], typer.Option(help="Use only the first N steps (default: the dataset's period).")] = None,
         max_epochs: Annotated[Optional[int], typer.Option(help="Epoch cap per fit (default 200, early stopping decides; 1 with --quick).")] = None,
         max_minutes: MaxMinutesOption = None,
+        limit_train_batches: Annotated[Optional[float], typer.Option(help="Fraction (<=1) or count (>1) of training batches per epoch: with --max-epochs, a step budget per fit.")] = None,
+        warmup_epochs: Annotated[Optional[float], typer.Option(help="Linear warm-up epochs (default 5; 0.1 with --quick).")] = None,
         batch_size: Annotated[Optional[int], typer.Option(help="Default: UniST's rule by grid size.")] = None,
         lr: LrOption = 3e-4,
         precision: PrecisionOption = "32",
@@ -34,8 +38,10 @@ def register(app: typer.Typer) -> None:
         quiet_lightning()
         config = ReproduceConfig(
             experiment=experiment, dataset=dataset, out=str(out), quick=quick,
+            report_dir=None if report_dir is None else str(report_dir),
             seeds=tuple(seed) if seed else None, channel=_channel(channel), steps=steps, max_epochs=max_epochs,
-            max_minutes=max_minutes, precision=precision, batch_size=batch_size, lr=lr, data_root=data_root,
+            max_minutes=max_minutes, precision=precision, warmup_epochs=warmup_epochs,
+            limit_train_batches=None if limit_train_batches is None else _batch_limit(limit_train_batches), batch_size=batch_size, lr=lr, data_root=data_root,
         )
         outcomes, paths = reproduce(config, announce=lambda message: console.print(f"[bold]fit[/] {message}"))
         console.print(paths["report"].read_text(), markup=False, highlight=False)

@@ -93,14 +93,17 @@ class ReproduceConfig:
     dataset: str
     out: str
     quick: bool = False
+    report_dir: str | None = None  # None: ``out``; e.g. docs/results to keep reports apart from the runs
     seeds: tuple[int, ...] | None = None  # None: (0, 1, 2), or (0,) with quick
     channel: int | None = 0
     steps: int | None = None
     max_epochs: int | None = None  # None: 200 (early stopping decides), or 1 with quick
     max_minutes: float | None = None  # per run
+    limit_train_batches: float | int | None = None  # None: every batch (8 with quick); a step budget with max_epochs
     precision: str = "32"
     batch_size: int | None = None
     lr: float = 3e-4
+    warmup_epochs: float | None = None  # None: 5 (0.1 with quick)
     data_root: str | None = None
     progress: bool = True
     # Extra model options per planned run, applied last (tests shrink models with it); not in folder names.
@@ -116,6 +119,18 @@ class ReproduceConfig:
     def seed_list(self) -> tuple[int, ...]:
         return self.seeds if self.seeds is not None else ((0,) if self.quick else (0, 1, 2))
 
+    @property
+    def train_batches(self) -> float | int:
+        if self.limit_train_batches is not None:
+            return self.limit_train_batches
+        return 8 if self.quick else 1.0
+
+    @property
+    def warmup(self) -> float:
+        if self.warmup_epochs is not None:
+            return self.warmup_epochs
+        return 0.1 if self.quick else 5.0
+
     def seeds_for(self, run: PlannedRun) -> tuple[int, ...]:
         """Classical models are deterministic: one seed is the whole spread (std 0)."""
         return self.seed_list if get_model_entry(run.model).cls.trainable else self.seed_list[:1]
@@ -126,9 +141,9 @@ class ReproduceConfig:
         return RunConfig(
             model=run.model, dataset=self.dataset, out=str(folder), channel=self.channel, steps=self.steps,
             model_options=options, max_epochs=self.max_epochs or (1 if self.quick else 200),
-            max_minutes=self.max_minutes, limit_train_batches=8 if self.quick else 1.0,
+            max_minutes=self.max_minutes, limit_train_batches=self.train_batches,
             batch_size=self.batch_size, precision=self.precision, seed=seed,
-            optim=OptimConfig(lr=self.lr, warmup_epochs=0.1 if self.quick else 5.0),
+            optim=OptimConfig(lr=self.lr, warmup_epochs=self.warmup),
             data_root=self.data_root, progress=self.progress,
         )
 
@@ -248,7 +263,7 @@ def _csv(rows: list[list[Any]]) -> str:
 
 def write_report(config: ReproduceConfig, outcomes: list[RunOutcome]) -> dict[str, Path]:
     """``report.md``, ``summary.csv`` (one row per configuration) and ``runs.csv`` (one per seed)."""
-    out = Path(config.out)
+    out = Path(config.report_dir or config.out)
     dataset = Path(config.dataset).stem
     rows = report_rows(config, outcomes)
     reference = next((row for row in rows if row.run.reference), None)
@@ -257,7 +272,9 @@ def write_report(config: ReproduceConfig, outcomes: list[RunOutcome]) -> dict[st
         f"# {config.experiment} on {dataset} (channel {config.channel})", "",
         f"Test split, original units. Seeds: {', '.join(map(str, config.seed_list))}; "
         f"mode: {'quick (smoke run, numbers mean nothing)' if config.quick else 'full'}; "
-        f"max epochs {settings.max_epochs}, precision {config.precision}, lr {config.lr:g}"
+        f"max epochs {settings.max_epochs}, precision {config.precision}, lr {config.lr:g}, "
+        f"warm-up {config.warmup:g} epochs, batch size {settings.batch_size or 'by grid size'}"
+        + (f", {config.train_batches} training batches per epoch" if config.train_batches != 1.0 else "")
         + (f", at most {config.max_minutes:g} min per run" if config.max_minutes else "") + ".",
         "Mean ± sample std over seeds. Paper: the published figure for the same dataset column, "
         "where the paper has one. A gap counts when it exceeds the two rows' std added together.", "",
@@ -311,6 +328,8 @@ def _horizon_figure(path: Path, outcomes: list[RunOutcome], seed: int) -> Path |
 def reproduce_command(config: ReproduceConfig) -> str:
     parts = ["stvfm reproduce", f"--experiment {config.experiment}", f"--dataset {config.dataset}",
              f"--out {config.out}"]
+    if config.report_dir:
+        parts.append(f"--report-dir {config.report_dir}")
     if config.quick:
         parts.append("--quick")
     if config.seeds is not None:
@@ -318,7 +337,9 @@ def reproduce_command(config: ReproduceConfig) -> str:
     if config.channel != 0:
         parts.append(f"--channel {-1 if config.channel is None else config.channel}")
     for flag, value in (("--steps", config.steps), ("--max-epochs", config.max_epochs),
-                        ("--max-minutes", config.max_minutes), ("--batch-size", config.batch_size)):
+                        ("--max-minutes", config.max_minutes), ("--batch-size", config.batch_size),
+                        ("--limit-train-batches", config.limit_train_batches),
+                        ("--warmup-epochs", config.warmup_epochs)):
         if value is not None:
             parts.append(f"{flag} {value}")
     if config.precision != "32":
