@@ -58,6 +58,20 @@ def test_checkpoint_reproduces_test_metrics(tiny_run, tmp_path):
     assert again["rmse"] == pytest.approx(metrics["rmse"], rel=1e-6)
 
 
+def test_a_bf16_checkpoint_reproduces_its_metrics_and_tests_in_fp32(tmp_path, shared_data_dir):
+    """bf16 runs store the frozen ViT in bf16; the checkpoint still re-tests exactly and loads into fp32."""
+    config = RunConfig(model="stvfm", dataset="bikenyc1", out=str(tmp_path / "run"), steps=300,
+                       model_options=TINY_STVFM, max_epochs=1, limit_train_batches=2, batch_size=32, progress=False,
+                       data_root=str(shared_data_dir), accelerator="cpu", precision="bf16")
+    metrics = fit(config)
+    best = tmp_path / "run" / "checkpoints" / "best.ckpt"
+    saved = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+    assert any(value.dtype == torch.bfloat16 for key, value in saved.items() if ".backbone." in key)
+    assert evaluate_checkpoint(best, tmp_path / "bf16")["rmse"] == pytest.approx(metrics["rmse"], rel=1e-6)
+    fp32 = evaluate_checkpoint(best, tmp_path / "fp32", precision="32")
+    assert fp32["rmse"] == pytest.approx(metrics["rmse"], rel=0.05)
+
+
 def test_a_few_steps_on_real_windows_lower_the_loss(shared_data_dir):
     data = prepare_data("bikenyc1", ProtocolConfig(steps=300), root=shared_data_dir)
     items = [data.dataset("train")[i] for i in range(0, 64, 8)]

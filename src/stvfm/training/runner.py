@@ -28,6 +28,7 @@ from stvfm.models.base import Forecaster
 from stvfm.models.registry import build_config, create_model
 from stvfm.training.metrics import ForecastMetrics
 from stvfm.training.optim import OptimConfig
+from stvfm.training.speed import cast_frozen_linears, compile_backbone
 from stvfm.training.task import ForecastTask
 
 
@@ -49,6 +50,7 @@ class RunConfig:
     eval_batch_size: int | None = None
     limit_train_batches: float | int = 1.0  # a fraction or a count, for quick runs
     precision: str = "32"  # "32" or "bf16" (bf16 autocast, CPU or GPU)
+    compile_backbone: bool = False  # torch.compile the frozen VFM (speed only; results unchanged)
     seed: int = 0
     init_from: str | None = None  # checkpoint of the same model and grid whose weights start this run (fine-tuning)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -195,6 +197,7 @@ def fit(config: RunConfig) -> dict[str, Any]:
     model = create_model(config.model, data.forecast_shape, **config.model_options)
     if config.init_from:
         _start_from(model, config)
+    _speed_up(model, config)
     write_text_atomic(out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
     task = ForecastTask(model, data.scaler.inverse_transform, config.optim, run_config=config.to_dict(),
                         data_record=data_record(data))
@@ -340,6 +343,14 @@ def restore(checkpoint_path: str | os.PathLike, dataset: str | None = None,
     return config, data, model
 
 
+def _speed_up(model: Forecaster, config: RunConfig) -> None:
+    """Under bf16, frozen layers are stored in bf16 once (autocast would cast them at every step anyway)."""
+    if config.precision == "bf16":
+        cast_frozen_linears(model, torch.bfloat16)
+    if config.compile_backbone:
+        compile_backbone(model)
+
+
 def _start_from(model: Forecaster, config: RunConfig) -> None:
     """Fine-tuning: this run's model starts from another run's weights (same model, same grid)."""
     checkpoint = load_checkpoint(config.init_from)
@@ -367,6 +378,7 @@ def evaluate_checkpoint(checkpoint_path: str | os.PathLike, out: str | os.PathLi
     if precision:
         overrides["precision"] = precision
     config, data, model = restore(checkpoint_path, dataset, overrides)
+    _speed_up(model, config)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     task = ForecastTask(model, data.scaler.inverse_transform, config.optim, run_config=config.to_dict(),

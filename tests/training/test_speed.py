@@ -1,0 +1,53 @@
+"""Speed-ups change time, not numbers: frozen bf16 weights and a compiled backbone give the same forecasts."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from stvfm.errors import ConfigError
+from stvfm.models import create_model
+from stvfm.models.base import ForecastShape
+from stvfm.testing import make_batch
+from stvfm.training.speed import cast_frozen_linears, compile_backbone
+
+SHAPE = ForecastShape(height=4, width=4)
+TINY = {"backbone": "tiny", "weights": "random", "temporal_dim": 16, "temporal_heads": 2, "encoder_layers": 1,
+        "decoder_layers": 1}
+
+
+def tiny_model(**options) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return create_model("stvfm", SHAPE, **TINY, **options).eval()
+
+
+def forecast(model, batch) -> torch.Tensor:
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        return model.predict(batch).float()
+
+
+def test_frozen_bf16_weights_give_the_same_bf16_forecast():
+    model, batch = tiny_model(), make_batch(SHAPE, 2)
+    before = forecast(model, batch)
+    assert cast_frozen_linears(model, torch.bfloat16) > 0
+    assert torch.equal(forecast(model, batch), before)
+    assert all(p.dtype == torch.float32 for p in model.parameters() if p.requires_grad)
+
+
+def test_a_trained_backbone_is_not_cast():
+    model = tiny_model(train_backbone=True)
+    cast_frozen_linears(model, torch.bfloat16)
+    assert {p.dtype for p in model.backbone.parameters()} == {torch.float32}
+
+
+def test_compiled_backbone_keeps_checkpoint_keys_and_forecasts():
+    model, batch = tiny_model(), make_batch(SHAPE, 2)
+    keys, before = set(model.state_dict()), forecast(model, batch)
+    compile_backbone(model)
+    assert set(model.state_dict()) == keys
+    torch.testing.assert_close(forecast(model, batch), before, atol=2e-2, rtol=2e-2)
+
+
+def test_compiling_a_model_without_backbone_is_a_config_error():
+    with pytest.raises(ConfigError, match="no vision backbone"):
+        compile_backbone(create_model("stid", SHAPE))
