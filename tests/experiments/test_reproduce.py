@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import pytest
 
@@ -127,3 +128,23 @@ def test_a_step_budget_is_applied_recorded_and_the_report_can_live_elsewhere(tmp
     report = paths["report"].read_text()
     assert "warm-up 0.5 epochs" in report and "3 training batches per epoch" in report
     assert "--limit-train-batches 3 --warmup-epochs 0.5" in report and f"--report-dir {tmp_path / 'docs'}" in report
+
+
+def test_runs_claimed_by_a_live_process_are_left_to_it_and_dead_claims_are_taken_over(tmp_path, small_city):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    config = quick("video", small_city, tmp_path, seeds=(0,))
+    simvp, videomae, dinov2 = (Path(config.run_config(run, 0).out) for run in plan("video"))
+    simvp.mkdir(parents=True)
+    (simvp / reproduce_module.LOCK_NAME).write_text(f"{socket.gethostname()}:{os.getpid()}")  # alive: this test
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    videomae.mkdir(parents=True)
+    (videomae / reproduce_module.LOCK_NAME).write_text(f"{socket.gethostname()}:{finished.stdout.strip()}")
+    outcomes, paths = reproduce(config)
+    assert [outcome.status.split(":")[0] for outcome in outcomes] == ["busy", "trained", "trained"]
+    assert "## Runs still being trained elsewhere" in paths["report"].read_text()
+    assert (simvp / reproduce_module.LOCK_NAME).exists()
+    assert not (videomae / reproduce_module.LOCK_NAME).exists() and not (dinov2 / reproduce_module.LOCK_NAME).exists()

@@ -6,6 +6,11 @@ differ from the model's defaults, so a configuration shared by several experimen
 full appears in all of them) is trained once. A folder whose ``metrics.json`` was written
 with the same settings is reused; one with other settings stops the command; a folder with
 only ``last.ckpt`` resumes. A run that fails is reported as failed, never dropped.
+
+Several processes (cores, machines sharing a file system) can run the same experiment into one
+``OUT``: each claims a run with a ``.running`` file before fitting it and leaves runs claimed by
+a live process to their owner, reporting them as busy; re-running the command once all have
+finished writes the complete report.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import csv
 import dataclasses
 import io
 import math
+import os
+import socket
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +37,8 @@ from stvfm.training.runner import RunConfig, fit
 EXPERIMENTS = ("main", "ablation", "backbones", "video", "lambda", "pretraining")
 #: Flow-loss weights of the lambda sweep (the paper plots a sweep without listing its values).
 LAMBDAS = (0.0, 0.25, 0.5, 1.0, 2.0)
+#: File that marks a run folder as being trained by a process (host:pid inside).
+LOCK_NAME = ".running"
 #: Settings that must match before a finished run folder is reused.
 REUSE_KEYS = ("model", "dataset", "channel", "steps", "scaling", "model_options", "max_epochs", "max_minutes",
               "patience", "batch_size", "limit_train_batches", "precision", "seed", "optim")
@@ -153,7 +162,7 @@ class RunOutcome:
     label: str
     seed: int
     folder: Path
-    status: str  # "trained" | "reused" | "failed: <reason>"
+    status: str  # "trained" | "reused" | "failed: <reason>" | "busy: <owner>"
     metrics: dict[str, Any] | None
 
 
@@ -182,21 +191,70 @@ def _finished(config: RunConfig) -> dict[str, Any] | None:
 
 
 def run_all(config: ReproduceConfig, announce: Callable[[str], None] = lambda message: None) -> list[RunOutcome]:
-    """Every planned run and seed: reused when finished, fitted (or resumed) otherwise."""
+    """Every planned run and seed: reused when finished, fitted (or resumed) otherwise, left to its owner when busy."""
     outcomes = []
     for run in plan(config.experiment):
         for seed in config.seeds_for(run):
             run_config = config.run_config(run, seed)
-            folder = Path(run_config.out)
-            metrics, status = _finished(run_config), "reused"
-            if metrics is None:
-                announce(f"{config.experiment}: {run.label}, seed {seed} -> {folder}")
-                try:
-                    metrics, status = fit(run_config), "trained"
-                except StvfmError as error:
-                    metrics, status = None, f"failed: {error}"
-            outcomes.append(RunOutcome(run.label, seed, folder, status, metrics))
+            outcomes.append(RunOutcome(run.label, seed, Path(run_config.out), *_run_or_reuse(config, run, run_config, announce)))
     return outcomes
+
+
+def _run_or_reuse(config: ReproduceConfig, run: PlannedRun, run_config: RunConfig,
+                  announce: Callable[[str], None]) -> tuple[str, dict[str, Any] | None]:
+    metrics = _finished(run_config)
+    if metrics is not None:
+        return "reused", metrics
+    folder = Path(run_config.out)
+    lock, owner = _claim(folder)
+    if lock is None:
+        announce(f"{config.experiment}: {run.label}, seed {run_config.seed} is being trained by {owner}; skipped for now")
+        return f"busy: being trained by {owner} (remove {folder / LOCK_NAME} if no such process runs)", None
+    try:
+        metrics = _finished(run_config)  # another process may have finished it just before the claim
+        if metrics is not None:
+            return "reused", metrics
+        announce(f"{config.experiment}: {run.label}, seed {run_config.seed} -> {folder}")
+        return "trained", fit(run_config)
+    except StvfmError as error:
+        return f"failed: {error}", None
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _claim(folder: Path) -> tuple[Path | None, str]:
+    """(lock file, this process) when the run is now ours; (None, owner) while a live process holds it.
+
+    A lock left by a dead process on this host is taken over; one from another host is trusted.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    lock, me = folder / LOCK_NAME, f"{socket.gethostname()}:{os.getpid()}"
+    for _ in range(2):
+        try:
+            descriptor = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            owner = lock.read_text().strip() if lock.exists() else ""
+            if owner and not _dead_here(owner):
+                return None, owner
+            lock.unlink(missing_ok=True)
+            continue
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(me)
+        return lock, me
+    return None, "another process"
+
+
+def _dead_here(owner: str) -> bool:
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 @dataclass
@@ -291,10 +349,12 @@ def write_report(config: ReproduceConfig, outcomes: list[RunOutcome]) -> dict[st
         summary.append([config.experiment, dataset, config.channel, row.run.label, row.run.model,
                         run_key(row.run), row.weights, len(row.finished),
                         *(rmse or ("", "")), *(mae or ("", "")), *(row.paper or ("", ""))])
-    failed = [outcome for outcome in outcomes if outcome.status.startswith("failed")]
-    if failed:
-        lines += ["", "## Failed runs", ""]
-        lines += [f"- {outcome.label}, seed {outcome.seed} ({outcome.folder}): {outcome.status[8:]}" for outcome in failed]
+    for title, prefix in (("Failed runs", "failed: "), ("Runs still being trained elsewhere", "busy: ")):
+        listed = [outcome for outcome in outcomes if outcome.status.startswith(prefix)]
+        if listed:
+            lines += ["", f"## {title}", ""]
+            lines += [f"- {outcome.label}, seed {outcome.seed} ({outcome.folder}): {outcome.status[len(prefix):]}"
+                      for outcome in listed]
     per_run = [["configuration", "seed", "status", "rmse", "mae", "weights", "epochs", "seconds_per_epoch", "folder"]]
     for outcome in outcomes:
         metrics = outcome.metrics or {}
