@@ -83,6 +83,8 @@ def test_quick_main_runs_every_model_and_writes_the_report(tmp_path, small_city)
     report = paths["report"].read_text()
     assert "| ST-VFM (DINOv2-S) | DINOv2-S (random-init) | 1/1 |" in report
     assert "quick (smoke run" in report and paths["figure"].stat().st_size > 0
+    maps = [path for key, path in paths.items() if key.startswith("maps-")]
+    assert len(maps) == 2 and all(path.stat().st_size > 0 and f"]({path.name})" in report for path in maps)
     assert len(read_csv(paths["runs"])) == len(outcomes)
 
 
@@ -97,6 +99,13 @@ def test_finished_runs_are_reused_and_shared_across_experiments(tmp_path, small_
     again, _ = reproduce(quick("pretraining", small_city, tmp_path))
     assert {outcome.status for outcome in again} == {"reused"} and len(trained) == 2
     assert "reference" in paths["report"].read_text()
+
+
+def test_report_only_trains_nothing_and_lists_what_is_missing(tmp_path, small_city, monkeypatch):
+    monkeypatch.setattr(reproduce_module, "fit", lambda config: pytest.fail("report-only must not train"))
+    outcomes, paths = reproduce(quick("video", small_city, tmp_path, report_only=True))
+    assert {outcome.status.split(":")[0] for outcome in outcomes} == {"missing"}
+    assert "## Runs not run yet" in paths["report"].read_text()
 
 
 def test_a_finished_run_with_other_settings_stops_the_command(tmp_path, small_city):

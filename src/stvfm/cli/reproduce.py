@@ -19,6 +19,7 @@ def register(app: typer.Typer) -> None:
         dataset: Annotated[str, typer.Option("--dataset", "-d", help="Registered dataset name or path to a generic file.")],
         out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the runs and the report (shared by experiments: runs are reused).")] = Path("runs/reproduce"),
         report_dir: Annotated[Optional[Path], typer.Option(help="Folder for the report, CSV and figure (default: --out).")] = None,
+        report_only: Annotated[bool, typer.Option(help="Train nothing: write the report from the runs finished so far.")] = False,
         quick: Annotated[bool, typer.Option(help="Smoke run: one seed, one short epoch per fit. The numbers mean nothing.")] = False,
         seed: Annotated[Optional[list[int]], typer.Option(help="Seed, repeatable (default 0 1 2; 0 with --quick).")] = None,
         channel: Annotated[Optional[int], typer.Option(help="Channel index (default 0); -1 for all channels.")] = None,
@@ -38,7 +39,7 @@ def register(app: typer.Typer) -> None:
         quiet_lightning()
         config = ReproduceConfig(
             experiment=experiment, dataset=dataset, out=str(out), quick=quick,
-            report_dir=None if report_dir is None else str(report_dir),
+            report_dir=None if report_dir is None else str(report_dir), report_only=report_only,
             seeds=tuple(seed) if seed else None, channel=_channel(channel), steps=steps, max_epochs=max_epochs,
             max_minutes=max_minutes, precision=precision, warmup_epochs=warmup_epochs,
             limit_train_batches=None if limit_train_batches is None else _batch_limit(limit_train_batches), batch_size=batch_size, lr=lr, data_root=data_root,

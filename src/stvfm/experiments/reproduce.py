@@ -103,6 +103,7 @@ class ReproduceConfig:
     out: str
     quick: bool = False
     report_dir: str | None = None  # None: ``out``; e.g. docs/results to keep reports apart from the runs
+    report_only: bool = False  # train nothing: report the finished runs, list the others as not run
     seeds: tuple[int, ...] | None = None  # None: (0, 1, 2), or (0,) with quick
     channel: int | None = 0
     steps: int | None = None
@@ -162,7 +163,7 @@ class RunOutcome:
     label: str
     seed: int
     folder: Path
-    status: str  # "trained" | "reused" | "failed: <reason>" | "busy: <owner>"
+    status: str  # "trained" | "reused" | "failed: <reason>" | "busy: <owner>" | "missing: <why>"
     metrics: dict[str, Any] | None
 
 
@@ -205,6 +206,8 @@ def _run_or_reuse(config: ReproduceConfig, run: PlannedRun, run_config: RunConfi
     metrics = _finished(run_config)
     if metrics is not None:
         return "reused", metrics
+    if config.report_only:
+        return "missing: not run yet (--report-only)", None
     folder = Path(run_config.out)
     lock, owner = _claim(folder)
     if lock is None:
@@ -349,7 +352,8 @@ def write_report(config: ReproduceConfig, outcomes: list[RunOutcome]) -> dict[st
         summary.append([config.experiment, dataset, config.channel, row.run.label, row.run.model,
                         run_key(row.run), row.weights, len(row.finished),
                         *(rmse or ("", "")), *(mae or ("", "")), *(row.paper or ("", ""))])
-    for title, prefix in (("Failed runs", "failed: "), ("Runs still being trained elsewhere", "busy: ")):
+    for title, prefix in (("Failed runs", "failed: "), ("Runs still being trained elsewhere", "busy: "),
+                          ("Runs not run yet", "missing: ")):
         listed = [outcome for outcome in outcomes if outcome.status.startswith(prefix)]
         if listed:
             lines += ["", f"## {title}", ""]
@@ -365,6 +369,8 @@ def write_report(config: ReproduceConfig, outcomes: list[RunOutcome]) -> dict[st
     figure = _horizon_figure(out / f"{config.experiment}-{dataset}-horizons.png", outcomes, config.seed_list[0])
     if figure:
         lines += [f"![per-step RMSE and MAE, seed {config.seed_list[0]}]({figure.name})", ""]
+    maps = _reference_maps(out / f"{config.experiment}-{dataset}", reference, config.seed_list[0])
+    lines += [f"![{caption}]({path.name})\n" for caption, path in maps]
     paths = {"report": out / f"{config.experiment}-{dataset}.md", "summary": out / f"{config.experiment}-{dataset}.csv",
              "runs": out / f"{config.experiment}-{dataset}-runs.csv"}
     write_text_atomic(paths["report"], "\n".join(lines))
@@ -372,6 +378,7 @@ def write_report(config: ReproduceConfig, outcomes: list[RunOutcome]) -> dict[st
     write_text_atomic(paths["runs"], _csv(per_run))
     if figure:
         paths["figure"] = figure
+    paths.update({f"maps-{index}": path for index, (_, path) in enumerate(maps)})
     return paths
 
 
@@ -383,6 +390,21 @@ def _horizon_figure(path: Path, outcomes: list[RunOutcome], seed: int) -> Path |
     if not shown:
         return None
     return plot_horizon_curves([outcome.folder for outcome in shown], path, [outcome.label for outcome in shown])
+
+
+def _reference_maps(stem: Path, reference: ReportRow | None, seed: int) -> list[tuple[str, Path]]:
+    """Where the reference configuration fails: forecast vs truth for two busy test windows, error per cell."""
+    from stvfm.reports.plots import plot_error_map, plot_forecast_grids
+
+    run = next((outcome for outcome in (reference.outcomes if reference else []) if outcome.metrics
+                and outcome.seed == seed and (outcome.folder / "predictions.npz").exists()), None)
+    if run is None:
+        return []
+    title = f"{run.label}, seed {seed}"
+    return [(f"{title}: truth, forecast and error, all 6 steps",
+             plot_forecast_grids(run.folder, stem.with_name(stem.name + "-forecasts.png"), windows=2, title=title)),
+            (f"{title}: mean absolute error per cell",
+             plot_error_map(run.folder, stem.with_name(stem.name + "-error-map.png"), title=title))]
 
 
 def reproduce_command(config: ReproduceConfig) -> str:

@@ -93,7 +93,7 @@ def _heatmap(ax: Axes, grid: np.ndarray, colours: str, vmin: float, vmax: float)
     return ax.imshow(grid, cmap=colours, vmin=vmin, vmax=vmax, interpolation="nearest")
 
 
-def plot_forecast_grids(run_dir: str | Path, out_png: str | Path, windows: int = 3) -> Path:
+def plot_forecast_grids(run_dir: str | Path, out_png: str | Path, windows: int = 3, title: str | None = None) -> Path:
     """Truth, forecast and |error| maps per forecast step for a few busy test windows."""
     arrays = load_predictions(run_dir)
     prediction, target = arrays["prediction"], arrays["target"]
@@ -126,11 +126,11 @@ def plot_forecast_grids(run_dir: str | Path, out_png: str | Path, windows: int =
                 stamp = f"\n{_format_time(first_time + step * interval)}" if interval is not None else ""
                 axes[row, step].set_title(f"t+{step + 1}{stamp}", fontsize=8)
             row += 3
-    fig.suptitle(f"{Path(run_dir).name}: test forecasts (original units)")
+    fig.suptitle(f"{title or Path(run_dir).name}: test forecasts (original units)")
     return _save(fig, out_png)
 
 
-def plot_error_map(run_dir: str | Path, out_png: str | Path) -> Path:
+def plot_error_map(run_dir: str | Path, out_png: str | Path, title: str | None = None) -> Path:
     """Mean absolute error per cell over all test windows and steps, to show where a model fails."""
     arrays = load_predictions(run_dir)
     error = np.abs(arrays["prediction"] - arrays["target"]).mean(axis=(0, 1))
@@ -142,7 +142,7 @@ def plot_error_map(run_dir: str | Path, out_png: str | Path) -> Path:
         image = _heatmap(ax, error[channel], ERROR_COLOURS, 0.0, float(error[channel].max()))
         ax.set_title(names[channel], fontsize=9)
         fig.colorbar(image, ax=ax, shrink=0.9)
-    fig.suptitle(f"{Path(run_dir).name}: mean absolute error per cell")
+    fig.suptitle(f"{title or Path(run_dir).name}: mean absolute error per cell")
     return _save(fig, out_png)
 
 
