@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Learned baselines on bikenyc1 and taxinyc1 (channel 0, seed 0) under one short CPU budget each:
-# the runs behind the baseline table in docs/results.md. Finished runs are skipped.
+# the runs behind the baseline table in docs/results/README.md. Finished runs are skipped.
 #   MINUTES=6 EPOCHS=30 scripts/baselines.sh [model ...]
 set -euo pipefail
 MINUTES=${MINUTES:-6}
