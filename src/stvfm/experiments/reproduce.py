@@ -236,8 +236,13 @@ def _claim(folder: Path) -> tuple[Path | None, str]:
         try:
             descriptor = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
-            owner = lock.read_text().strip() if lock.exists() else ""
-            if owner and not _dead_here(owner):
+            try:
+                owner = lock.read_text().strip()
+            except FileNotFoundError:  # released between our attempt and the read: try again
+                continue
+            if not owner:  # created an instant ago, its owner not yet written
+                return None, "another process"
+            if not _dead_here(owner):
                 return None, owner
             lock.unlink(missing_ok=True)
             continue
