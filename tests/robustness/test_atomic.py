@@ -101,3 +101,14 @@ def test_an_exception_inside_leaves_the_old_target_and_no_temp(tmp_path):
         pass
     assert json.loads(target.read_text()) == {"rmse": 1.0}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+
+
+def test_outputs_get_the_usual_permissions_not_mkstemps_0600(tmp_path):
+    import os
+
+    from stvfm.atomic import write_text_atomic
+
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    written = write_text_atomic(tmp_path / "atomic.txt", "x")
+    assert os.stat(written).st_mode & 0o777 == os.stat(plain).st_mode & 0o777
