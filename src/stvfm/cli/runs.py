@@ -258,7 +258,7 @@ def register(app: typer.Typer) -> None:
         lr: LrOption = 3e-4,
         warmup_epochs: WarmupOption = 5.0,
         precision: PrecisionOption = "32",
-        compile_backbone: Annotated[bool, typer.Option(help="torch.compile the frozen ViT: ~12% faster training steps on CPU after about a minute of compiling per shape; for runs of several epochs.")] = False,
+        compile_backbone: Annotated[bool, typer.Option(help="torch.compile the frozen ViT. Measure first with `stvfm bench --compile-backbone`: on the 2-core dev CPU a training step was 1.12x faster with 1 thread but 0.88x with 2 (docs/benchmark.md).")] = False,
         seed: Annotated[int, typer.Option(help="Seed for weights, shuffling and dropout.")] = 0,
         init_from: Annotated[Optional[Path], typer.Option(help="Start from this checkpoint's weights (same model and grid): fine-tuning.")] = None,
         scaling: Annotated[str, typer.Option(help="Fit min-max on 'train' (default) or 'all' splits (UniST).")] = "train",

@@ -26,9 +26,10 @@ def cast_frozen_linears(model: nn.Module, dtype: torch.dtype) -> int:
 def compile_backbone(model: nn.Module) -> None:
     """``torch.compile`` the frozen VFM in place (state-dict keys unchanged, so checkpoints stay portable).
 
-    Only the backbone: compiling the whole ST-VFM measured slower than eager on CPU (docs/benchmark.md).
-    Compilation costs about a minute per input shape and grad mode (training, last partial batch,
-    evaluation), so it pays off on runs of several epochs, not on smoke runs.
+    Only the backbone: compiling the whole ST-VFM measured slower than eager on CPU. Even the
+    backbone alone pays off on some machines and thread counts and not on others
+    (docs/benchmark.md), hence opt-in. Compilation costs about a minute per input shape and grad
+    mode the first time (inductor caches it on disk for later runs).
     """
     backbone = getattr(model, "backbone", None)
     if not isinstance(backbone, nn.Module):
