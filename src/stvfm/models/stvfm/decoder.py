@@ -18,12 +18,12 @@ class TemporalDecoder(nn.Module):
     """
 
     def __init__(self, vfm_dim: int, temporal_dim: int, patch_features: int, history: int, horizon: int,
-                 heads: int, layers: int, dropout: float, slots_per_day: int):
+                 heads: int, layers: int, dropout: float, slots_per_day: int, calendar_init_std: float = 1.0):
         super().__init__()
         self.project = nn.Linear(vfm_dim, temporal_dim)
         self.future = nn.Parameter(nn.init.trunc_normal_(torch.empty(horizon, 1, temporal_dim), std=0.02))
         self.step = nn.Parameter(nn.init.trunc_normal_(torch.empty(history + horizon, temporal_dim), std=0.02))
-        self.calendar = CalendarEmbedding(slots_per_day, temporal_dim)
+        self.calendar = CalendarEmbedding(slots_per_day, temporal_dim, calendar_init_std)
         self.transformer = TemporalTransformer(temporal_dim, heads, layers, dropout)
         self.head = FullPrecisionLinear(temporal_dim, patch_features)  # forecasts are not rounded to bf16
 

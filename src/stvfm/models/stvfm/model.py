@@ -64,6 +64,7 @@ class STVFMConfig:
     flow_weight: float = 1.0  # lambda of L = L_ST + lambda * L_flow (eq. 11)
     train_backbone: bool = False  # train the VFM's own weights too (the "pretraining" experiment's control)
     dropout: float = 0.1  # dropout of the trained parts (the frozen VFM runs without)
+    calendar_init_std: float = 1.0  # initial std of the weekday/slot embeddings (1 = PyTorch's nn.Embedding default)
     backbone_overrides: dict = field(default_factory=dict)  # extra create_backbone options (tiny test backbones)
 
     def __post_init__(self) -> None:
@@ -71,8 +72,8 @@ class STVFMConfig:
             raise ConfigError(f"unknown ST-VFM variant {self.variant!r}; known: {', '.join(VARIANTS)}")
         if self.temporal_dim % self.temporal_heads:
             raise ConfigError(f"temporal_dim {self.temporal_dim} is not divisible by temporal_heads {self.temporal_heads}")
-        if self.patch < 1 or self.prompt_tokens < 0 or self.flow_weight < 0:
-            raise ConfigError("patch must be >= 1, prompt_tokens >= 0 and flow_weight >= 0")
+        if self.patch < 1 or self.prompt_tokens < 0 or self.flow_weight < 0 or self.calendar_init_std < 0:
+            raise ConfigError("patch must be >= 1, prompt_tokens >= 0, flow_weight >= 0 and calendar_init_std >= 0")
 
 
 def st_flow(frames: torch.Tensor) -> torch.Tensor:
@@ -121,7 +122,7 @@ class STVFM(Forecaster):
                 temporal_dim=config.temporal_dim if parts.temporal_tokens else None,
                 encoder_layers=config.encoder_layers if parts.temporal_encoder else 0,
                 heads=config.temporal_heads, dropout=config.dropout, slots_per_day=shape.slots_per_day,
-                video=backbone.is_video,
+                video=backbone.is_video, calendar_init_std=config.calendar_init_std,
             )
 
         def decoder() -> nn.Module:
@@ -130,6 +131,7 @@ class STVFM(Forecaster):
             return TemporalDecoder(
                 width, config.temporal_dim, patch_features, shape.history, shape.horizon,
                 config.temporal_heads, config.decoder_layers, config.dropout, shape.slots_per_day,
+                config.calendar_init_std,
             )
 
         self.token_adapters = nn.ModuleDict({branch: token_adapter() for branch in self.branches})

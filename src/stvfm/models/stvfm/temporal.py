@@ -14,13 +14,18 @@ class CalendarEmbedding(nn.Module):
     """Weekday + slot-of-day embedding of ``x_time`` / ``y_time`` (B, T, 2) -> (B, T, dim).
 
     Urban series are dominated by daily and weekly cycles, so each step's calendar position
-    is told to the temporal Transformers explicitly.
+    is told to the temporal Transformers explicitly. ``init_std`` scales the initial tables:
+    at PyTorch's std 1 they outweigh the data-dependent part of every token at the start of
+    training, at 0.02 (the other learned embeddings' scale) they do not.
     """
 
-    def __init__(self, slots_per_day: int, dim: int):
+    def __init__(self, slots_per_day: int, dim: int, init_std: float = 1.0):
         super().__init__()
         self.weekday = nn.Embedding(7, dim)
         self.slot = nn.Embedding(slots_per_day, dim)
+        with torch.no_grad():  # scaling PyTorch's N(0, 1) draw keeps the random stream of the default init
+            for table in (self.weekday, self.slot):
+                table.weight.mul_(init_std)
 
     def forward(self, times: torch.Tensor) -> torch.Tensor:
         return self.weekday(times[..., 0]) + self.slot(times[..., 1])

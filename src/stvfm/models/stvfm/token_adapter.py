@@ -22,14 +22,14 @@ class TemporalTokenAdapter(nn.Module):
 
     def __init__(self, patch_features: int, num_tokens: int, history: int, vfm_dim: int,
                  temporal_dim: int | None, encoder_layers: int, heads: int, dropout: float,
-                 slots_per_day: int, video: bool):
+                 slots_per_day: int, video: bool, calendar_init_std: float = 1.0):
         super().__init__()
         # the layer that reads raw grid values runs in fp32 under autocast (see FullPrecisionLinear)
         self.project = nn.Identity() if temporal_dim is None else FullPrecisionLinear(patch_features, temporal_dim)
         self.encoder = None
         if encoder_layers:
             self.step = nn.Parameter(nn.init.trunc_normal_(torch.empty(history, temporal_dim), std=0.02))
-            self.calendar = CalendarEmbedding(slots_per_day, temporal_dim)
+            self.calendar = CalendarEmbedding(slots_per_day, temporal_dim, calendar_init_std)
             self.encoder = TemporalTransformer(temporal_dim, heads, encoder_layers, dropout)
         self.adapt = (FullPrecisionLinear(patch_features, vfm_dim) if temporal_dim is None
                       else nn.Linear(temporal_dim, vfm_dim))
