@@ -8,11 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from stvfm.testing import overfit_losses
 from stvfm.data.prepared import prepare_data
 from stvfm.data.windows import ProtocolConfig
 from stvfm.models import create_model
+from stvfm.models.registry import resolved_options
 from stvfm.training.runner import RunConfig, evaluate_checkpoint, fit
 
 TINY_STVFM = {"backbone": "tiny", "weights": "random", "temporal_dim": 16, "temporal_heads": 2,
@@ -38,6 +40,10 @@ def test_fit_writes_every_output(tiny_run):
     assert saved["weights"]["label"].endswith("(random-init)")
     assert saved["parameters"]["frozen"] > 0 and saved["parameters"]["trainable"] > 0
     assert len(saved["per_horizon"]["mae"]) == 6 and saved["epochs"] == 2
+    # every model option is written out, defaults included, so a later change of default cannot blur the record
+    recorded = yaml.safe_load((Path(out) / "config.yaml").read_text())["model_options"]
+    assert recorded == saved["settings"]["model_options"] == resolved_options("stvfm", TINY_STVFM)
+    assert recorded["temporal_dim"] == 16 and recorded["flow_weight"] == 1.0 and "calendar_init_std" in recorded
 
 
 def test_logged_metrics_equal_numpy_over_saved_predictions(tiny_run):

@@ -29,7 +29,7 @@ from typing import Any, Callable
 from stvfm.atomic import write_text_atomic
 from stvfm.errors import ConfigError, StvfmError
 from stvfm.experiments.paper import paper_figure
-from stvfm.models.registry import build_config, get_model_entry, list_models
+from stvfm.models.registry import get_model_entry, list_models, resolved_options
 from stvfm.reports.tables import load_metrics
 from stvfm.training.optim import OptimConfig
 from stvfm.training.runner import RunConfig, fit
@@ -168,7 +168,7 @@ class RunOutcome:
 
 
 def _resolved(model: str, options: dict[str, Any] | None) -> dict[str, Any]:
-    return dataclasses.asdict(build_config(model, options or {}))
+    return resolved_options(model, options)
 
 
 def _finished(config: RunConfig) -> dict[str, Any] | None:

@@ -7,6 +7,7 @@ training and reports only ever call ``create_model(name, shape, **overrides)``.
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -64,6 +65,14 @@ def build_config(name: str, overrides: dict[str, Any] | None = None) -> Any:
     if unknown:
         raise ConfigError(f"model {name!r} has no option(s) {', '.join(unknown)}; options: {', '.join(fields)}")
     return dataclasses.replace(entry.config_cls(), **overrides)
+
+
+def resolved_options(name: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every option of the model, defaults filled in, as plain YAML/JSON values (tuples become lists).
+
+    Run records store this, so a run still says what it trained after a default changes.
+    """
+    return json.loads(json.dumps(dataclasses.asdict(build_config(name, overrides))))
 
 
 def create_model(name: str, shape: ForecastShape, **overrides: Any) -> Forecaster:

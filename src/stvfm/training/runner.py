@@ -25,7 +25,7 @@ from stvfm.data.prepared import PreparedData, prepare_data
 from stvfm.data.windows import ProtocolConfig
 from stvfm.errors import CheckpointError, ConfigError
 from stvfm.models.base import Forecaster
-from stvfm.models.registry import build_config, create_model
+from stvfm.models.registry import build_config, create_model, resolved_options
 from stvfm.training.metrics import ForecastMetrics
 from stvfm.training.optim import OptimConfig
 from stvfm.training.speed import cast_frozen_linears, compile_backbone
@@ -190,6 +190,7 @@ def fit(config: RunConfig) -> dict[str, Any]:
     """Train (or, for classical models, fit) and test once at the best validation checkpoint."""
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
+    config = dataclasses.replace(config, model_options=resolved_options(config.model, config.model_options))
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(config.seed, workers=True, verbose=False)
