@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -112,6 +113,35 @@ def test_a_finished_run_with_other_settings_stops_the_command(tmp_path, small_ci
     reproduce(quick("video", small_city, tmp_path, seeds=(0,)))
     with pytest.raises(ConfigError, match="finished with other settings"):
         reproduce(quick("video", small_city, tmp_path, lr=1e-3))
+
+
+def test_a_record_from_before_a_default_changed_is_read_with_the_former_default(tmp_path, small_city):
+    """Records once left defaults out; ST-VFM's calendar_init_std default has changed since (1 -> 0.02)."""
+    config = quick("pretraining", small_city, tmp_path, seeds=(0,))
+    reproduce(config)
+    metrics_path = Path(config.run_config(plan("pretraining")[0], 0).out) / "metrics.json"
+    metrics = json.loads(metrics_path.read_text())
+    assert metrics["settings"]["model_options"]["calendar_init_std"] == 0.02
+    metrics["settings"]["model_options"] = tiny(plan("pretraining")[0])  # the old, partial record
+    metrics_path.write_text(json.dumps(metrics))
+    with pytest.raises(ConfigError, match="finished with other settings \\(model_options\\)"):
+        reproduce(config)
+
+
+def test_set_options_reach_the_models_that_have_them_and_name_their_folders(tmp_path, small_city):
+    config = quick("main", small_city, tmp_path, model_options={"calendar_init_std": 1.0})
+    changed = {run.model: run.options for run in config.planned_runs() if run.options}
+    assert changed == {"stvfm": {"calendar_init_std": 1.0}}
+    assert run_key(next(run for run in config.planned_runs() if run.model == "stvfm")) == "stvfm_calendar_init_std-1.0"
+    as_int = quick("main", small_city, tmp_path, model_options={"calendar_init_std": 1})
+    assert run_key(next(run for run in as_int.planned_runs() if run.model == "stvfm")) == "stvfm_calendar_init_std-1.0"
+    with pytest.raises(ConfigError, match="no model of the main experiment has this option"):
+        quick("main", small_city, tmp_path, model_options={"no_such_option": 1})
+    with pytest.raises(ConfigError, match="the lambda experiment sets it per run"):
+        quick("lambda", small_city, tmp_path, model_options={"flow_weight": 2.0})
+    assert "--set calendar_init_std=1.0" in reproduce_module.reproduce_command(config)
+    outcomes, paths = reproduce(quick("video", small_city, tmp_path, report_only=True, model_options={"dropout": 0.0}))
+    assert paths["report"].name == "video-city-dropout-0.0.md" and "dropout = 0.0 for every run" in paths["report"].read_text()
 
 
 def test_a_failed_run_is_reported_and_the_cli_exits_non_zero(tmp_path, small_city, monkeypatch, capsys):

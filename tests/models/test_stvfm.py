@@ -154,9 +154,9 @@ def test_config_rejects_unknown_variant_and_bad_heads():
 
 
 def test_calendar_init_std_only_scales_the_calendar_tables(tiny_shape):
-    default, small = build(tiny_shape), build(tiny_shape, calendar_init_std=0.02)
+    unit, small = build(tiny_shape, calendar_init_std=1.0), build(tiny_shape, calendar_init_std=0.02)
     small_state = small.state_dict()
-    for name, value in default.state_dict().items():
+    for name, value in unit.state_dict().items():
         expected = value * 0.02 if ".calendar." in name else value
         torch.testing.assert_close(small_state[name], expected, rtol=0, atol=0, msg=name)
     assert any(".calendar." in name for name in small_state)

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from stvfm.cli.runs import (LrOption, MaxMinutesOption, PrecisionOption, RootOption, _batch_limit, _channel, console,
-                            quiet_lightning)
+                            parse_options, quiet_lightning)
 from stvfm.errors import StvfmError
 
 
@@ -32,6 +32,7 @@ def register(app: typer.Typer) -> None:
         lr: LrOption = 3e-4,
         precision: PrecisionOption = "32",
         data_root: RootOption = None,
+        option: Annotated[Optional[list[str]], typer.Option("--set", help="Model option KEY=VALUE (YAML value), repeatable, for every run whose model has it (e.g. calendar_init_std=1 for ST-VFM).")] = None,
     ) -> None:
         """Run a paper experiment (every fit it needs) and write a Markdown report and CSV beside the paper's figures."""
         from stvfm.experiments.reproduce import ReproduceConfig, reproduce
@@ -43,6 +44,7 @@ def register(app: typer.Typer) -> None:
             seeds=tuple(seed) if seed else None, channel=_channel(channel), steps=steps, max_epochs=max_epochs,
             max_minutes=max_minutes, precision=precision, warmup_epochs=warmup_epochs,
             limit_train_batches=None if limit_train_batches is None else _batch_limit(limit_train_batches), batch_size=batch_size, lr=lr, data_root=data_root,
+            model_options=parse_options(option),
         )
         outcomes, paths = reproduce(config, announce=lambda message: console.print(f"[bold]fit[/] {message}"))
         console.print(paths["report"].read_text(), markup=False, highlight=False)

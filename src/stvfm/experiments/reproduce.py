@@ -29,7 +29,7 @@ from typing import Any, Callable
 from stvfm.atomic import write_text_atomic
 from stvfm.errors import ConfigError, StvfmError
 from stvfm.experiments.paper import paper_figure
-from stvfm.models.registry import get_model_entry, list_models, resolved_options
+from stvfm.models.registry import get_model_entry, list_models, recorded_options, resolved_options
 from stvfm.reports.tables import load_metrics
 from stvfm.training.optim import OptimConfig
 from stvfm.training.runner import RunConfig, fit
@@ -116,6 +116,8 @@ class ReproduceConfig:
     warmup_epochs: float | None = None  # None: 5 (0.1 with quick)
     data_root: str | None = None
     progress: bool = True
+    # Model options (``--set``) for every planned run whose model has them; they show in folder names.
+    model_options: dict[str, Any] = field(default_factory=dict)
     # Extra model options per planned run, applied last (tests shrink models with it); not in folder names.
     extra_options: Callable[[PlannedRun], dict[str, Any]] | None = None
 
@@ -124,6 +126,22 @@ class ReproduceConfig:
             raise ConfigError(f"unknown experiment {self.experiment!r}; known: {', '.join(EXPERIMENTS)}")
         if self.seeds is not None and not self.seeds:
             raise ConfigError("at least one seed is needed")
+        self.planned_runs()  # a --set option no run has, or one the experiment varies, is an error now
+
+    def planned_runs(self) -> list[PlannedRun]:
+        """The experiment's runs with the ``--set`` options added where the model has them."""
+        runs, unused = [], set(self.model_options)
+        for run in plan(self.experiment):
+            known = resolved_options(run.model)
+            chosen = {key: value for key, value in self.model_options.items() if key in known}
+            varied = sorted(set(chosen) & set(run.options))
+            if varied:
+                raise ConfigError(f"--set {varied[0]}: the {self.experiment} experiment sets it per run ({run.label})")
+            unused -= set(chosen)
+            runs.append(dataclasses.replace(run, options={**chosen, **run.options}) if chosen else run)
+        if unused:
+            raise ConfigError(f"--set {sorted(unused)[0]}: no model of the {self.experiment} experiment has this option")
+        return runs
 
     @property
     def seed_list(self) -> tuple[int, ...]:
@@ -180,7 +198,7 @@ def _finished(config: RunConfig) -> dict[str, Any] | None:
     wanted, found = config.to_dict(), dict(metrics.get("settings", {}))
     # options compare as the model resolves them: {"flow_weight": 1.0} is the default, i.e. {}
     try:
-        found["model_options"] = _resolved(found.get("model"), found.get("model_options"))
+        found["model_options"] = recorded_options(found.get("model"), found.get("model_options"))
     except StvfmError:
         pass  # another model or unknown options: reported as differing below
     wanted["model_options"] = _resolved(config.model, config.model_options)
@@ -194,7 +212,7 @@ def _finished(config: RunConfig) -> dict[str, Any] | None:
 def run_all(config: ReproduceConfig, announce: Callable[[str], None] = lambda message: None) -> list[RunOutcome]:
     """Every planned run and seed: reused when finished, fitted (or resumed) otherwise, left to its owner when busy."""
     outcomes = []
-    for run in plan(config.experiment):
+    for run in config.planned_runs():
         for seed in config.seeds_for(run):
             run_config = config.run_config(run, seed)
             outcomes.append(RunOutcome(run.label, seed, Path(run_config.out), *_run_or_reuse(config, run, run_config, announce)))
@@ -293,7 +311,7 @@ class ReportRow:
 def report_rows(config: ReproduceConfig, outcomes: list[RunOutcome]) -> list[ReportRow]:
     dataset = Path(config.dataset).stem
     rows = []
-    for run in plan(config.experiment):
+    for run in config.planned_runs():
         # lambda and pretraining have no published table: paper_figure gives None
         paper = paper_figure(config.experiment, run.paper_row, dataset) if run.paper_row else None
         rows.append(ReportRow(run, [outcome for outcome in outcomes if outcome.label == run.label], paper))
@@ -341,7 +359,8 @@ def write_report(config: ReproduceConfig, outcomes: list[RunOutcome]) -> dict[st
         f"max epochs {settings.max_epochs}, precision {config.precision}, lr {config.lr:g}, "
         f"warm-up {config.warmup:g} epochs, batch size {settings.batch_size or 'by grid size'}"
         + (f", {config.train_batches} training batches per epoch" if config.train_batches != 1.0 else "")
-        + (f", at most {config.max_minutes:g} min per run" if config.max_minutes else "") + ".",
+        + (f", at most {config.max_minutes:g} min per run" if config.max_minutes else "")
+        + "".join(f", {key} = {value} for every run that has it" for key, value in config.model_options.items()) + ".",
         "Mean ± sample std over seeds. Paper: the published figure for the same dataset column, "
         "where the paper has one. A gap counts when it exceeds the two rows' std added together.", "",
         "| configuration | weights | seeds done | RMSE | MAE | paper RMSE | paper MAE | vs reference (RMSE) |",
@@ -371,13 +390,14 @@ def write_report(config: ReproduceConfig, outcomes: list[RunOutcome]) -> dict[st
                         (metrics.get("weights") or {}).get("label", ""), metrics.get("epochs", ""),
                         metrics.get("seconds_per_epoch", ""), outcome.folder])
     lines += ["", "Re-run: `" + reproduce_command(config) + "` (finished runs are reused).", ""]
-    figure = _horizon_figure(out / f"{config.experiment}-{dataset}-horizons.png", outcomes, config.seed_list[0])
+    # options set for every run name the files too, so reports with and without them sit side by side
+    stem = "-".join([config.experiment, dataset, *(f"{key}-{value}" for key, value in config.model_options.items())])
+    figure = _horizon_figure(out / f"{stem}-horizons.png", outcomes, config.seed_list[0])
     if figure:
         lines += [f"![per-step RMSE and MAE, seed {config.seed_list[0]}]({figure.name})", ""]
-    maps = _reference_maps(out / f"{config.experiment}-{dataset}", reference, config.seed_list[0])
+    maps = _reference_maps(out / stem, reference, config.seed_list[0])
     lines += [f"![{caption}]({path.name})\n" for caption, path in maps]
-    paths = {"report": out / f"{config.experiment}-{dataset}.md", "summary": out / f"{config.experiment}-{dataset}.csv",
-             "runs": out / f"{config.experiment}-{dataset}-runs.csv"}
+    paths = {"report": out / f"{stem}.md", "summary": out / f"{stem}.csv", "runs": out / f"{stem}-runs.csv"}
     write_text_atomic(paths["report"], "\n".join(lines))
     write_text_atomic(paths["summary"], _csv(summary))
     write_text_atomic(paths["runs"], _csv(per_run))
@@ -433,6 +453,7 @@ def reproduce_command(config: ReproduceConfig) -> str:
         parts.append(f"--precision {config.precision}")
     if config.lr != 3e-4:
         parts.append(f"--lr {config.lr:g}")
+    parts += [f"--set {key}={value}" for key, value in config.model_options.items()]
     return " ".join(parts)
 
 

@@ -64,7 +64,11 @@ def build_config(name: str, overrides: dict[str, Any] | None = None) -> Any:
     unknown = sorted(set(overrides) - set(fields))
     if unknown:
         raise ConfigError(f"model {name!r} has no option(s) {', '.join(unknown)}; options: {', '.join(fields)}")
-    return dataclasses.replace(entry.config_cls(), **overrides)
+    defaults = entry.config_cls()
+    for key, value in overrides.items():  # "--set flow_weight=1" means 1.0: one value, one record, one folder name
+        if isinstance(getattr(defaults, key), float) and isinstance(value, int) and not isinstance(value, bool):
+            overrides[key] = float(value)
+    return dataclasses.replace(defaults, **overrides)
 
 
 def resolved_options(name: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -73,6 +77,14 @@ def resolved_options(name: str, overrides: dict[str, Any] | None = None) -> dict
     Run records store this, so a run still says what it trained after a default changes.
     """
     return json.loads(json.dumps(dataclasses.asdict(build_config(name, overrides))))
+
+
+def recorded_options(name: str, recorded: dict[str, Any] | None) -> dict[str, Any]:
+    """Every option a run record trained with. Records written before options were stored in full
+    leave defaults out; an option whose default has changed since is read with the value it had
+    then (the config class's ``FORMER_DEFAULTS``), never with today's default."""
+    former = getattr(get_model_entry(name).config_cls, "FORMER_DEFAULTS", {})
+    return resolved_options(name, {**former, **(recorded or {})})
 
 
 def create_model(name: str, shape: ForecastShape, **overrides: Any) -> Forecaster:

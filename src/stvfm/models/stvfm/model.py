@@ -10,7 +10,7 @@ The ablations of the paper's Table 3 are options of this one model (``variant``)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
@@ -64,8 +64,13 @@ class STVFMConfig:
     flow_weight: float = 1.0  # lambda of L = L_ST + lambda * L_flow (eq. 11)
     train_backbone: bool = False  # train the VFM's own weights too (the "pretraining" experiment's control)
     dropout: float = 0.1  # dropout of the trained parts (the frozen VFM runs without)
-    calendar_init_std: float = 1.0  # initial std of the weekday/slot embeddings (1 = PyTorch's nn.Embedding default)
+    # Initial std of the weekday/slot embeddings. At PyTorch's 1.0 they drown each location's data in the
+    # temporal Transformers' input and the forecast stays flat in space for the first ~300 steps (docs/results).
+    calendar_init_std: float = 0.02
     backbone_overrides: dict = field(default_factory=dict)  # extra create_backbone options (tiny test backbones)
+
+    #: Defaults that have changed, as records that predate the full option record assume them (see recorded_options).
+    FORMER_DEFAULTS: ClassVar[dict[str, Any]] = {"calendar_init_std": 1.0}
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
