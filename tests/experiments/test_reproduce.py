@@ -157,6 +157,24 @@ def test_a_failed_run_is_reported_and_the_cli_exits_non_zero(tmp_path, small_cit
     assert "unknown experiment" in capsys.readouterr().err
 
 
+def test_an_unexpected_error_in_one_fit_fails_that_run_only_and_keeps_its_traceback(tmp_path, small_city, monkeypatch):
+    real_fit = reproduce_module.fit
+
+    def crashing(config):
+        if "simvp" in config.out:
+            raise RuntimeError("expected dtype float but got bf16")
+        return real_fit(config)
+
+    monkeypatch.setattr(reproduce_module, "fit", crashing)
+    outcomes, paths = reproduce(quick("video", small_city, tmp_path))
+    statuses = {outcome.label: outcome.status for outcome in outcomes}
+    assert statuses["SimVP"].startswith("failed: RuntimeError: expected dtype float")
+    assert all(status == "trained" for label, status in statuses.items() if label != "SimVP")
+    failed = next(outcome for outcome in outcomes if outcome.label == "SimVP")
+    assert "RuntimeError" in (failed.folder / "error.txt").read_text()
+    assert not (failed.folder / reproduce_module.LOCK_NAME).exists()
+
+
 def test_a_step_budget_is_applied_recorded_and_the_report_can_live_elsewhere(tmp_path, small_city):
     config = quick("pretraining", small_city, tmp_path / "runs", seeds=(0,), limit_train_batches=3,
                    warmup_epochs=0.5, report_dir=str(tmp_path / "docs"))

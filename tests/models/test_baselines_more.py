@@ -62,6 +62,19 @@ def test_loss_decreases(name):
     assert last < first
 
 
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_a_training_step_runs_under_bf16_autocast(name):
+    """What `fit --precision bf16` does: buffers updated in training must accept bf16 activations."""
+    torch.manual_seed(0)
+    shape = shape_for(name)
+    model = create_model(name, shape, **TINY[name]).train()
+    batch = make_batch(shape, batch_size=2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = model.loss(batch, model(batch))["loss"]
+    loss.backward()
+    assert torch.isfinite(loss)
+
+
 @pytest.mark.parametrize("name", ["acfm", "stgsp"])
 def test_context_models_check_data_context(name):
     model = create_model(name, shape_for(name), **TINY[name])

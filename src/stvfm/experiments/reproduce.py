@@ -22,6 +22,7 @@ import math
 import os
 import socket
 import statistics
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -239,6 +240,10 @@ def _run_or_reuse(config: ReproduceConfig, run: PlannedRun, run_config: RunConfi
         return "trained", fit(run_config)
     except StvfmError as error:
         return f"failed: {error}", None
+    except Exception as error:  # a bug in one model must not cost the other runs: kept with its traceback
+        write_text_atomic(folder / "error.txt", traceback.format_exc())
+        reason = (str(error).strip().splitlines() or [""])[0][:200]
+        return f"failed: {type(error).__name__}: {reason} (traceback in {folder / 'error.txt'})", None
     finally:
         lock.unlink(missing_ok=True)
 

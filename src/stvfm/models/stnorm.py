@@ -72,6 +72,7 @@ class TemporalNorm(nn.Module):
         self.register_buffer("running_var", torch.ones(channels, nodes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, N, T)
+        x = x.float()  # statistics and running buffers stay fp32 under bf16 autocast, as batch norm's do
         if self.training:
             mean = x.mean(dim=(0, 3))
             var = x.var(dim=(0, 3), unbiased=False)
