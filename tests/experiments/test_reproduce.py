@@ -173,6 +173,8 @@ def test_an_unexpected_error_in_one_fit_fails_that_run_only_and_keeps_its_traceb
     failed = next(outcome for outcome in outcomes if outcome.label == "SimVP")
     assert "RuntimeError" in (failed.folder / "error.txt").read_text()
     assert not (failed.folder / reproduce_module.LOCK_NAME).exists()
+    again, _ = reproduce(quick("video", small_city, tmp_path, report_only=True))
+    assert next(o.status for o in again if o.label == "SimVP").endswith("expected dtype float but got bf16 (last attempt)")
 
 
 def test_a_step_budget_is_applied_recorded_and_the_report_can_live_elsewhere(tmp_path, small_city):

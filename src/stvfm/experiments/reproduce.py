@@ -40,6 +40,8 @@ EXPERIMENTS = ("main", "ablation", "backbones", "video", "lambda", "pretraining"
 LAMBDAS = (0.0, 0.25, 0.5, 1.0, 2.0)
 #: File that marks a run folder as being trained by a process (host:pid inside).
 LOCK_NAME = ".running"
+#: Why the last attempt at a run failed (its traceback for an unexpected error), read by --report-only.
+ERROR_NAME = "error.txt"
 #: Settings that must match before a finished run folder is reused.
 REUSE_KEYS = ("model", "dataset", "channel", "steps", "scaling", "model_options", "max_epochs", "max_minutes",
               "patience", "batch_size", "limit_train_batches", "precision", "seed", "optim")
@@ -225,9 +227,11 @@ def _run_or_reuse(config: ReproduceConfig, run: PlannedRun, run_config: RunConfi
     metrics = _finished(run_config)
     if metrics is not None:
         return "reused", metrics
-    if config.report_only:
-        return "missing: not run yet (--report-only)", None
     folder = Path(run_config.out)
+    if config.report_only:
+        if (folder / ERROR_NAME).is_file():
+            return f"failed: {(folder / ERROR_NAME).read_text().strip().splitlines()[-1][:300]} (last attempt)", None
+        return "missing: not run yet (--report-only)", None
     lock, owner = _claim(folder)
     if lock is None:
         announce(f"{config.experiment}: {run.label}, seed {run_config.seed} is being trained by {owner}; skipped for now")
@@ -237,13 +241,16 @@ def _run_or_reuse(config: ReproduceConfig, run: PlannedRun, run_config: RunConfi
         if metrics is not None:
             return "reused", metrics
         announce(f"{config.experiment}: {run.label}, seed {run_config.seed} -> {folder}")
-        return "trained", fit(run_config)
+        metrics = fit(run_config)
+        (folder / ERROR_NAME).unlink(missing_ok=True)  # an earlier attempt's failure is history now
+        return "trained", metrics
     except StvfmError as error:
+        write_text_atomic(folder / ERROR_NAME, f"{error}\n")
         return f"failed: {error}", None
     except Exception as error:  # a bug in one model must not cost the other runs: kept with its traceback
-        write_text_atomic(folder / "error.txt", traceback.format_exc())
+        write_text_atomic(folder / ERROR_NAME, traceback.format_exc())
         reason = (str(error).strip().splitlines() or [""])[0][:200]
-        return f"failed: {type(error).__name__}: {reason} (traceback in {folder / 'error.txt'})", None
+        return f"failed: {type(error).__name__}: {reason} (traceback in {folder / ERROR_NAME})", None
     finally:
         lock.unlink(missing_ok=True)
 
