@@ -92,7 +92,7 @@ def plan(experiment: str) -> list[PlannedRun]:
 
 def run_key(run: PlannedRun) -> str:
     """Folder name of a run: the model plus the options that differ from its defaults."""
-    defaults, chosen = _resolved(run.model, {}), _resolved(run.model, run.options)
+    defaults, chosen = resolved_options(run.model), resolved_options(run.model, run.options)
     changed = [f"{key}-{value}" for key, value in sorted(chosen.items()) if value != defaults[key]]
     return "_".join([run.model, *changed]).replace("/", "-").replace(" ", "")
 
@@ -188,10 +188,6 @@ class RunOutcome:
     metrics: dict[str, Any] | None
 
 
-def _resolved(model: str, options: dict[str, Any] | None) -> dict[str, Any]:
-    return resolved_options(model, options)
-
-
 def _finished(config: RunConfig) -> dict[str, Any] | None:
     """The metrics of a finished run with these settings, None if it has not finished."""
     folder = Path(config.out)
@@ -204,7 +200,7 @@ def _finished(config: RunConfig) -> dict[str, Any] | None:
         found["model_options"] = recorded_options(found.get("model"), found.get("model_options"))
     except StvfmError:
         pass  # another model or unknown options: reported as differing below
-    wanted["model_options"] = _resolved(config.model, config.model_options)
+    wanted["model_options"] = resolved_options(config.model, config.model_options)
     differing = [key for key in REUSE_KEYS if wanted.get(key) != found.get(key)]
     if differing:
         raise ConfigError(f"{folder}: finished with other settings ({', '.join(differing)}); "

@@ -18,7 +18,7 @@ class TemporalDecoder(nn.Module):
     """
 
     def __init__(self, vfm_dim: int, temporal_dim: int, patch_features: int, history: int, horizon: int,
-                 heads: int, layers: int, dropout: float, slots_per_day: int, calendar_init_std: float = 0.02):
+                 heads: int, layers: int, dropout: float, slots_per_day: int, calendar_init_std: float):
         super().__init__()
         self.project = nn.Linear(vfm_dim, temporal_dim)
         self.future = nn.Parameter(nn.init.trunc_normal_(torch.empty(horizon, 1, temporal_dim), std=0.02))

@@ -14,12 +14,12 @@ class CalendarEmbedding(nn.Module):
     """Weekday + slot-of-day embedding of ``x_time`` / ``y_time`` (B, T, 2) -> (B, T, dim).
 
     Urban series are dominated by daily and weekly cycles, so each step's calendar position
-    is told to the temporal Transformers explicitly. The tables start at ``init_std`` (0.02,
-    the other learned embeddings' scale): at PyTorch's std 1 they outweigh the data-dependent
-    part of every token early in training.
+    is told to the temporal Transformers explicitly. The tables start at ``init_std``
+    (ST-VFM's ``calendar_init_std``): at PyTorch's std 1 they outweigh the data-dependent part
+    of every token early in training.
     """
 
-    def __init__(self, slots_per_day: int, dim: int, init_std: float = 0.02):
+    def __init__(self, slots_per_day: int, dim: int, init_std: float):
         super().__init__()
         self.weekday = nn.Embedding(7, dim)
         self.slot = nn.Embedding(slots_per_day, dim)

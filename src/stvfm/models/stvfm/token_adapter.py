@@ -22,7 +22,7 @@ class TemporalTokenAdapter(nn.Module):
 
     def __init__(self, patch_features: int, num_tokens: int, history: int, vfm_dim: int,
                  temporal_dim: int | None, encoder_layers: int, heads: int, dropout: float,
-                 slots_per_day: int, video: bool, calendar_init_std: float = 0.02):
+                 slots_per_day: int, video: bool, calendar_init_std: float):
         super().__init__()
         # the layer that reads raw grid values runs in fp32 under autocast (see FullPrecisionLinear)
         self.project = nn.Identity() if temporal_dim is None else FullPrecisionLinear(patch_features, temporal_dim)
