@@ -6,9 +6,13 @@ import dataclasses
 
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
+from stvfm.data.prepared import prepare_data
+from stvfm.data.windows import ProtocolConfig
 from stvfm.errors import ConfigError
 from stvfm.models import create_model
+from stvfm.models.registry import recorded_options
 from stvfm.testing import make_batch, overfit_losses
 
 SMALL_UNIST = dict(width=16, encoder_depth=1, decoder_depth=1, heads=2, spatial_memory=8, temporal_memory=8)
@@ -89,6 +93,42 @@ def test_stresnet_learns(tiny_shape):
     model = create_model("stresnet", shape, **SMALL_STRESNET)
     first, last = overfit_losses(model, make_batch(shape, batch_size=2), steps=15)
     assert last < first
+
+
+def test_stresnet_keeps_a_spatial_forecast_on_sparse_real_data(shared_data_dir):
+    """Mostly-empty cells (scaled -1) once drove tanh into saturation: a constant forecast of 0."""
+    data = prepare_data("bikenyc1", ProtocolConfig(steps=24 * 7 * 4, daily_context=2, weekly_context=1), root=shared_data_dir)
+    train = data.dataset("train")
+    torch.manual_seed(0)
+    model = create_model("stresnet", data.forecast_shape, filters=16, residual_units=2)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-4)
+    order = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        for batch in DataLoader(train, batch_size=8, shuffle=True, generator=order):
+            optimizer.zero_grad()
+            model.loss(batch, model(batch))["loss"].backward()
+            optimizer.step()
+    batch = next(iter(DataLoader(train, batch_size=64)))
+    with torch.no_grad():
+        forecast = model.eval()(batch)["forecast"]
+    spatial_spread = lambda frames: frames.std(dim=(-2, -1)).mean()  # noqa: E731
+    assert spatial_spread(forecast) > 0.5 * spatial_spread(batch["y"])
+
+
+def test_stresnet_runs_recorded_before_batch_norm_rebuild_without_it(tiny_shape):
+    shape = dataclasses.replace(tiny_shape, daily_context=2, weekly_context=1)
+    old_record = dict(daily_context=2, weekly_context=1, **SMALL_STRESNET)
+    options = recorded_options("stresnet", old_record)
+    assert options["batch_norm"] is False
+    model = create_model("stresnet", shape, **options)
+    assert "branches.x.layers.1.body.1.weight" in model.state_dict()  # the conv's key as it was saved then
+    assert not any(isinstance(layer, torch.nn.BatchNorm2d) for layer in model.modules())
+
+
+def test_stresnet_rejects_an_unknown_output_activation(tiny_shape):
+    shape = dataclasses.replace(tiny_shape, daily_context=2, weekly_context=1)
+    with pytest.raises(ConfigError, match="output_activation"):
+        create_model("stresnet", shape, output_activation="relu", **SMALL_STRESNET)
 
 
 def test_stid_forecasts_every_cell_and_channel(tiny_shape):

@@ -18,12 +18,18 @@ Departures from the paper:
   branch whose context is 0 is left out.
 - The external component (weather, holidays, metadata fused before tanh) is left out:
   the datasets here carry no external features, only the time of each step.
-- Residual units have no batch normalisation (the paper's code makes it optional).
+- Batch normalisation before each ReLU of the residual units is on by default (the paper's
+  code makes it optional). Without it, most scaled targets sit at -1 (empty cells), which
+  tanh reaches only at -infinity: Adam drives the fused output to about -400 within a few
+  hundred steps, tanh saturates and the model forecasts 0 everywhere (bikenyc1 ch0, 320
+  steps of batch 8, lr 5e-4: test RMSE 22.76 without, 8.82 with, seed 0).
+  ``output_activation="none"`` drops the final tanh (same run: 8.08 instead of 8.82).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -37,23 +43,25 @@ from stvfm.models.registry import register_model
 class STResNetConfig:
     """The paper's BikeNYC (16x8) setting."""
 
+    FORMER_DEFAULTS: ClassVar[dict[str, Any]] = {"batch_norm": False}  # runs recorded before the option existed
+
     daily_context: int = 2  # previous days read by the period branch (0 = no period branch)
     weekly_context: int = 1  # previous weeks read by the trend branch (0 = no trend branch)
     filters: int = 64  # channels of every hidden convolution
     residual_units: int = 4  # residual units per branch (paper: 4 on BikeNYC, 12 on TaxiBJ)
+    batch_norm: bool = True  # batch norm before each ReLU of a residual unit (the paper code's `bn`)
+    output_activation: str = "tanh"  # "tanh" (paper) or "none" (linear fused output)
 
 
 class ResidualUnit(nn.Module):
     """ReLU-conv-ReLU-conv with an identity skip, the pre-activation unit of the paper."""
 
-    def __init__(self, filters: int):
+    def __init__(self, filters: int, batch_norm: bool):
         super().__init__()
-        self.body = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(filters, filters, kernel_size=3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(filters, filters, kernel_size=3, padding=1),
-        )
+        def norm_relu_conv() -> list[nn.Module]:
+            norm = [nn.BatchNorm2d(filters)] if batch_norm else []  # no placeholder: keeps older checkpoints' keys
+            return [*norm, nn.ReLU(), nn.Conv2d(filters, filters, kernel_size=3, padding=1)]
+        self.body = nn.Sequential(*norm_relu_conv(), *norm_relu_conv())
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return features + self.body(features)
@@ -62,11 +70,11 @@ class ResidualUnit(nn.Module):
 class TemporalRangeBranch(nn.Module):
     """One of closeness / period / trend: frames stacked as channels -> future frames."""
 
-    def __init__(self, in_channels: int, out_channels: int, filters: int, residual_units: int):
+    def __init__(self, in_channels: int, out_channels: int, filters: int, residual_units: int, batch_norm: bool):
         super().__init__()
         self.layers = nn.Sequential(
             nn.Conv2d(in_channels, filters, kernel_size=3, padding=1),
-            *[ResidualUnit(filters) for _ in range(residual_units)],
+            *[ResidualUnit(filters, batch_norm) for _ in range(residual_units)],
             nn.ReLU(),
             nn.Conv2d(filters, out_channels, kernel_size=3, padding=1),
         )
@@ -86,6 +94,8 @@ class STResNet(Forecaster):
                 f"stresnet is configured for {config.daily_context} day(s) / {config.weekly_context} week(s) "
                 f"of context but the data provides {shape.daily_context} / {shape.weekly_context}"
             )
+        if config.output_activation not in ("tanh", "none"):
+            raise ConfigError(f"stresnet output_activation must be 'tanh' or 'none', got {config.output_activation!r}")
         self.config = config
         self.daily_context = config.daily_context
         self.weekly_context = config.weekly_context
@@ -97,7 +107,7 @@ class STResNet(Forecaster):
         }
         self.branches = nn.ModuleDict(
             {
-                key: TemporalRangeBranch(channels, future_channels, config.filters, config.residual_units)
+                key: TemporalRangeBranch(channels, future_channels, config.filters, config.residual_units, config.batch_norm)
                 for key, channels in in_channels.items()
                 if channels > 0
             }
@@ -110,5 +120,7 @@ class STResNet(Forecaster):
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         fused = sum(self.fusion_weights[key] * branch(batch[key]) for key, branch in self.branches.items())
         batch_size, _, channels, height, width = batch["x"].shape
-        future = torch.tanh(fused).reshape(batch_size, self.shape.horizon, channels, height, width)
+        if self.config.output_activation == "tanh":
+            fused = torch.tanh(fused)
+        future = fused.reshape(batch_size, self.shape.horizon, channels, height, width)
         return {"forecast": future}

@@ -25,7 +25,7 @@ from stvfm.data.prepared import PreparedData, prepare_data
 from stvfm.data.windows import ProtocolConfig
 from stvfm.errors import CheckpointError, ConfigError
 from stvfm.models.base import Forecaster
-from stvfm.models.registry import build_config, create_model, resolved_options
+from stvfm.models.registry import build_config, create_model, recorded_options, resolved_options
 from stvfm.training.metrics import ForecastMetrics
 from stvfm.training.optim import OptimConfig
 from stvfm.training.speed import cast_frozen_linears, compile_backbone
@@ -339,6 +339,7 @@ def restore(checkpoint_path: str | os.PathLike, dataset: str | None = None,
     for key, value in (overrides or {}).items():
         setattr(config, key, value)
     data = prepare_data(config.dataset, _protocol_for(config), root=config.data_root)
+    config.model_options = recorded_options(config.model, config.model_options)
     model = create_model(config.model, data.forecast_shape, **config.model_options)
     load_model_weights(model, checkpoint, checkpoint_path)
     return config, data, model
