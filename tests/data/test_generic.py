@@ -25,9 +25,9 @@ def test_npz_with_iso_strings_and_inferred_interval(tmp_path):
     assert series.channel_names == ("channel-0",)
 
 
-def test_netcdf_round_trip(tmp_path, series_factory):
+@pytest.mark.parametrize("engine", ["scipy", "h5netcdf"])  # NetCDF-3 and NetCDF-4 (HDF5) files
+def test_netcdf_round_trip(tmp_path, series_factory, engine):
     xr = pytest.importorskip("xarray")
-    pytest.importorskip("scipy")
     series = series_factory(steps=12, channels=2, interval_minutes=30)
     array = xr.DataArray(
         series.values.transpose(0, 2, 3, 1),  # any dim order is accepted
@@ -36,7 +36,7 @@ def test_netcdf_round_trip(tmp_path, series_factory):
         name="values",
     )
     path = tmp_path / "grid.nc"
-    array.to_dataset().to_netcdf(path, engine="scipy")
+    array.to_dataset().to_netcdf(path, engine=engine)
     loaded = load_series(path)
     np.testing.assert_array_equal(loaded.values, series.values)
     np.testing.assert_array_equal(loaded.timestamps, series.timestamps)

@@ -120,7 +120,8 @@ def _open_xarray(path: Path):
             return xr.open_zarr(path)
         return xr.open_dataset(path)
     except ImportError as error:
-        raise DataError(f"{path}: no xarray backend can read it ({error}); install netCDF4, h5netcdf or zarr") from None
+        hint = "; install zarr to read .zarr stores" if path.suffix == ZARR_SUFFIX else ""
+        raise DataError(f"{path}: no xarray backend can read it ({error}){hint}") from None
     except (OSError, ValueError) as error:
         raise DataError(f"{path}: not a readable NetCDF/zarr file ({error})") from None
 
