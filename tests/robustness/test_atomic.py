@@ -112,3 +112,19 @@ def test_outputs_get_the_usual_permissions_not_mkstemps_0600(tmp_path):
     plain.write_text("x")
     written = write_text_atomic(tmp_path / "atomic.txt", "x")
     assert os.stat(written).st_mode & 0o777 == os.stat(plain).st_mode & 0o777
+
+
+def test_rename_is_made_durable_by_syncing_the_folder(tmp_path, monkeypatch):
+    import os
+    import stat
+
+    synced_kinds = []
+    real_fsync = os.fsync
+
+    def recording_fsync(descriptor):
+        synced_kinds.append("folder" if stat.S_ISDIR(os.fstat(descriptor).st_mode) else "file")
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    write_json_atomic(tmp_path / "metrics.json", {"rmse": 1.0})
+    assert synced_kinds == ["file", "folder"]  # the data first, then the rename
