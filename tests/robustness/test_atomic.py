@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -20,7 +22,7 @@ from pathlib import Path
 
 from robust_helpers import child_env
 
-from stvfm.atomic import atomic_path, write_json_atomic
+from stvfm.atomic import atomic_path, write_json_atomic, write_text_atomic
 
 WRITER = textwrap.dedent(
     """
@@ -104,9 +106,6 @@ def test_an_exception_inside_leaves_the_old_target_and_no_temp(tmp_path):
 
 
 def test_outputs_get_the_usual_permissions_not_mkstemps_0600(tmp_path):
-    import os
-
-    from stvfm.atomic import write_text_atomic
 
     plain = tmp_path / "plain.txt"
     plain.write_text("x")
@@ -115,9 +114,6 @@ def test_outputs_get_the_usual_permissions_not_mkstemps_0600(tmp_path):
 
 
 def test_rename_is_made_durable_by_syncing_the_folder(tmp_path, monkeypatch):
-    import os
-    import stat
-
     synced_kinds = []
     real_fsync = os.fsync
 
