@@ -31,6 +31,10 @@ from stvfm.training.optim import OptimConfig
 from stvfm.training.speed import cast_frozen_linears, compile_backbone
 from stvfm.training.task import ForecastTask
 
+#: What early stopping and the best checkpoint watch, for every model and variant: the validation
+#: MSE of the forecast itself (scaled units), never a loss with an auxiliary term such as ST-VFM's flow.
+SELECTION_METRIC = "val/mse_st"
+
 
 @dataclass
 class RunConfig:
@@ -213,9 +217,9 @@ def fit(config: RunConfig) -> dict[str, Any]:
         trainer = _trainer(config, out, callbacks=[], max_epochs=0)
         results = _test(trainer, task, module, ckpt_path=None)
     else:
-        checkpoints = ModelCheckpoint(dirpath=str(out / "checkpoints"), filename="best", monitor="val/loss",
+        checkpoints = ModelCheckpoint(dirpath=str(out / "checkpoints"), filename="best", monitor=SELECTION_METRIC,
                                       mode="min", save_last=True, save_top_k=1)
-        stopper = EarlyStopping(monitor="val/loss", mode="min", patience=config.patience)
+        stopper = EarlyStopping(monitor=SELECTION_METRIC, mode="min", patience=config.patience)
         trainer = _trainer(config, out, callbacks=[checkpoints, stopper], max_epochs=config.max_epochs)
         ckpt_last = out / "checkpoints" / "last.ckpt"
         resume, resumed_epoch = _resume_from(config, ckpt_last)
@@ -303,7 +307,7 @@ def _training_record(trainer: L.Trainer, checkpoints, last: Path) -> tuple[int, 
         saved = load_checkpoint(last)
         epochs = max(epochs, int(saved.get("epoch", -1)) + 1)
         for state in saved.get("callbacks", {}).values():
-            if best is None and isinstance(state, dict) and state.get("monitor") == "val/loss":
+            if best is None and isinstance(state, dict) and state.get("monitor") == SELECTION_METRIC:
                 best = state.get("best_model_score")
     return epochs, float(best) if best is not None else None
 
