@@ -38,7 +38,7 @@ def test_two_process_ddp_fit_matches_one_process(tmp_path, tiny_city):
     parallel = json.loads((two / "metrics.json").read_text())
     for key in ("n_windows", "n_points", "epochs", "parameters"):
         assert parallel[key] == single[key], key
-    assert parallel["epochs"] == 2 and parallel["best_val_loss"] is not None
+    assert parallel["epochs"] == 2 and parallel["best_val_score"] is not None
     assert parallel["mae"] == pytest.approx(single["mae"], rel=0.05)
     assert parallel["rmse"] == pytest.approx(single["rmse"], rel=0.05)
 

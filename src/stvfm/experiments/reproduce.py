@@ -201,6 +201,8 @@ def _finished(config: RunConfig) -> dict[str, Any] | None:
     except StvfmError:
         pass  # another model or unknown options: reported as differing below
     wanted["model_options"] = resolved_options(config.model, config.model_options)
+    if isinstance(found.get("optim"), dict):  # records from before the optimiser choices: their defaults
+        found["optim"] = OptimConfig(**found["optim"]).to_dict()
     differing = [key for key in REUSE_KEYS if wanted.get(key) != found.get(key)]
     if differing:
         raise ConfigError(f"{folder}: finished with other settings ({', '.join(differing)}); "

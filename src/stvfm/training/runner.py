@@ -24,6 +24,7 @@ from stvfm.data.datamodule import GridDataModule
 from stvfm.data.prepared import PreparedData, prepare_data
 from stvfm.data.windows import ProtocolConfig
 from stvfm.errors import CheckpointError, ConfigError
+from stvfm.ledger import ledger_root, machine, stop_reason, write_record
 from stvfm.models.base import Forecaster
 from stvfm.models.registry import build_config, create_model, recorded_options, resolved_options
 from stvfm.training.metrics import ForecastMetrics
@@ -67,7 +68,7 @@ class RunConfig:
     progress: bool = True
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return asdict(self) | {"optim": self.optim.to_dict()}
 
     @classmethod
     def from_dict(cls, payload: dict[str, Any]) -> "RunConfig":
@@ -227,10 +228,12 @@ def fit(config: RunConfig) -> dict[str, Any]:
         logged_before = _logged_rows(out / "logs" / "metrics.csv", before_epoch=resumed_epoch + 1) if resume else []
         trainer.fit(task, datamodule=module, ckpt_path=resume)
         train_seconds = time.perf_counter() - started
-        epochs, best_val_loss = _training_record(trainer, checkpoints, ckpt_last)
+        epochs, best_val_score = _training_record(trainer, checkpoints, ckpt_last)
         extra.update(epochs=epochs, train_seconds=train_seconds,
                      seconds_per_epoch=train_seconds / max(1, epochs),
-                     best_val_loss=best_val_loss,
+                     selection_metric=SELECTION_METRIC, best_val_score=best_val_score,
+                     stop_reason=stop_reason(epochs, config.max_epochs, train_seconds, config.max_minutes,
+                                             early_stopped=stopper.stopped_epoch > 0),
                      checkpoint=checkpoints.best_model_path or None)  # None: stopped before any validation
         if trainer.world_size > 1:
             # Under DDP the test windows would be split across ranks (padded with duplicates), and with
@@ -242,12 +245,15 @@ def fit(config: RunConfig) -> dict[str, Any]:
             trainer = _trainer(single, out, callbacks=[], max_epochs=0, log=False)
             task.test_metrics = ForecastMetrics(task.inverse, model.shape.horizon, sync_on_compute=False)
         results = _test(trainer, task, module, ckpt_path=checkpoints.best_model_path or None)
-    extra["wall_seconds"] = time.perf_counter() - started
+    extra.update(wall_seconds=time.perf_counter() - started, threads=torch.get_num_threads(), machine=machine())
     if trainer.is_global_zero:
         _prepend_rows(out / "logs" / "metrics.csv", logged_before)
         _save_predictions(out / "predictions.npz", data, task)
         payload = _metrics_payload(config, data, model, results, "test", extra)
         write_json_atomic(out / "metrics.json", payload)
+        ledger = ledger_root()
+        if ledger is not None:
+            payload["ledger_record"] = str(write_record(out, ledger))
         return payload
     return {}
 

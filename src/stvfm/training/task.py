@@ -11,7 +11,7 @@ import torch
 from stvfm.data.datamodule import derived_seed
 from stvfm.models.base import Forecaster
 from stvfm.training.metrics import ForecastMetrics
-from stvfm.training.optim import OptimConfig, build_optimizer, warmup_cosine
+from stvfm.training.optim import OptimConfig, build_optimizer, build_schedule
 
 
 class ForecastTask(L.LightningModule):
@@ -95,7 +95,7 @@ class ForecastTask(L.LightningModule):
     def configure_optimizers(self):
         optimizer = build_optimizer(list(self.model.parameters()), self.optim_config)
         steps_per_epoch = max(1, int(self.trainer.estimated_stepping_batches // max(1, self.trainer.max_epochs)))
-        scheduler = warmup_cosine(optimizer, self.optim_config, steps_per_epoch,
+        scheduler = build_schedule(optimizer, self.optim_config, steps_per_epoch,
                                   int(self.trainer.estimated_stepping_batches))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 

@@ -1,0 +1,161 @@
+"""The results ledger: one small JSON record per finished run, meant to be committed to git.
+
+A record holds everything ``metrics.json`` holds (so every table reads it like a run folder)
+plus what makes a result trustworthy without the run folder: the resolved settings, epochs
+run, wall time and threads, why training stopped, and the validation curve. No weights, no
+predictions. Records from different machines and days add up under
+``<ledger>/<dataset>/<record name>.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import platform
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from stvfm.atomic import write_json_atomic
+from stvfm.errors import DataError
+
+LEDGER_ENV = "STVFM_LEDGER"
+SCHEMA = 1
+#: Why training ended, as every table says it.
+STOP_REASONS = ("early stop", "epoch cap", "time cap", "not trained")
+#: Validation columns of Lightning's CSV log kept in a record's curve.
+CURVE_COLUMNS = ("val/mse_st", "val/rmse", "val/mae", "val/loss")
+#: Settings that do not change a result, left out of a record's identity.
+NON_IDENTITY = ("out", "max_minutes", "accelerator", "devices", "num_nodes", "strategy", "num_workers",
+                "data_root", "progress", "compile_backbone")
+REQUIRED = ("schema", "model", "dataset", "channel", "split", "mae", "rmse", "per_horizon", "n_windows", "seed",
+            "settings", "stop_reason", "epochs", "val_curve", "threads", "recorded_at")
+
+
+def ledger_root(explicit: str | Path | None = None) -> Path | None:
+    """The ledger folder: ``explicit``, else ``$STVFM_LEDGER``; None when neither is set (no record)."""
+    chosen = explicit or os.environ.get(LEDGER_ENV)
+    return Path(chosen) if chosen else None
+
+
+def machine() -> dict[str, Any]:
+    """Where a result was measured: speeds and wall times mean little without it."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            cpu = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "torch": torch.__version__}
+
+
+def stop_reason(epochs: int, max_epochs: int, train_seconds: float, max_minutes: float | None,
+                early_stopped: bool) -> str:
+    """Which limit ended training (a cap is what readers must be told about)."""
+    if epochs == 0:
+        return "not trained"
+    if early_stopped:
+        return "early stop"
+    if epochs >= max_epochs:
+        return "epoch cap"
+    if max_minutes and train_seconds >= 0.95 * max_minutes * 60:
+        return "time cap"
+    return "early stop"
+
+
+def validation_curve(log_csv: Path) -> list[dict[str, float]]:
+    """Per-epoch validation figures from Lightning's CSV log (empty for classical models)."""
+    if not log_csv.is_file():
+        return []
+    by_epoch: dict[int, dict[str, float]] = {}
+    with open(log_csv, newline="") as handle:
+        for row in csv.DictReader(handle):
+            epoch = row.get("epoch") or ""
+            values = {key: float(row[key]) for key in CURVE_COLUMNS if row.get(key) not in (None, "")}
+            if epoch.isdigit() and values:
+                by_epoch.setdefault(int(epoch), {}).update(values)
+    return [{"epoch": epoch, **values} for epoch, values in sorted(by_epoch.items())]
+
+
+def identity(settings: dict[str, Any]) -> str:
+    """A short hash of the settings that decide a result, so two records of one run share a name."""
+    kept = {key: value for key, value in settings.items() if key not in NON_IDENTITY}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def record_name(record: dict[str, Any]) -> str:
+    variant = record.get("variant")
+    channel = "all" if record["channel"] is None else record["channel"]
+    name = record["model"] + (f"-{variant}" if variant else "")
+    return f"{name}-ch{channel}-seed{record['seed']}-{identity(record['settings'])}"
+
+
+def build_record(run: str | Path) -> dict[str, Any]:
+    """A ledger record from a finished run folder (its metrics.json, config.yaml and CSV log)."""
+    folder = Path(run)
+    metrics_path = folder / "metrics.json"
+    if not metrics_path.is_file():
+        raise DataError(f"{folder}: no metrics.json (did the run finish?)")
+    try:
+        metrics = json.loads(metrics_path.read_text())
+    except json.JSONDecodeError as error:
+        raise DataError(f"{metrics_path}: not valid JSON ({error.msg})") from None
+    settings = metrics.get("settings")
+    if not isinstance(settings, dict) and (folder / "config.yaml").is_file():
+        settings = yaml.safe_load((folder / "config.yaml").read_text())
+    if not isinstance(settings, dict):
+        raise DataError(f"{folder}: no run settings in metrics.json or config.yaml")
+    epochs = int(metrics.get("epochs") or 0)
+    reason = metrics.get("stop_reason") or stop_reason(
+        epochs, int(settings.get("max_epochs") or 0), float(metrics.get("train_seconds") or 0.0),
+        settings.get("max_minutes"), early_stopped=False)
+    record = {key: value for key, value in metrics.items() if key not in ("checkpoint",)}
+    record.update(
+        schema=SCHEMA, settings=settings, stop_reason=reason, epochs=epochs,
+        val_curve=validation_curve(folder / "logs" / "metrics.csv"),
+        threads=metrics.get("threads"),
+        machine=metrics.get("machine") or machine(),
+        recorded_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    return record
+
+
+def check_record(record: Any, where: str | Path) -> dict[str, Any]:
+    if not isinstance(record, dict):
+        raise DataError(f"{where}: not a ledger record (expected a JSON object)")
+    missing = [key for key in REQUIRED if key not in record]
+    if missing:
+        raise DataError(f"{where}: not a ledger record (missing {', '.join(missing)})")
+    if record["stop_reason"] not in STOP_REASONS:
+        raise DataError(f"{where}: unknown stop_reason {record['stop_reason']!r}")
+    return record
+
+
+def write_record(run: str | Path, root: str | Path) -> Path:
+    """Add (or replace) the record of a finished run under ``root/<dataset>/``."""
+    record = check_record(build_record(run), run)
+    path = Path(root) / str(record["dataset"]) / f"{record_name(record)}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, record)
+    return path
+
+
+def read_records(paths: list[str | Path]) -> list[dict[str, Any]]:
+    """Every record in these files or folders (searched recursively), checked."""
+    records = []
+    for path in map(Path, paths):
+        files = sorted(path.rglob("*.json")) if path.is_dir() else [path]
+        for file in files:
+            try:
+                payload = json.loads(file.read_text())
+            except (OSError, json.JSONDecodeError) as error:
+                raise DataError(f"{file}: not a readable ledger record ({error})") from None
+            records.append(check_record(payload, file) | {"ledger_file": str(file)})
+    return records

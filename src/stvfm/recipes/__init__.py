@@ -1,0 +1,1 @@
+"""The models' recipes as YAML files (read by ``stvfm.training.recipes``); no code."""

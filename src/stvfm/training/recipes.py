@@ -1,0 +1,112 @@
+"""Recipes: each model's published training settings, as YAML files users can read and override.
+
+A run's settings resolve in layers, later ones winning: ``RunConfig`` defaults, the model's
+recipe (``stvfm/recipes/<model>.yaml``, with its per-dataset overrides), a ``--config`` file,
+then the command-line flags given. A ``config.yaml`` written by a run is itself a valid
+``--config`` file and resolves to the same run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from stvfm.errors import ConfigError
+from stvfm.training.optim import OptimConfig
+from stvfm.training.runner import RunConfig
+
+#: Keys a recipe or config file may hold besides RunConfig's fields.
+RECIPE_ONLY_KEYS = ("datasets", "departures")
+#: Fields merged key by key instead of replaced whole.
+NESTED_KEYS = ("model_options", "optim")
+
+
+def recipe_file(model: str) -> Path | None:
+    """The packaged recipe of ``model``; None when it has none (classical models)."""
+    path = Path(str(resources.files("stvfm.recipes").joinpath(f"{model}.yaml")))
+    return path if path.is_file() else None
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A recipe or ``--config`` file as a dict of RunConfig fields, checked before any run starts."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        payload = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    if payload is None:
+        return {}
+    if not isinstance(payload, dict):
+        raise ConfigError(f"{path}: expected a mapping of run settings, got {type(payload).__name__}")
+    known = {f.name for f in dataclasses.fields(RunConfig)} | set(RECIPE_ONLY_KEYS)
+    unknown = sorted(set(payload) - known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown setting(s) {', '.join(unknown)}")
+    for key in (*NESTED_KEYS, "datasets"):
+        if payload.get(key) is not None and not isinstance(payload[key], dict):
+            raise ConfigError(f"{path}: {key} must be a mapping")
+    optim_fields = {f.name for f in dataclasses.fields(OptimConfig)}
+    bad_optim = sorted(set(payload.get("optim") or {}) - optim_fields)
+    if bad_optim:
+        raise ConfigError(f"{path}: unknown optim setting(s) {', '.join(bad_optim)}; known: {', '.join(sorted(optim_fields))}")
+    return payload
+
+
+def merged(*layers: dict[str, Any]) -> dict[str, Any]:
+    """Later layers win; model options and optimiser settings merge key by key."""
+    result: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            if key in NESTED_KEYS and isinstance(value, dict):
+                result[key] = {**(result.get(key) or {}), **value}
+            else:
+                result[key] = value
+    return result
+
+
+def for_dataset(settings: dict[str, Any], dataset: str) -> dict[str, Any]:
+    """A recipe's general settings with its ``datasets: {<dataset>: ...}`` overrides applied."""
+    general = {k: v for k, v in settings.items() if k not in RECIPE_ONLY_KEYS}
+    specific = (settings.get("datasets") or {}).get(dataset) or {}
+    return merged(general, specific)
+
+
+def recipe(model: str, dataset: str) -> dict[str, Any]:
+    """The model's published settings for ``dataset`` (empty for a model without a recipe)."""
+    path = recipe_file(model)
+    return for_dataset(read_config_file(path), dataset) if path else {}
+
+
+def departures(model: str) -> list[str]:
+    """Where the recipe knowingly differs from the original, as its file says."""
+    path = recipe_file(model)
+    return list(read_config_file(path).get("departures") or []) if path else []
+
+
+def resolve_run_config(flags: dict[str, Any], config_file: str | Path | None = None,
+                       use_recipe: bool = True) -> RunConfig:
+    """The run's settings: defaults < recipe < ``config_file`` < ``flags`` (only the flags given).
+
+    ``flags`` holds RunConfig fields; ``optim`` and ``model_options`` as partial dicts.
+    """
+    from_file = read_config_file(config_file) if config_file else {}
+    model = flags.get("model") or from_file.get("model")
+    dataset = flags.get("dataset") or from_file.get("dataset")
+    if not model or not dataset:
+        raise ConfigError("a run needs --model and --dataset (as flags or in the --config file)")
+    if from_file.get("model") and flags.get("model") and from_file["model"] != flags["model"]:
+        raise ConfigError(f"{config_file}: is a config of model {from_file['model']!r}, not {flags['model']!r}")
+    layers = [recipe(model, dataset) if use_recipe else {}, for_dataset(from_file, dataset), flags]
+    settings = merged(*layers) | {"model": model, "dataset": dataset}
+    if not settings.get("out"):
+        raise ConfigError("a run needs --out (as a flag or in the --config file)")
+    try:
+        return RunConfig.from_dict(settings)
+    except TypeError as error:
+        raise ConfigError(f"bad run settings ({error})") from None
