@@ -138,13 +138,19 @@ def check_record(record: Any, where: str | Path) -> dict[str, Any]:
     return record
 
 
-def write_record(run: str | Path, root: str | Path) -> Path:
-    """Add (or replace) the record of a finished run under ``root/<dataset>/``."""
-    record = check_record(build_record(run), run)
-    path = Path(root) / str(record["dataset"]) / f"{record_name(record)}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, record)
-    return path
+def add(runs: list[str | Path], root: str | Path | None = None) -> list[Path]:
+    """Records for finished run folders (all checked before any is written)."""
+    chosen = ledger_root(root)
+    if chosen is None:
+        raise DataError(f"no ledger folder: pass --ledger or set {LEDGER_ENV}")
+    records = [check_record(build_record(run), run) for run in runs]
+    written = []
+    for record in records:
+        path = chosen / str(record["dataset"]) / f"{record_name(record)}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, record)
+        written.append(path)
+    return written
 
 
 def read_records(paths: list[str | Path]) -> list[dict[str, Any]]:

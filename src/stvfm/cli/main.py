@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from stvfm.cli import data as data_commands
+from stvfm.cli import ledger as ledger_commands
 from stvfm.cli import reproduce as reproduce_commands
 from stvfm.cli import runs as run_commands
 from stvfm.errors import StvfmError
@@ -25,6 +26,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(data_commands.app, name="data")
+app.add_typer(ledger_commands.app, name="ledger")
 run_commands.register(app)
 reproduce_commands.register(app)
 

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from stvfm.cli.runs import (LrOption, MaxMinutesOption, PrecisionOption, RootOption, _batch_limit, _channel, console,
+from stvfm.cli.runs import (LrOption, MaxMinutesOption, RootOption, _batch_limit, _channel, console,
                             parse_options, quiet_lightning)
 from stvfm.errors import StvfmError
 
@@ -30,7 +30,9 @@ def register(app: typer.Typer) -> None:
         warmup_epochs: Annotated[Optional[float], typer.Option(help="Linear warm-up epochs (default 5; 0.1 with --quick).")] = None,
         batch_size: Annotated[Optional[int], typer.Option(help="Default: UniST's rule by grid size.")] = None,
         lr: LrOption = 3e-4,
-        precision: PrecisionOption = "32",
+        precision: Annotated[Optional[str], typer.Option(help="32 or bf16 (default: the recipe's with --recipes, else 32).")] = None,
+        recipes: Annotated[bool, typer.Option(help="Train every model at its own published recipe (stvfm/recipes) instead of one shared optimiser setting.")] = False,
+        executor: Annotated[str, typer.Option(help="Where fits run: local, submitit (SLURM when present) or submitit-local (pip install 'stvfm[cluster]').")] = "local",
         data_root: RootOption = None,
         option: Annotated[Optional[list[str]], typer.Option("--set", help="Model option KEY=VALUE (YAML value), repeatable, for every run whose model has it (e.g. calendar_init_std=1 for ST-VFM).")] = None,
     ) -> None:
@@ -44,7 +46,7 @@ def register(app: typer.Typer) -> None:
             seeds=tuple(seed) if seed else None, channel=_channel(channel), steps=steps, max_epochs=max_epochs,
             max_minutes=max_minutes, precision=precision, warmup_epochs=warmup_epochs,
             limit_train_batches=None if limit_train_batches is None else _batch_limit(limit_train_batches), batch_size=batch_size, lr=lr, data_root=data_root,
-            model_options=parse_options(option),
+            model_options=parse_options(option), recipes=recipes, executor=executor,
         )
         outcomes, paths = reproduce(config, announce=lambda message: console.print(f"[bold]fit[/] {message}"))
         console.print(paths["report"].read_text(), markup=False, highlight=False)

@@ -33,8 +33,10 @@ from stvfm.experiments.paper import paper_figure
 from stvfm.models.registry import get_model_entry, list_models, recorded_options, resolved_options
 from stvfm.reports.tables import load_metrics
 from stvfm.training.optim import OptimConfig
+from stvfm.training.recipes import resolve_run_config
 from stvfm.training.runner import RunConfig, fit
 
+EXECUTORS = ("local", "submitit", "submitit-local")
 EXPERIMENTS = ("main", "ablation", "backbones", "video", "lambda", "pretraining")
 #: Flow-loss weights of the lambda sweep (the paper plots a sweep without listing its values).
 LAMBDAS = (0.0, 0.25, 0.5, 1.0, 2.0)
@@ -113,9 +115,15 @@ class ReproduceConfig:
     max_epochs: int | None = None  # None: 200 (early stopping decides), or 1 with quick
     max_minutes: float | None = None  # per run
     limit_train_batches: float | int | None = None  # None: every batch (8 with quick); a step budget with max_epochs
-    precision: str = "32"
+    precision: str | None = None  # None: the recipe's with recipes, else "32"
     batch_size: int | None = None
     lr: float = 3e-4
+    # Every model at its own published recipe (stvfm/recipes) instead of one shared optimiser
+    # recipe; budget options given (max_minutes, max_epochs, ...) still apply to every fit.
+    recipes: bool = False
+    # Where the independent fits run: "local" (this process, one after another), or through
+    # submitit: "submitit" (SLURM when there is one, else local processes) or "submitit-local".
+    executor: str = "local"
     warmup_epochs: float | None = None  # None: 5 (0.1 with quick)
     data_root: str | None = None
     progress: bool = True
@@ -127,6 +135,8 @@ class ReproduceConfig:
     def __post_init__(self) -> None:
         if self.experiment not in EXPERIMENTS:
             raise ConfigError(f"unknown experiment {self.experiment!r}; known: {', '.join(EXPERIMENTS)}")
+        if self.executor not in EXECUTORS:
+            raise ConfigError(f"unknown executor {self.executor!r}; choose one of {', '.join(EXECUTORS)}")
         if self.seeds is not None and not self.seeds:
             raise ConfigError("at least one seed is needed")
         self.planned_runs()  # a --set option no run has, or one the experiment varies, is an error now
@@ -169,14 +179,30 @@ class ReproduceConfig:
     def run_config(self, run: PlannedRun, seed: int) -> RunConfig:
         options = {**run.options, **(self.extra_options(run) if self.extra_options else {})}
         folder = Path(self.out) / "runs" / f"{Path(self.dataset).stem}-ch{self.channel}" / run_key(run) / f"seed-{seed}"
+        if self.recipes:
+            folder = folder.with_name(f"recipe-seed-{seed}")
+            return self._recipe_run_config(run.model, options, seed, folder)
         return RunConfig(
             model=run.model, dataset=self.dataset, out=str(folder), channel=self.channel, steps=self.steps,
             model_options=options, max_epochs=self.max_epochs or (1 if self.quick else 200),
             max_minutes=self.max_minutes, limit_train_batches=self.train_batches,
-            batch_size=self.batch_size, precision=self.precision, seed=seed,
+            batch_size=self.batch_size, precision=self.precision or "32", seed=seed,
             optim=OptimConfig(lr=self.lr, warmup_epochs=self.warmup),
             data_root=self.data_root, progress=self.progress,
         )
+
+    def _recipe_run_config(self, model: str, options: dict[str, Any], seed: int, folder: Path) -> RunConfig:
+        """The model's recipe, with the budget options given here on top."""
+        budget = {"max_epochs": self.max_epochs or (1 if self.quick else None), "max_minutes": self.max_minutes,
+                  "limit_train_batches": self.limit_train_batches if self.limit_train_batches is not None
+                  else (8 if self.quick else None),
+                  "batch_size": self.batch_size, "precision": self.precision}
+        flags = {"model": model, "dataset": self.dataset, "out": str(folder), "channel": self.channel,
+                 "steps": self.steps, "model_options": options, "seed": seed, "data_root": self.data_root,
+                 "progress": self.progress, **{key: value for key, value in budget.items() if value is not None}}
+        if self.warmup_epochs is not None:
+            flags["optim"] = {"warmup_epochs": self.warmup_epochs}
+        return resolve_run_config(flags)
 
 
 @dataclass
@@ -212,12 +238,15 @@ def _finished(config: RunConfig) -> dict[str, Any] | None:
 
 def run_all(config: ReproduceConfig, announce: Callable[[str], None] = lambda message: None) -> list[RunOutcome]:
     """Every planned run and seed: reused when finished, fitted (or resumed) otherwise, left to its owner when busy."""
-    outcomes = []
-    for run in config.planned_runs():
-        for seed in config.seeds_for(run):
-            run_config = config.run_config(run, seed)
-            outcomes.append(RunOutcome(run.label, seed, Path(run_config.out), *_run_or_reuse(config, run, run_config, announce)))
-    return outcomes
+    planned = [(run, seed, config.run_config(run, seed)) for run in config.planned_runs() for seed in config.seeds_for(run)]
+    if config.executor != "local" and not config.report_only:
+        from stvfm.experiments.fanout import run_on_executor
+
+        results = run_on_executor(config, planned, announce)
+    else:
+        results = [_run_or_reuse(config, run, run_config, announce) for run, _, run_config in planned]
+    return [RunOutcome(run.label, seed, Path(run_config.out), *result)
+            for (run, seed, run_config), result in zip(planned, results)]
 
 
 def _run_or_reuse(config: ReproduceConfig, run: PlannedRun, run_config: RunConfig,
@@ -461,8 +490,10 @@ def reproduce_command(config: ReproduceConfig) -> str:
                         ("--warmup-epochs", config.warmup_epochs)):
         if value is not None:
             parts.append(f"{flag} {value}")
-    if config.precision != "32":
+    if config.precision not in (None, "32"):
         parts.append(f"--precision {config.precision}")
+    if config.recipes:
+        parts.append("--recipes")
     if config.lr != 3e-4:
         parts.append(f"--lr {config.lr:g}")
     parts += [f"--set {key}={value}" for key, value in config.model_options.items()]

@@ -60,14 +60,14 @@ def build_schedule(optimizer: torch.optim.Optimizer, config: OptimConfig, steps_
     """A per-step multiplier of ``lr`` for every schedule, so all of them step the same way."""
     steps_per_epoch = max(1, steps_per_epoch)
     warmup = max(1, int(round(config.warmup_epochs * steps_per_epoch)))
-    total = max(total_steps, warmup + 1)
+    total = max(1, total_steps)
     floor = config.min_lr / config.lr
     peak = max(1, int(round(config.pct_start * total)))
 
     def cosine(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / (total - warmup))
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
     def multistep(step: int) -> float:

@@ -24,7 +24,8 @@ from stvfm.data.datamodule import GridDataModule
 from stvfm.data.prepared import PreparedData, prepare_data
 from stvfm.data.windows import ProtocolConfig
 from stvfm.errors import CheckpointError, ConfigError
-from stvfm.ledger import ledger_root, machine, stop_reason, write_record
+from stvfm.ledger import add as add_to_ledger
+from stvfm.ledger import ledger_root, machine, stop_reason
 from stvfm.models.base import Forecaster
 from stvfm.models.registry import build_config, create_model, recorded_options, resolved_options
 from stvfm.training.metrics import ForecastMetrics
@@ -253,7 +254,7 @@ def fit(config: RunConfig) -> dict[str, Any]:
         write_json_atomic(out / "metrics.json", payload)
         ledger = ledger_root()
         if ledger is not None:
-            payload["ledger_record"] = str(write_record(out, ledger))
+            payload["ledger_record"] = str(add_to_ledger([out], ledger)[0])
         return payload
     return {}
 

@@ -1,0 +1,45 @@
+"""``stvfm ledger add / report``: the committed results ledger."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from stvfm.cli.runs import ChannelOption, _channel, console
+
+app = typer.Typer(help="The results ledger: small committed records of finished runs, and tables rebuilt from them.",
+                  no_args_is_help=True)
+
+LedgerOption = Annotated[Optional[Path], typer.Option("--ledger", envvar="STVFM_LEDGER", help="Ledger folder (default $STVFM_LEDGER, else docs/results/ledger).")]
+
+
+@app.command("add")
+def add_command(
+    runs: Annotated[list[Path], typer.Argument(help="Finished run folders (with metrics.json).")],
+    ledger: LedgerOption = None,
+) -> None:
+    """Write (or replace) the ledger record of each finished run."""
+    from stvfm.ledger import add
+
+    for path in add(runs, ledger or Path("docs/results/ledger")):
+        console.print(f"written: {path}")
+
+
+@app.command("report")
+def report_command(
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset whose records to tabulate.")],
+    channel: ChannelOption = None,
+    ledger: Annotated[Optional[list[Path]], typer.Option("--ledger", help="Ledger folders or record files, repeatable (default $STVFM_LEDGER, else docs/results/ledger).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Also write the Markdown table to this file.")] = None,
+) -> None:
+    """One comparison table rebuilt from ledger records alone (no run folders needed)."""
+    import os
+
+    from stvfm.experiments.ledger_report import report
+
+    sources = ledger or [Path(os.environ.get("STVFM_LEDGER") or "docs/results/ledger")]
+    console.print(report(sources, dataset, _channel(channel), out), markup=False, highlight=False)
+    if out:
+        console.print(f"written: {out}")

@@ -1,0 +1,55 @@
+"""Independent fits of an experiment sent to a cluster through submitit (SLURM, or local processes).
+
+Each job runs the same claim-fit-release step as the local runner, so runs are still reused,
+resumed and locked the same way, and every result still lands in its run folder (and the
+ledger, when ``STVFM_LEDGER`` is set): the cluster only decides where a fit runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from stvfm.errors import ConfigError
+
+if TYPE_CHECKING:
+    from stvfm.experiments.reproduce import PlannedRun, ReproduceConfig
+    from stvfm.training.runner import RunConfig
+
+
+def executor_for(config: "ReproduceConfig"):
+    """submitit's executor: ``submitit`` picks SLURM when present, ``submitit-local`` forces processes here."""
+    try:
+        import submitit
+    except ImportError:
+        raise ConfigError(f"--executor {config.executor} needs submitit: pip install 'stvfm[cluster]'") from None
+    folder = Path(config.out) / "submitit"
+    if config.executor == "submitit-local":
+        executor = submitit.LocalExecutor(folder=str(folder))
+    else:
+        executor = submitit.AutoExecutor(folder=str(folder))
+    executor.update_parameters(timeout_min=int(config.max_minutes * 1.5 + 30) if config.max_minutes else 24 * 60)
+    return executor
+
+
+def _job(config: "ReproduceConfig", run: "PlannedRun", run_config: "RunConfig") -> tuple[str, dict[str, Any] | None]:
+    from stvfm.experiments.reproduce import _run_or_reuse
+
+    return _run_or_reuse(config, run, run_config, announce=print)
+
+
+def run_on_executor(config: "ReproduceConfig", planned: list[tuple["PlannedRun", int, "RunConfig"]],
+                    announce: Callable[[str], None]) -> list[tuple[str, dict[str, Any] | None]]:
+    """(status, metrics) per planned fit, in order; a job that dies is reported as failed, never dropped."""
+    executor = executor_for(config)
+    with executor.batch():
+        jobs = [executor.submit(_job, config, run, run_config) for run, _, run_config in planned]
+    announce(f"{config.experiment}: {len(jobs)} fit(s) submitted through {config.executor} (logs in {executor.folder})")
+    results = []
+    for job, (run, seed, _) in zip(jobs, planned):
+        try:
+            results.append(job.result())
+        except Exception as error:  # the job's own errors are caught inside it; this is a dead job
+            reason = (str(error).strip().splitlines() or [""])[-1][:200]
+            results.append((f"failed: job {job.job_id} ended without a result ({reason})", None))
+    return results

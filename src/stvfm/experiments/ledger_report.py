@@ -1,0 +1,141 @@
+"""Comparison tables rebuilt from ledger records alone: no run folders, no weights.
+
+One row per configuration (model, variant, every setting but the seed), mean ± std over the
+seeds recorded, the paper's figure beside it, the budget each row had (epochs, minutes,
+threads, why it stopped), the validation trend of capped runs, and whether the gap to the
+best row exceeds the seed spread.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from stvfm.atomic import write_text_atomic
+from stvfm.errors import DataError
+from stvfm.experiments.paper import paper_figure
+from stvfm.ledger import identity, read_records
+
+#: Paper rows for ST-VFM variants (main table rows are model names).
+_PAPER_ROW = {"stvfm": "stvfm"}
+
+
+@dataclass
+class LedgerRow:
+    label: str
+    records: list[dict[str, Any]]
+
+    def stat(self, metric: str) -> tuple[float, float]:
+        values = [record[metric] for record in self.records]
+        spread = statistics.stdev(values) if len(values) > 1 else math.nan
+        return statistics.fmean(values), spread
+
+    @property
+    def model(self) -> str:
+        return self.records[0]["model"]
+
+    @property
+    def learned(self) -> bool:
+        return self.records[0]["stop_reason"] != "not trained"
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted(record["seed"] for record in self.records)
+
+    @property
+    def budget(self) -> str:
+        """Epochs run, training minutes and threads of each seed, and why each stopped."""
+        if not self.learned:
+            return "closed form"
+        parts = []
+        for record in sorted(self.records, key=lambda r: r["seed"]):
+            minutes = (record.get("train_seconds") or 0) / 60
+            parts.append(f"{record['epochs']} ep, {minutes:.0f} min x {record.get('threads') or '?'} thr, "
+                         f"{record['stop_reason']}")
+        return "; ".join(parts)
+
+    @property
+    def trend(self) -> str:
+        """Validation RMSE of the last three epochs of the first seed: still falling means not converged."""
+        curve = [point["val/rmse"] for point in self.records[0].get("val_curve", []) if "val/rmse" in point]
+        return " > ".join(f"{value:.2f}" for value in curve[-3:]) if curve else "-"
+
+    @property
+    def weights(self) -> str:
+        labels = {(record.get("weights") or {}).get("label") for record in self.records} - {None}
+        return ", ".join(sorted(labels)) or "-"
+
+
+def _label(record: dict[str, Any]) -> str:
+    variant = record.get("variant")
+    return record["model"] + (f" ({variant})" if variant and variant != "full" else "")
+
+
+def ledger_rows(records: list[dict[str, Any]], dataset: str, channel: int | None = 0) -> list[LedgerRow]:
+    """Records of ``dataset`` / ``channel`` grouped by configuration, best mean RMSE first."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        if record["dataset"] != dataset or record["channel"] != channel or record.get("split", "test") != "test":
+            continue
+        key = identity({k: v for k, v in record["settings"].items() if k != "seed"})
+        groups.setdefault(key, []).append(record)
+    rows = []
+    for group in groups.values():
+        by_seed = {record["seed"]: record for record in sorted(group, key=lambda r: r["recorded_at"])}
+        rows.append(LedgerRow(_label(group[0]), list(by_seed.values())))  # a re-recorded seed counts once
+    labels = [row.label for row in rows]
+    for row in rows:  # one model at several budgets: say which is which
+        if labels.count(row.label) > 1:
+            settings = row.records[0]["settings"]
+            row.label += f" [max {settings.get('max_epochs')} ep, batch {settings.get('batch_size')}]"
+    return sorted(rows, key=lambda row: row.stat("rmse")[0])
+
+
+def _verdict(row: LedgerRow, best: LedgerRow) -> str:
+    if row is best:
+        return "best"
+    (mean, spread), (best_mean, best_spread) = row.stat("rmse"), best.stat("rmse")
+    spreads = [s for s in (spread, best_spread) if not math.isnan(s)]
+    if not spreads:
+        return "one seed each: spread unknown"
+    widest = max(spreads)
+    return "beyond the seed spread" if mean - best_mean > 2 * widest else "within the seed spread"
+
+
+def _format(stat: tuple[float, float]) -> str:
+    mean, spread = stat
+    return f"{mean:.3f}" if math.isnan(spread) else f"{mean:.3f} ± {spread:.3f}"
+
+
+def render(rows: list[LedgerRow], dataset: str, channel: int | None, sources: list[str]) -> str:
+    if not rows:
+        raise DataError(f"no ledger records for {dataset} channel {channel} in {', '.join(sources)}")
+    best = rows[0]
+    lines = [f"# {dataset}, channel {channel}: test RMSE / MAE from the results ledger", "",
+             f"Rebuilt from the records in {', '.join(f'`{s}`' for s in sources)} by "
+             f"`stvfm ledger report --dataset {dataset} --channel {channel}`. Original units; mean ± std over "
+             "the seeds listed; every model at its recipe (stvfm/recipes), selected on validation forecast MSE. "
+             "A row whose stop reason is a cap did not converge: its validation trend says how far it was.", "",
+             "| model | RMSE | MAE | paper RMSE / MAE | seeds | budget per seed | val RMSE, last epochs | weights | vs best |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        paper = paper_figure("main", _PAPER_ROW.get(row.model, row.model), dataset)
+        paper_text = f"{paper[0]:g} / {paper[1]:g}" if paper else "-"
+        lines.append(f"| {row.label} | {_format(row.stat('rmse'))} | {_format(row.stat('mae'))} | {paper_text} | "
+                     f"{', '.join(map(str, row.seeds))} | {row.budget} | {row.trend} | {row.weights} | "
+                     f"{_verdict(row, best)} |")
+    capped = [row.label for row in rows if any(r["stop_reason"] in ("time cap", "epoch cap") for r in row.records)]
+    lines += ["", f"Stopped by a cap (not converged): {', '.join(capped) if capped else 'none'}."]
+    return "\n".join(lines) + "\n"
+
+
+def report(ledger: list[str | Path], dataset: str, channel: int | None = 0, out: str | Path | None = None) -> str:
+    """The comparison table of ``dataset`` from ledger records; written to ``out`` when given."""
+    records = read_records(ledger)
+    text = render(ledger_rows(records, dataset, channel), dataset, channel, [str(path) for path in ledger])
+    if out is not None:
+        write_text_atomic(out, text)
+    return text
