@@ -32,6 +32,7 @@ from torch import nn
 from stvfm.errors import ConfigError
 from stvfm.models.base import Forecaster, ForecastShape
 from stvfm.models.patching import pad_grid
+from stvfm.models.recurrent import SpatioTemporalLSTMCell
 from stvfm.models.registry import register_model
 
 
@@ -51,35 +52,6 @@ class PredRNNConfig:
     scheduled_sampling_iterations: int = 0
 
 
-class SpatioTemporalLSTMCell(nn.Module):
-    """ST-LSTM: a standard ConvLSTM update of C plus a second gated update of the zigzag memory M."""
-
-    def __init__(self, in_channels: int, hidden: int, kernel: int, forget_bias: float = 1.0):
-        super().__init__()
-        self.hidden = hidden
-        self.forget_bias = forget_bias
-        padding = kernel // 2
-        self.from_input = nn.Conv2d(in_channels, hidden * 7, kernel, padding=padding, bias=False)
-        self.from_hidden = nn.Conv2d(hidden, hidden * 4, kernel, padding=padding, bias=False)
-        self.from_memory = nn.Conv2d(hidden, hidden * 3, kernel, padding=padding, bias=False)
-        self.output_from_memories = nn.Conv2d(hidden * 2, hidden, kernel, padding=padding, bias=False)
-        self.fuse_memories = nn.Conv2d(hidden * 2, hidden, 1, bias=False)
-
-    def forward(
-        self, inputs: torch.Tensor, hidden: torch.Tensor, cell: torch.Tensor, memory: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        i_x, f_x, g_x, i_xm, f_xm, g_xm, o_x = torch.split(self.from_input(inputs), self.hidden, dim=1)
-        i_h, f_h, g_h, o_h = torch.split(self.from_hidden(hidden), self.hidden, dim=1)
-        i_m, f_m, g_m = torch.split(self.from_memory(memory), self.hidden, dim=1)
-
-        cell = torch.sigmoid(f_x + f_h + self.forget_bias) * cell + torch.sigmoid(i_x + i_h) * torch.tanh(g_x + g_h)
-        memory = torch.sigmoid(f_xm + f_m + self.forget_bias) * memory + torch.sigmoid(i_xm + i_m) * torch.tanh(g_xm + g_m)
-        both = torch.cat([cell, memory], dim=1)
-        output_gate = torch.sigmoid(o_x + o_h + self.output_from_memories(both))
-        hidden = output_gate * torch.tanh(self.fuse_memories(both))
-        return hidden, cell, memory
-
-
 @register_model("predrnn", PredRNNConfig)
 class PredRNN(Forecaster):
     """PredRNN (NeurIPS 2017): stacked ST-LSTMs with a zigzag memory, forecasting frame by frame."""
@@ -91,7 +63,7 @@ class PredRNN(Forecaster):
         self.config = config
         patch_channels = shape.channels * config.patch**2
         self.cells = nn.ModuleList(
-            SpatioTemporalLSTMCell(patch_channels if index == 0 else config.hidden, config.hidden, config.kernel)
+            SpatioTemporalLSTMCell(patch_channels if index == 0 else config.hidden, config.hidden, config.kernel, bias=False)
             for index in range(config.layers)
         )
         self.readout = nn.Conv2d(config.hidden, patch_channels, 1, bias=False)
