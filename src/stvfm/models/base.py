@@ -18,10 +18,13 @@ in ``loss``, never in ``predict``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import nn
+
+from stvfm.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,49 @@ class ForecastShape:
     slots_per_day: int = 48
     daily_context: int = 0
     weekly_context: int = 0
+
+
+class ModelConfig:
+    """Base of every model's options: they are checked once, on construction, before any model is
+    built or any record is read, and a bad one fails with one ``ConfigError`` line naming it.
+
+    Subclasses are dataclasses; ``validate`` states their rules with the ``require_*`` helpers.
+    """
+
+    #: Protocol needs: how many previous days / weeks of each forecast step the model reads.
+    #: A model that reads them declares them as options (fields) of its config instead.
+    daily_context: ClassVar[int] = 0
+    weekly_context: ClassVar[int] = 0
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Check the options; the base has none to check."""
+
+    def _fail(self, name: str, rule: str) -> None:
+        model = type(self).__name__.removesuffix("Config")
+        raise ConfigError(f"{model} option {name} must be {rule}, got {getattr(self, name)!r}")
+
+    def require_positive(self, *names: str) -> None:
+        for name in names:
+            if not getattr(self, name) > 0:
+                self._fail(name, "positive")
+
+    def require_non_negative(self, *names: str) -> None:
+        for name in names:
+            if not getattr(self, name) >= 0:
+                self._fail(name, ">= 0")
+
+    def require_fraction(self, *names: str) -> None:
+        """Probabilities such as dropout: 0 <= value <= 1."""
+        for name in names:
+            if not 0 <= getattr(self, name) <= 1:
+                self._fail(name, "between 0 and 1")
+
+    def require_one_of(self, name: str, choices: tuple) -> None:
+        if getattr(self, name) not in choices:
+            self._fail(name, f"one of {', '.join(map(repr, choices))}")
 
 
 class Forecaster(nn.Module):

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from stvfm.errors import ConfigError, DataError
-from stvfm.models.base import ClassicalForecaster, ForecastShape
+from stvfm.models.base import ClassicalForecaster, ForecastShape, ModelConfig
 from stvfm.models.process_pool import map_in_processes
 from stvfm.models.registry import register_model
 
@@ -55,7 +55,7 @@ class _FittedFlag(ClassicalForecaster):
 
 
 @dataclass(frozen=True)
-class PersistenceConfig:
+class PersistenceConfig(ModelConfig):
     """Persistence has no options."""
 
 
@@ -79,7 +79,7 @@ class Persistence(ClassicalForecaster):
 
 
 @dataclass(frozen=True)
-class HistoricalAverageConfig:
+class HistoricalAverageConfig(ModelConfig):
     """Historical averages have no options: the period is the model's name, slots come from the shape."""
 
 
@@ -155,7 +155,7 @@ class HistoricalAverageWeek(_SlotAverage):
 
 
 @dataclass(frozen=True)
-class ARIMAConfig:
+class ARIMAConfig(ModelConfig):
     """Per-cell ARIMA options.
 
     (2, 0, 1) with a constant: on BikeNYC new-flow (validation MAE of 6-step forecasts,
@@ -168,6 +168,17 @@ class ARIMAConfig:
     trend: str = "c"
     #: worker processes fitting cells in parallel (each runs BLAS on one thread).
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+
+    def validate(self) -> None:
+        order = tuple(self.order)
+        if len(order) != 3 or any(not isinstance(term, int) or term < 0 for term in order):
+            raise ConfigError(f"arima order must be three non-negative integers (p, d, q), got {self.order!r}")
+        if self.trend not in ("n", "c"):
+            raise ConfigError(f"arima trend must be 'n' or 'c', got {self.trend!r}")
+        if self.trend == "c" and order[1] > 0:
+            raise ConfigError("arima trend 'c' needs d = 0 (differencing removes a constant); use trend 'n'")
+        if self.workers < 1:
+            raise ConfigError(f"arima workers must be at least 1, got {self.workers}")
 
 
 def origin_forecasts(filter_results, horizon: int) -> np.ndarray:
@@ -225,17 +236,8 @@ class PerCellARIMA(_FittedFlag):
 
     def __init__(self, shape: ForecastShape, config: ARIMAConfig):
         super().__init__(shape)
-        order = tuple(config.order)
-        if len(order) != 3 or any(not isinstance(term, int) or term < 0 for term in order):
-            raise ConfigError(f"arima order must be three non-negative integers (p, d, q), got {config.order!r}")
-        if config.trend not in ("n", "c"):
-            raise ConfigError(f"arima trend must be 'n' or 'c', got {config.trend!r}")
-        if config.trend == "c" and order[1] > 0:
-            raise ConfigError("arima trend 'c' needs d = 0 (differencing removes a constant); use trend 'n'")
-        if config.workers < 1:
-            raise ConfigError(f"arima workers must be at least 1, got {config.workers}")
         self.config = config
-        self.order = order
+        self.order = tuple(config.order)
         self.register_buffer("forecast_table", torch.zeros(0, shape.horizon, shape.channels, shape.height, shape.width))
 
     def fit_series(self, values: np.ndarray, time_features: np.ndarray, train_end: int) -> None:

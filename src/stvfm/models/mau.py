@@ -26,14 +26,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stvfm.models.base import Forecaster, ForecastShape
+from stvfm.models.base import Forecaster, ForecastShape, ModelConfig
 from stvfm.models.patching import pad_grid
 from stvfm.models.recurrent import same_conv
 from stvfm.models.registry import register_model
 
 
 @dataclass(frozen=True)
-class MAUConfig:
+class MAUConfig(ModelConfig):
     #: Stacked motion-aware units.
     num_layers: int = 3
     #: Channels of the encoder, the decoder and every unit state.
@@ -46,6 +46,10 @@ class MAUConfig:
     downsamples: int = 1
     #: Space-to-depth factor applied to frames before the encoder.
     patch: int = 1
+
+    def validate(self) -> None:
+        self.require_positive("num_layers", "hidden", "kernel", "tau", "patch")
+        self.require_non_negative("downsamples")
 
 
 class MotionAwareUnit(nn.Module):

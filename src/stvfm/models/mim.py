@@ -24,14 +24,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from stvfm.errors import ConfigError
-from stvfm.models.base import Forecaster, ForecastShape
+from stvfm.models.base import Forecaster, ForecastShape, ModelConfig
 from stvfm.models.patching import pad_grid
 from stvfm.models.recurrent import SpatioTemporalLSTMCell, lstm_update, same_conv, zigzag_hidden
 from stvfm.models.registry import register_model
 
 
 @dataclass(frozen=True)
-class MIMConfig:
+class MIMConfig(ModelConfig):
     #: Recurrent layers: one ST-LSTM followed by ``num_layers - 1`` MIM blocks (at least 2).
     num_layers: int = 3
     #: Channels of every hidden state and memory.
@@ -40,6 +40,11 @@ class MIMConfig:
     kernel: int = 3
     #: Space-to-depth factor applied to frames before the recurrent stack.
     patch: int = 2
+
+    def validate(self) -> None:
+        if self.num_layers < 2:
+            raise ConfigError("mim needs num_layers >= 2 (one ST-LSTM plus at least one MIM block)")
+        self.require_positive("hidden", "kernel", "patch")
 
 
 class MIMBottomCell(SpatioTemporalLSTMCell):
@@ -98,8 +103,6 @@ class MIM(Forecaster):
 
     def __init__(self, shape: ForecastShape, config: MIMConfig):
         super().__init__(shape)
-        if config.num_layers < 2:
-            raise ConfigError("mim needs num_layers >= 2 (one ST-LSTM plus at least one MIM block)")
         self.config = config
         frame_channels = shape.channels * config.patch**2
         self.bottom = MIMBottomCell(frame_channels, config.hidden, config.kernel)

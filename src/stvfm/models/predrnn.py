@@ -29,15 +29,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stvfm.errors import ConfigError
-from stvfm.models.base import Forecaster, ForecastShape
+from stvfm.models.base import Forecaster, ForecastShape, ModelConfig
 from stvfm.models.patching import pad_grid
 from stvfm.models.recurrent import SpatioTemporalLSTMCell
 from stvfm.models.registry import register_model
 
 
 @dataclass(frozen=True)
-class PredRNNConfig:
+class PredRNNConfig(ModelConfig):
     #: Side of the square patch folded into channels (authors: 4 for 64x64, 2 for 32x32 grids).
     patch: int = 2
     #: Stacked ST-LSTM layers (paper: 4).
@@ -51,6 +50,10 @@ class PredRNNConfig:
     #: decays from 1 to 0 (authors: 50000); 0 = always feed own predictions.
     scheduled_sampling_iterations: int = 0
 
+    def validate(self) -> None:
+        self.require_positive("patch", "layers", "hidden", "kernel")
+        self.require_non_negative("scheduled_sampling_iterations")
+
 
 @register_model("predrnn", PredRNNConfig)
 class PredRNN(Forecaster):
@@ -58,8 +61,6 @@ class PredRNN(Forecaster):
 
     def __init__(self, shape: ForecastShape, config: PredRNNConfig):
         super().__init__(shape)
-        if config.patch < 1 or config.layers < 1:
-            raise ConfigError(f"predrnn needs patch >= 1 and layers >= 1, got {config.patch} and {config.layers}")
         self.config = config
         patch_channels = shape.channels * config.patch**2
         self.cells = nn.ModuleList(

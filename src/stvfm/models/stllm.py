@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from stvfm.errors import ConfigError
-from stvfm.models.base import Forecaster, ForecastShape
+from stvfm.models.base import Forecaster, ForecastShape, ModelConfig
 from stvfm.models.patching import pad_grid, padded_size, patchify, unpatchify
 from stvfm.models.registry import register_model
 
@@ -39,7 +39,7 @@ if TYPE_CHECKING:  # stvfm.backbones (and transformers) load only when an ST-LLM
 
 
 @dataclass(frozen=True)
-class STLLMConfig:
+class STLLMConfig(ModelConfig):
     #: ``hub:NAME`` (Hugging Face hub), ``path:FILE_OR_DIR`` (local weights) or ``random``.
     weights: str = "hub:gpt2"
     #: Leading GPT-2 layers kept (ST-LLM keeps 6 of GPT-2's 12).
@@ -52,6 +52,11 @@ class STLLMConfig:
     patch: int = 1
     #: ``GPT2Config`` fields to override (a tiny GPT-2 for tests, dropout, ...).
     gpt2_overrides: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        self.require_positive("llm_layers", "embed_width", "patch")
+        if not 0 <= self.unfrozen_layers <= self.llm_layers:
+            raise ConfigError("stllm unfrozen_layers must lie in 0..llm_layers")
 
 
 def apply_partially_frozen_attention(gpt2: nn.Module, unfrozen_layers: int) -> None:
@@ -82,8 +87,6 @@ class STLLM(Forecaster):
         gpt2, self.weights = load_gpt2(config.weights, config.gpt2_overrides)
         if not 1 <= config.llm_layers <= len(gpt2.h):
             raise ConfigError(f"stllm llm_layers must lie in 1..{len(gpt2.h)} for these GPT-2 weights")
-        if not 0 <= config.unfrozen_layers <= config.llm_layers:
-            raise ConfigError("stllm unfrozen_layers must lie in 0..llm_layers")
         gpt2.h = gpt2.h[: config.llm_layers]
         gpt2.config.n_layer = config.llm_layers
         apply_partially_frozen_attention(gpt2, config.unfrozen_layers)
