@@ -38,10 +38,12 @@ class ACFMConfig(ModelConfig):
     #: Kernel size of the ConvLSTM convolutions.
     kernel: int = 3
 
+    positive = ("hidden", "kernel")
+
     def validate(self) -> None:
+        super().validate()
         if self.daily_context < 1:
             raise ConfigError("acfm needs daily_context >= 1 (its periodic branch reads earlier days)")
-        self.require_positive("hidden", "kernel")
 
 
 class ConvLSTMCell(nn.Module):

@@ -45,7 +45,8 @@ class ModelConfig:
     """Base of every model's options: they are checked once, on construction, before any model is
     built or any record is read, and a bad one fails with one ``ConfigError`` line naming it.
 
-    Subclasses are dataclasses; ``validate`` states their rules with the ``require_*`` helpers.
+    Subclasses are dataclasses that name their options in ``positive``, ``non_negative`` and
+    ``fractions``, and extend ``validate`` for any other rule.
     """
 
     #: Protocol needs: how many previous days / weeks of each forecast step the model reads.
@@ -53,35 +54,29 @@ class ModelConfig:
     daily_context: ClassVar[int] = 0
     weekly_context: ClassVar[int] = 0
 
+    #: Options that must be > 0, >= 0, or between 0 and 1 (probabilities such as dropout).
+    positive: ClassVar[tuple[str, ...]] = ()
+    non_negative: ClassVar[tuple[str, ...]] = ()
+    fractions: ClassVar[tuple[str, ...]] = ()
+
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
-        """Check the options; the base has none to check."""
+        """Check the declared rules; configs with other rules extend this."""
+        for name in self.positive:
+            if not getattr(self, name) > 0:
+                self._fail(name, "positive")
+        for name in self.non_negative:
+            if not getattr(self, name) >= 0:
+                self._fail(name, ">= 0")
+        for name in self.fractions:
+            if not 0 <= getattr(self, name) <= 1:
+                self._fail(name, "between 0 and 1")
 
     def _fail(self, name: str, rule: str) -> None:
         model = type(self).__name__.removesuffix("Config")
         raise ConfigError(f"{model} option {name} must be {rule}, got {getattr(self, name)!r}")
-
-    def require_positive(self, *names: str) -> None:
-        for name in names:
-            if not getattr(self, name) > 0:
-                self._fail(name, "positive")
-
-    def require_non_negative(self, *names: str) -> None:
-        for name in names:
-            if not getattr(self, name) >= 0:
-                self._fail(name, ">= 0")
-
-    def require_fraction(self, *names: str) -> None:
-        """Probabilities such as dropout: 0 <= value <= 1."""
-        for name in names:
-            if not 0 <= getattr(self, name) <= 1:
-                self._fail(name, "between 0 and 1")
-
-    def require_one_of(self, name: str, choices: tuple) -> None:
-        if getattr(self, name) not in choices:
-            self._fail(name, f"one of {', '.join(map(repr, choices))}")
 
 
 class Forecaster(nn.Module):

@@ -170,6 +170,7 @@ class ARIMAConfig(ModelConfig):
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
 
     def validate(self) -> None:
+        super().validate()
         order = tuple(self.order)
         if len(order) != 3 or any(not isinstance(term, int) or term < 0 for term in order):
             raise ConfigError(f"arima order must be three non-negative integers (p, d, q), got {self.order!r}")

@@ -41,9 +41,8 @@ class ITransformerConfig(ModelConfig):
     #: Normalise each series by its own history mean/std and restore it at the output (paper: on).
     stationarise: bool = True
 
-    def validate(self) -> None:
-        self.require_positive("width", "heads", "layers", "feedforward")
-        self.require_fraction("dropout")
+    positive = ("width", "heads", "layers", "feedforward")
+    fractions = ("dropout",)
 
 
 @register_model("itransformer", ITransformerConfig)

@@ -47,9 +47,8 @@ class MAUConfig(ModelConfig):
     #: Space-to-depth factor applied to frames before the encoder.
     patch: int = 1
 
-    def validate(self) -> None:
-        self.require_positive("num_layers", "hidden", "kernel", "tau", "patch")
-        self.require_non_negative("downsamples")
+    positive = ("num_layers", "hidden", "kernel", "tau", "patch")
+    non_negative = ("downsamples",)
 
 
 class MotionAwareUnit(nn.Module):

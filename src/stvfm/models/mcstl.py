@@ -63,10 +63,12 @@ class MCSTLConfig(ModelConfig):
     #: Training steps of self-supervised pre-training (mask + contrastive tasks only) before the forecaster trains.
     pretrain_steps: int = 0
 
+    positive = ("hidden", "heads", "layers", "patch", "temperature")
+    non_negative = ("reconstruction_weight", "contrast_weight")
+    fractions = ("dropout",)
+
     def validate(self) -> None:
-        self.require_positive("hidden", "heads", "layers", "patch", "temperature")
-        self.require_non_negative("reconstruction_weight", "contrast_weight")
-        self.require_fraction("dropout")
+        super().validate()
         if not 0.0 < self.mask_ratio < 1.0:
             raise ConfigError("mcstl mask_ratio must lie strictly between 0 and 1")
         if self.pretrain_steps < 0:

@@ -41,10 +41,12 @@ class MIMConfig(ModelConfig):
     #: Space-to-depth factor applied to frames before the recurrent stack.
     patch: int = 2
 
+    positive = ("hidden", "kernel", "patch")
+
     def validate(self) -> None:
+        super().validate()
         if self.num_layers < 2:
             raise ConfigError("mim needs num_layers >= 2 (one ST-LSTM plus at least one MIM block)")
-        self.require_positive("hidden", "kernel", "patch")
 
 
 class MIMBottomCell(SpatioTemporalLSTMCell):

@@ -51,9 +51,8 @@ class PatchTSTConfig(ModelConfig):
     #: Learnable affine of RevIN, one scale and shift per series (paper: on).
     revin_affine: bool = True
 
-    def validate(self) -> None:
-        self.require_positive("patch_length", "patch_stride", "width", "heads", "layers", "feedforward")
-        self.require_fraction("dropout", "head_dropout")
+    positive = ("patch_length", "patch_stride", "width", "heads", "layers", "feedforward")
+    fractions = ("dropout", "head_dropout")
 
 
 class BatchNormOverTokens(nn.Module):

@@ -50,9 +50,8 @@ class PredRNNConfig(ModelConfig):
     #: decays from 1 to 0 (authors: 50000); 0 = always feed own predictions.
     scheduled_sampling_iterations: int = 0
 
-    def validate(self) -> None:
-        self.require_positive("patch", "layers", "hidden", "kernel")
-        self.require_non_negative("scheduled_sampling_iterations")
+    positive = ("patch", "layers", "hidden", "kernel")
+    non_negative = ("scheduled_sampling_iterations",)
 
 
 @register_model("predrnn", PredRNNConfig)

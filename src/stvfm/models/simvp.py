@@ -46,9 +46,7 @@ class SimVPConfig(ModelConfig):
     #: Groups of the grouped convolutions (falls back to 1 where channels do not divide).
     inception_groups: int = 8
 
-    def validate(self) -> None:
-        self.require_positive("hidden_spatial", "hidden_temporal", "spatial_layers", "temporal_layers",
-                              "spatial_kernel", "inception_groups")
+    positive = ("hidden_spatial", "hidden_temporal", "spatial_layers", "temporal_layers", "spatial_kernel", "inception_groups")
 
 
 class ConvNormAct(nn.Module):

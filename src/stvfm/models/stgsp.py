@@ -45,10 +45,12 @@ class STGSPConfig(ModelConfig):
     #: Dropout inside the attention layers.
     dropout: float = 0.1
 
+    non_negative = ("daily_context", "weekly_context")
+    positive = ("hidden", "heads", "layers")
+    fractions = ("dropout",)
+
     def validate(self) -> None:
-        self.require_non_negative("daily_context", "weekly_context")
-        self.require_positive("hidden", "heads", "layers")
-        self.require_fraction("dropout")
+        super().validate()
         if self.hidden % 2 or self.hidden % self.heads:
             raise ConfigError("stgsp hidden must be even and divisible by heads")
 

@@ -38,9 +38,8 @@ class STIDConfig(ModelConfig):
     layers: int = 3  # residual MLP blocks
     dropout: float = 0.15  # dropout inside each residual MLP block
 
-    def validate(self) -> None:
-        self.require_positive("series_width", "node_width", "slot_width", "weekday_width", "layers")
-        self.require_fraction("dropout")
+    positive = ("series_width", "node_width", "slot_width", "weekday_width", "layers")
+    fractions = ("dropout",)
 
 
 class ResidualMLP(nn.Module):

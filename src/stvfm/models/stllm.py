@@ -53,8 +53,10 @@ class STLLMConfig(ModelConfig):
     #: ``GPT2Config`` fields to override (a tiny GPT-2 for tests, dropout, ...).
     gpt2_overrides: dict[str, Any] = field(default_factory=dict)
 
+    positive = ("llm_layers", "embed_width", "patch")
+
     def validate(self) -> None:
-        self.require_positive("llm_layers", "embed_width", "patch")
+        super().validate()
         if not 0 <= self.unfrozen_layers <= self.llm_layers:
             raise ConfigError("stllm unfrozen_layers must lie in 0..llm_layers")
 

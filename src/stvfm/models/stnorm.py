@@ -43,8 +43,7 @@ class STNormConfig(ModelConfig):
     #: Use temporal normalisation.
     temporal_norm: bool = True
 
-    def validate(self) -> None:
-        self.require_positive("channels", "skip_channels", "blocks", "layers_per_block", "kernel")
+    positive = ("channels", "skip_channels", "blocks", "layers_per_block", "kernel")
 
 
 class SpatialNorm(nn.Module):

@@ -52,9 +52,11 @@ class STResNetConfig(ModelConfig):
     batch_norm: bool = True  # batch norm before each ReLU of a residual unit (the paper code's `bn`)
     output_activation: str = "tanh"  # "tanh" (paper) or "none" (linear fused output)
 
+    non_negative = ("daily_context", "weekly_context")
+    positive = ("filters", "residual_units")
+
     def validate(self) -> None:
-        self.require_non_negative("daily_context", "weekly_context")
-        self.require_positive("filters", "residual_units")
+        super().validate()
         if self.output_activation not in ("tanh", "none"):
             raise ConfigError(f"stresnet output_activation must be 'tanh' or 'none', got {self.output_activation!r}")
 

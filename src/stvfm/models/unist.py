@@ -69,11 +69,12 @@ class UniSTConfig(ModelConfig):
     temporal_memory: int = 128  # slots of the temporal memory pool (UniST: 512)
     prompt_scales: int = 3  # convolutions of kernel 1, 3, 5, ... in the spatial prompt, as UniST
 
+    positive = ("patch", "temporal_patch", "width", "encoder_depth", "decoder_depth", "heads", "mlp_ratio", "time_slots", "spatial_memory", "temporal_memory", "prompt_scales")
+    non_negative = ("daily_context",)
+    fractions = ("dropout",)
+
     def validate(self) -> None:
-        self.require_positive("patch", "temporal_patch", "width", "encoder_depth", "decoder_depth", "heads",
-                              "mlp_ratio", "time_slots", "spatial_memory", "temporal_memory", "prompt_scales")
-        self.require_non_negative("daily_context")
-        self.require_fraction("dropout")
+        super().validate()
         if self.width % 4 or self.width % self.heads:
             raise ConfigError(f"unist width {self.width} must be a multiple of 4 and of heads {self.heads}")
         if self.daily_context and not self.prompt:

@@ -72,10 +72,12 @@ class STVFMConfig(ModelConfig):
     #: Defaults that have changed, as records that predate the full option record assume them (see recorded_options).
     FORMER_DEFAULTS: ClassVar[dict[str, Any]] = {"calendar_init_std": 1.0}
 
+    positive = ("temporal_dim", "temporal_heads", "decoder_layers", "adapter_ratio")
+    non_negative = ("encoder_layers", "cross_prompt_layers")
+    fractions = ("dropout",)
+
     def validate(self) -> None:
-        self.require_positive("temporal_dim", "temporal_heads", "decoder_layers", "adapter_ratio")
-        self.require_non_negative("encoder_layers", "cross_prompt_layers")
-        self.require_fraction("dropout")
+        super().validate()
         if self.variant not in VARIANTS:
             raise ConfigError(f"unknown ST-VFM variant {self.variant!r}; known: {', '.join(VARIANTS)}")
         if self.temporal_dim % self.temporal_heads:
