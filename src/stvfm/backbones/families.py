@@ -18,8 +18,8 @@ from transformers import (
     ViTModel,
 )
 
-from stvfm.backbones.base import VisionBackbone
-from stvfm.backbones.registry import BackboneFamily, register_backbone
+from stvfm.backbones.base import BackboneFamily, VisionBackbone
+from stvfm.backbones.registry import register_backbone
 
 
 @register_backbone

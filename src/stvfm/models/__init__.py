@@ -1,5 +1,14 @@
 """Forecasters: pure ``nn.Module`` models, one file per family, registered by name.
 
+Owns: the forecaster and config contracts (``base``: ``Forecaster``, ``ModelConfig``,
+``ForecastShape``), the name table (``registry``), every model file, the building blocks
+several models share (``layers``, ``patching``, ``recurrent``) and the process pool that
+classical models fit in (``process_pool``).
+
+May import: torch, numpy, statsmodels (in fitting processes), ``stvfm.errors`` and, only
+while a model is built, ``stvfm.backbones``; never ``stvfm.data``, ``stvfm.training``,
+``stvfm.reports``, ``stvfm.experiments`` or the CLI: batches arrive as plain dicts.
+
 Importing this package imports every model file so the registry is complete.
 """
 

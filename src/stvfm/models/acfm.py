@@ -25,18 +25,25 @@ import torch
 from torch import nn
 
 from stvfm.errors import ConfigError
-from stvfm.models.base import Forecaster, ForecastShape
+from stvfm.models.base import Forecaster, ForecastShape, ModelConfig
 from stvfm.models.registry import register_model
 
 
 @dataclass(frozen=True)
-class ACFMConfig:
+class ACFMConfig(ModelConfig):
     #: Previous days read by the periodic branch (the data must be built with as many).
     daily_context: int = 3
     #: Channels of the frame features and of both ConvLSTMs.
     hidden: int = 32
     #: Kernel size of the ConvLSTM convolutions.
     kernel: int = 3
+
+    positive = ("hidden", "kernel")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.daily_context < 1:
+            raise ConfigError("acfm needs daily_context >= 1 (its periodic branch reads earlier days)")
 
 
 class ConvLSTMCell(nn.Module):
@@ -86,8 +93,6 @@ class ACFM(Forecaster):
 
     def __init__(self, shape: ForecastShape, config: ACFMConfig):
         super().__init__(shape)
-        if config.daily_context < 1:
-            raise ConfigError("acfm needs daily_context >= 1 (its periodic branch reads earlier days)")
         if shape.daily_context != config.daily_context:
             raise ConfigError(
                 f"acfm is configured for daily_context={config.daily_context} but the data has "

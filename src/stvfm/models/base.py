@@ -18,10 +18,13 @@ in ``loss``, never in ``predict``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import nn
+
+from stvfm.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,44 @@ class ForecastShape:
     slots_per_day: int = 48
     daily_context: int = 0
     weekly_context: int = 0
+
+
+class ModelConfig:
+    """Base of every model's options: they are checked once, on construction, before any model is
+    built or any record is read, and a bad one fails with one ``ConfigError`` line naming it.
+
+    Subclasses are dataclasses that name their options in ``positive``, ``non_negative`` and
+    ``fractions``, and extend ``validate`` for any other rule.
+    """
+
+    #: Protocol needs: how many previous days / weeks of each forecast step the model reads.
+    #: A model that reads them declares them as options (fields) of its config instead.
+    daily_context: ClassVar[int] = 0
+    weekly_context: ClassVar[int] = 0
+
+    #: Options that must be > 0, >= 0, or between 0 and 1 (probabilities such as dropout).
+    positive: ClassVar[tuple[str, ...]] = ()
+    non_negative: ClassVar[tuple[str, ...]] = ()
+    fractions: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Check the declared rules; configs with other rules extend this."""
+        for name in self.positive:
+            if not getattr(self, name) > 0:
+                self._fail(name, "positive")
+        for name in self.non_negative:
+            if not getattr(self, name) >= 0:
+                self._fail(name, ">= 0")
+        for name in self.fractions:
+            if not 0 <= getattr(self, name) <= 1:
+                self._fail(name, "between 0 and 1")
+
+    def _fail(self, name: str, rule: str) -> None:
+        model = type(self).__name__.removesuffix("Config")
+        raise ConfigError(f"{model} option {name} must be {rule}, got {getattr(self, name)!r}")
 
 
 class Forecaster(nn.Module):

@@ -7,11 +7,8 @@ load through ``state_dict`` like every other forecaster.
 
 from __future__ import annotations
 
-import ctypes
-import multiprocessing
 import os
 import warnings
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -19,10 +16,13 @@ import numpy as np
 import torch
 
 from stvfm.errors import ConfigError, DataError
-from stvfm.models.base import ClassicalForecaster, ForecastShape
+from stvfm.models.base import ClassicalForecaster, ForecastShape, ModelConfig
+from stvfm.models.process_pool import map_in_processes
 from stvfm.models.registry import register_model
 
 DAYS_PER_WEEK = 7
+#: statsmodels' ARIMA module, imported before a fitting process sets its BLAS threads (see process_pool).
+STATSMODELS_ARIMA = "statsmodels.tsa.arima.model"
 
 
 def _check_series(shape: ForecastShape, values: np.ndarray, time_features: np.ndarray, train_end: int) -> None:
@@ -55,7 +55,7 @@ class _FittedFlag(ClassicalForecaster):
 
 
 @dataclass(frozen=True)
-class PersistenceConfig:
+class PersistenceConfig(ModelConfig):
     """Persistence has no options."""
 
 
@@ -79,7 +79,7 @@ class Persistence(ClassicalForecaster):
 
 
 @dataclass(frozen=True)
-class HistoricalAverageConfig:
+class HistoricalAverageConfig(ModelConfig):
     """Historical averages have no options: the period is the model's name, slots come from the shape."""
 
 
@@ -155,7 +155,7 @@ class HistoricalAverageWeek(_SlotAverage):
 
 
 @dataclass(frozen=True)
-class ARIMAConfig:
+class ARIMAConfig(ModelConfig):
     """Per-cell ARIMA options.
 
     (2, 0, 1) with a constant: on BikeNYC new-flow (validation MAE of 6-step forecasts,
@@ -168,6 +168,18 @@ class ARIMAConfig:
     trend: str = "c"
     #: worker processes fitting cells in parallel (each runs BLAS on one thread).
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+
+    def validate(self) -> None:
+        super().validate()
+        order = tuple(self.order)
+        if len(order) != 3 or any(not isinstance(term, int) or term < 0 for term in order):
+            raise ConfigError(f"arima order must be three non-negative integers (p, d, q), got {self.order!r}")
+        if self.trend not in ("n", "c"):
+            raise ConfigError(f"arima trend must be 'n' or 'c', got {self.trend!r}")
+        if self.trend == "c" and order[1] > 0:
+            raise ConfigError("arima trend 'c' needs d = 0 (differencing removes a constant); use trend 'n'")
+        if self.workers < 1:
+            raise ConfigError(f"arima workers must be at least 1, got {self.workers}")
 
 
 def origin_forecasts(filter_results, horizon: int) -> np.ndarray:
@@ -212,37 +224,6 @@ def fit_cell_forecasts(series: np.ndarray, train_end: int, order: tuple[int, int
     return origin_forecasts(filtered, horizon).astype(np.float32)
 
 
-_OPENBLAS_THREAD_SETTERS = (
-    "openblas_set_num_threads",
-    "openblas_set_num_threads64_",
-    "scipy_openblas_set_num_threads",
-    "scipy_openblas_set_num_threads64_",
-)
-
-
-def _use_one_blas_thread() -> None:
-    """Worker initializer: load statsmodels, then run every loaded OpenBLAS on one thread.
-
-    A per-cell Kalman filter multiplies tiny matrices, so BLAS threads only spin and
-    contend: on BikeNYC a cell's fit took ~8x the CPU time with OpenBLAS's default threads
-    (3.9 s against 0.47 s). statsmodels is imported first because scipy's own OpenBLAS,
-    the one its filter calls, loads with it. Where ``/proc`` is absent (not Linux) the
-    workers keep the default.
-    """
-    import statsmodels.tsa.arima.model  # noqa: F401
-
-    try:
-        with open("/proc/self/maps") as maps:
-            libraries = {line.split()[-1] for line in maps if "openblas" in line.lower()}
-    except OSError:
-        return
-    for path in libraries:
-        library = ctypes.CDLL(path)
-        for setter in _OPENBLAS_THREAD_SETTERS:
-            if hasattr(library, setter):
-                getattr(library, setter)(1)
-
-
 @register_model("arima", ARIMAConfig)
 class PerCellARIMA(_FittedFlag):
     """ARIMA per cell and channel, fitted on the training split, forecasting from every origin.
@@ -256,17 +237,8 @@ class PerCellARIMA(_FittedFlag):
 
     def __init__(self, shape: ForecastShape, config: ARIMAConfig):
         super().__init__(shape)
-        order = tuple(config.order)
-        if len(order) != 3 or any(not isinstance(term, int) or term < 0 for term in order):
-            raise ConfigError(f"arima order must be three non-negative integers (p, d, q), got {config.order!r}")
-        if config.trend not in ("n", "c"):
-            raise ConfigError(f"arima trend must be 'n' or 'c', got {config.trend!r}")
-        if config.trend == "c" and order[1] > 0:
-            raise ConfigError("arima trend 'c' needs d = 0 (differencing removes a constant); use trend 'n'")
-        if config.workers < 1:
-            raise ConfigError(f"arima workers must be at least 1, got {config.workers}")
         self.config = config
-        self.order = order
+        self.order = tuple(config.order)
         self.register_buffer("forecast_table", torch.zeros(0, shape.horizon, shape.channels, shape.height, shape.width))
 
     def fit_series(self, values: np.ndarray, time_features: np.ndarray, train_end: int) -> None:
@@ -274,12 +246,7 @@ class PerCellARIMA(_FittedFlag):
         steps = values.shape[0]
         cells = np.asarray(values, dtype=np.float64).reshape(steps, -1).T  # one row per (channel, cell)
         fit = partial(fit_cell_forecasts, train_end=train_end, order=self.order, trend=self.config.trend, horizon=self.shape.horizon)
-        workers = min(self.config.workers, len(cells))
-        # fork: workers need no re-import of the caller's main module (no __main__ guard needed)
-        start_method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        context = multiprocessing.get_context(start_method)
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_use_one_blas_thread) as pool:
-            per_cell = list(pool.map(fit, cells, chunksize=max(1, len(cells) // (4 * workers))))
+        per_cell = map_in_processes(fit, cells, len(cells), self.config.workers, preload=(STATSMODELS_ARIMA,))
         table = np.stack(per_cell, axis=-1).reshape(steps, self.shape.horizon, *values.shape[1:])
         self.forecast_table = torch.from_numpy(table).to(self.forecast_table.device)
         self.fitted.fill_(True)

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from stvfm.models.base import Forecaster, ForecastShape
+from stvfm.models.base import Forecaster, ForecastShape, ModelConfig
 from stvfm.models.registry import register_model
 
 @dataclass(frozen=True)
-class ITransformerConfig:
+class ITransformerConfig(ModelConfig):
     #: Width of the variate tokens (paper: 512 on hundreds of variates; 64 for small grids).
     width: int = 64
     #: Attention heads (paper: 8).
@@ -40,6 +40,9 @@ class ITransformerConfig:
     time_tokens: bool = True
     #: Normalise each series by its own history mean/std and restore it at the output (paper: on).
     stationarise: bool = True
+
+    positive = ("width", "heads", "layers", "feedforward")
+    fractions = ("dropout",)
 
 
 @register_model("itransformer", ITransformerConfig)

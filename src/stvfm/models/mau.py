@@ -26,13 +26,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stvfm.models.base import Forecaster, ForecastShape
+from stvfm.models.base import Forecaster, ForecastShape, ModelConfig
 from stvfm.models.patching import pad_grid
+from stvfm.models.recurrent import same_conv
 from stvfm.models.registry import register_model
 
 
 @dataclass(frozen=True)
-class MAUConfig:
+class MAUConfig(ModelConfig):
     #: Stacked motion-aware units.
     num_layers: int = 3
     #: Channels of the encoder, the decoder and every unit state.
@@ -46,9 +47,8 @@ class MAUConfig:
     #: Space-to-depth factor applied to frames before the encoder.
     patch: int = 1
 
-
-def _conv(in_channels: int, out_channels: int, kernel: int) -> nn.Conv2d:
-    return nn.Conv2d(in_channels, out_channels, kernel, padding=kernel // 2)
+    positive = ("num_layers", "hidden", "kernel", "tau", "patch")
+    non_negative = ("downsamples",)
 
 
 class MotionAwareUnit(nn.Module):
@@ -56,10 +56,10 @@ class MotionAwareUnit(nn.Module):
 
     def __init__(self, hidden: int, kernel: int):
         super().__init__()
-        self.spatial_query = _conv(hidden, hidden, kernel)
-        self.temporal_gate = _conv(hidden, hidden, kernel)
-        self.temporal_conv = _conv(hidden, 3 * hidden, kernel)
-        self.spatial_conv = _conv(hidden, 3 * hidden, kernel)
+        self.spatial_query = same_conv(hidden, hidden, kernel)
+        self.temporal_gate = same_conv(hidden, hidden, kernel)
+        self.temporal_conv = same_conv(hidden, 3 * hidden, kernel)
+        self.spatial_conv = same_conv(hidden, 3 * hidden, kernel)
 
     def forward(self, temporal, spatial, temporal_history: list[torch.Tensor], spatial_history: list[torch.Tensor]):
         query = self.spatial_query(spatial)
@@ -87,7 +87,7 @@ class MAU(Forecaster):
         self.config = config
         frame_channels = shape.channels * config.patch**2
         hidden = config.hidden
-        self.stem = nn.Sequential(_conv(frame_channels, hidden, 3), nn.LeakyReLU(0.2))
+        self.stem = nn.Sequential(same_conv(frame_channels, hidden, 3), nn.LeakyReLU(0.2))
         self.encoders = nn.ModuleList(
             nn.Sequential(nn.Conv2d(hidden, hidden, 3, stride=2, padding=1), nn.LeakyReLU(0.2))
             for _ in range(config.downsamples)

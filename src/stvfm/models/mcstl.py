@@ -35,13 +35,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from stvfm.errors import ConfigError
-from stvfm.models.base import Forecaster, ForecastShape
+from stvfm.models.base import Forecaster, ForecastShape, ModelConfig
 from stvfm.models.patching import pad_grid, padded_size, patchify, unpatchify
 from stvfm.models.registry import register_model
 
 
 @dataclass(frozen=True)
-class MCSTLConfig:
+class MCSTLConfig(ModelConfig):
     #: Width of the token embeddings.
     hidden: int = 64
     #: Attention heads.
@@ -62,6 +62,17 @@ class MCSTLConfig:
     dropout: float = 0.1
     #: Training steps of self-supervised pre-training (mask + contrastive tasks only) before the forecaster trains.
     pretrain_steps: int = 0
+
+    positive = ("hidden", "heads", "layers", "patch", "temperature")
+    non_negative = ("reconstruction_weight", "contrast_weight")
+    fractions = ("dropout",)
+
+    def validate(self) -> None:
+        super().validate()
+        if not 0.0 < self.mask_ratio < 1.0:
+            raise ConfigError("mcstl mask_ratio must lie strictly between 0 and 1")
+        if self.pretrain_steps < 0:
+            raise ConfigError("mcstl pretrain_steps must be >= 0")
 
 
 def _attention_layer(config: MCSTLConfig) -> nn.TransformerEncoderLayer:
@@ -100,10 +111,6 @@ class MCSTL(Forecaster):
 
     def __init__(self, shape: ForecastShape, config: MCSTLConfig):
         super().__init__(shape)
-        if not 0.0 < config.mask_ratio < 1.0:
-            raise ConfigError("mcstl mask_ratio must lie strictly between 0 and 1")
-        if config.pretrain_steps < 0:
-            raise ConfigError("mcstl pretrain_steps must be >= 0")
         self.config = config
         padded_h, padded_w = padded_size(shape.height, shape.width, config.patch)
         self.padded = (padded_h, padded_w)

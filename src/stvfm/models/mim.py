@@ -24,13 +24,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from stvfm.errors import ConfigError
-from stvfm.models.base import Forecaster, ForecastShape
+from stvfm.models.base import Forecaster, ForecastShape, ModelConfig
 from stvfm.models.patching import pad_grid
+from stvfm.models.recurrent import SpatioTemporalLSTMCell, lstm_update, same_conv, zigzag_hidden
 from stvfm.models.registry import register_model
 
 
 @dataclass(frozen=True)
-class MIMConfig:
+class MIMConfig(ModelConfig):
     #: Recurrent layers: one ST-LSTM followed by ``num_layers - 1`` MIM blocks (at least 2).
     num_layers: int = 3
     #: Channels of every hidden state and memory.
@@ -40,31 +41,18 @@ class MIMConfig:
     #: Space-to-depth factor applied to frames before the recurrent stack.
     patch: int = 2
 
+    positive = ("hidden", "kernel", "patch")
 
-def _conv(in_channels: int, out_channels: int, kernel: int) -> nn.Conv2d:
-    return nn.Conv2d(in_channels, out_channels, kernel, padding=kernel // 2)
+    def validate(self) -> None:
+        super().validate()
+        if self.num_layers < 2:
+            raise ConfigError("mim needs num_layers >= 2 (one ST-LSTM plus at least one MIM block)")
 
 
-class SpatioTemporalLSTMCell(nn.Module):
-    """PredRNN's ST-LSTM: the bottom layer, which writes the zigzag memory first each step."""
+class MIMBottomCell(SpatioTemporalLSTMCell):
+    """PredRNN's ST-LSTM as MIM's bottom layer, which writes the zigzag memory first each step."""
 
-    def __init__(self, in_channels: int, hidden: int, kernel: int):
-        super().__init__()
-        self.input_conv = _conv(in_channels, 7 * hidden, kernel)
-        self.hidden_conv = _conv(hidden, 4 * hidden, kernel)
-        self.memory_conv = _conv(hidden, 3 * hidden, kernel)
-        self.output_conv = _conv(2 * hidden, hidden, kernel)
-        self.fuse = nn.Conv2d(2 * hidden, hidden, 1)
-
-    def forward(self, x, hidden, cell, memory):
-        i_x, f_x, g_x, i_xm, f_xm, g_xm, o_x = self.input_conv(x).chunk(7, dim=1)
-        i_h, f_h, g_h, o_h = self.hidden_conv(hidden).chunk(4, dim=1)
-        i_m, f_m, g_m = self.memory_conv(memory).chunk(3, dim=1)
-        cell = torch.sigmoid(f_x + f_h + 1.0) * cell + torch.sigmoid(i_x + i_h) * torch.tanh(g_x + g_h)
-        memory = torch.sigmoid(f_xm + f_m + 1.0) * memory + torch.sigmoid(i_xm + i_m) * torch.tanh(g_xm + g_m)
-        both = torch.cat([cell, memory], dim=1)
-        gate = torch.sigmoid(o_x + o_h + self.output_conv(both))
-        return gate * torch.tanh(self.fuse(both)), cell, memory
+    conv_names = ("input_conv", "hidden_conv", "memory_conv", "output_conv", "fuse")
 
 
 class RecurrentGateModule(nn.Module):
@@ -77,12 +65,12 @@ class RecurrentGateModule(nn.Module):
 
     def __init__(self, hidden: int, kernel: int):
         super().__init__()
-        self.input_conv = _conv(hidden, 4 * hidden, kernel)
-        self.state_conv = _conv(hidden, 4 * hidden, kernel)
+        self.input_conv = same_conv(hidden, 4 * hidden, kernel)
+        self.state_conv = same_conv(hidden, 4 * hidden, kernel)
 
     def forward(self, x, state, memory):
         i, f, g, o = (self.input_conv(x) + self.state_conv(state)).chunk(4, dim=1)
-        memory = torch.sigmoid(f + 1.0) * memory + torch.sigmoid(i) * torch.tanh(g)
+        memory = lstm_update(memory, i, f, g)
         return torch.sigmoid(o) * torch.tanh(memory), memory
 
 
@@ -91,10 +79,10 @@ class MIMBlock(nn.Module):
 
     def __init__(self, hidden: int, kernel: int):
         super().__init__()
-        self.input_conv = _conv(hidden, 6 * hidden, kernel)
-        self.hidden_conv = _conv(hidden, 3 * hidden, kernel)
-        self.memory_conv = _conv(hidden, 3 * hidden, kernel)
-        self.output_conv = _conv(2 * hidden, hidden, kernel)
+        self.input_conv = same_conv(hidden, 6 * hidden, kernel)
+        self.hidden_conv = same_conv(hidden, 3 * hidden, kernel)
+        self.memory_conv = same_conv(hidden, 3 * hidden, kernel)
+        self.output_conv = same_conv(2 * hidden, hidden, kernel)
         self.fuse = nn.Conv2d(2 * hidden, hidden, 1)
         self.non_stationary = RecurrentGateModule(hidden, kernel)
         self.stationary = RecurrentGateModule(hidden, kernel)
@@ -106,10 +94,8 @@ class MIMBlock(nn.Module):
         diff_state, diff_memory = self.non_stationary(below_difference, diff_state, diff_memory)
         transition, stationary_memory = self.stationary(diff_state, cell, stationary_memory)
         cell = transition + torch.sigmoid(i_x + i_h) * torch.tanh(g_x + g_h)
-        memory = torch.sigmoid(f_xm + f_m + 1.0) * memory + torch.sigmoid(i_xm + i_m) * torch.tanh(g_xm + g_m)
-        both = torch.cat([cell, memory], dim=1)
-        gate = torch.sigmoid(o_x + o_h + self.output_conv(both))
-        hidden = gate * torch.tanh(self.fuse(both))
+        memory = lstm_update(memory, i_xm + i_m, f_xm + f_m, g_xm + g_m)
+        hidden = zigzag_hidden(o_x + o_h, cell, memory, self.output_conv, self.fuse)
         return hidden, cell, memory, diff_state, diff_memory, stationary_memory
 
 
@@ -119,11 +105,9 @@ class MIM(Forecaster):
 
     def __init__(self, shape: ForecastShape, config: MIMConfig):
         super().__init__(shape)
-        if config.num_layers < 2:
-            raise ConfigError("mim needs num_layers >= 2 (one ST-LSTM plus at least one MIM block)")
         self.config = config
         frame_channels = shape.channels * config.patch**2
-        self.bottom = SpatioTemporalLSTMCell(frame_channels, config.hidden, config.kernel)
+        self.bottom = MIMBottomCell(frame_channels, config.hidden, config.kernel)
         self.blocks = nn.ModuleList(MIMBlock(config.hidden, config.kernel) for _ in range(config.num_layers - 1))
         self.head = nn.Conv2d(config.hidden, frame_channels, 1)
 

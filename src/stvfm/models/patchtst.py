@@ -26,12 +26,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from stvfm.errors import ConfigError
-from stvfm.models.base import Forecaster, ForecastShape
+from stvfm.models.base import Forecaster, ForecastShape, ModelConfig
 from stvfm.models.registry import register_model
 
 
 @dataclass(frozen=True)
-class PatchTSTConfig:
+class PatchTSTConfig(ModelConfig):
     #: Time steps per patch (paper: 16 over 336+ steps; 2 over the protocol's 6).
     patch_length: int = 2
     #: Step between patch starts (paper: 8; 1 keeps 6 tokens from 6 steps).
@@ -50,6 +50,9 @@ class PatchTSTConfig:
     head_dropout: float = 0.0
     #: Learnable affine of RevIN, one scale and shift per series (paper: on).
     revin_affine: bool = True
+
+    positive = ("patch_length", "patch_stride", "width", "heads", "layers", "feedforward")
+    fractions = ("dropout", "head_dropout")
 
 
 class BatchNormOverTokens(nn.Module):

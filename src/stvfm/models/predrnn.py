@@ -29,14 +29,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stvfm.errors import ConfigError
-from stvfm.models.base import Forecaster, ForecastShape
+from stvfm.models.base import Forecaster, ForecastShape, ModelConfig
 from stvfm.models.patching import pad_grid
+from stvfm.models.recurrent import SpatioTemporalLSTMCell
 from stvfm.models.registry import register_model
 
 
 @dataclass(frozen=True)
-class PredRNNConfig:
+class PredRNNConfig(ModelConfig):
     #: Side of the square patch folded into channels (authors: 4 for 64x64, 2 for 32x32 grids).
     patch: int = 2
     #: Stacked ST-LSTM layers (paper: 4).
@@ -50,34 +50,8 @@ class PredRNNConfig:
     #: decays from 1 to 0 (authors: 50000); 0 = always feed own predictions.
     scheduled_sampling_iterations: int = 0
 
-
-class SpatioTemporalLSTMCell(nn.Module):
-    """ST-LSTM: a standard ConvLSTM update of C plus a second gated update of the zigzag memory M."""
-
-    def __init__(self, in_channels: int, hidden: int, kernel: int, forget_bias: float = 1.0):
-        super().__init__()
-        self.hidden = hidden
-        self.forget_bias = forget_bias
-        padding = kernel // 2
-        self.from_input = nn.Conv2d(in_channels, hidden * 7, kernel, padding=padding, bias=False)
-        self.from_hidden = nn.Conv2d(hidden, hidden * 4, kernel, padding=padding, bias=False)
-        self.from_memory = nn.Conv2d(hidden, hidden * 3, kernel, padding=padding, bias=False)
-        self.output_from_memories = nn.Conv2d(hidden * 2, hidden, kernel, padding=padding, bias=False)
-        self.fuse_memories = nn.Conv2d(hidden * 2, hidden, 1, bias=False)
-
-    def forward(
-        self, inputs: torch.Tensor, hidden: torch.Tensor, cell: torch.Tensor, memory: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        i_x, f_x, g_x, i_xm, f_xm, g_xm, o_x = torch.split(self.from_input(inputs), self.hidden, dim=1)
-        i_h, f_h, g_h, o_h = torch.split(self.from_hidden(hidden), self.hidden, dim=1)
-        i_m, f_m, g_m = torch.split(self.from_memory(memory), self.hidden, dim=1)
-
-        cell = torch.sigmoid(f_x + f_h + self.forget_bias) * cell + torch.sigmoid(i_x + i_h) * torch.tanh(g_x + g_h)
-        memory = torch.sigmoid(f_xm + f_m + self.forget_bias) * memory + torch.sigmoid(i_xm + i_m) * torch.tanh(g_xm + g_m)
-        both = torch.cat([cell, memory], dim=1)
-        output_gate = torch.sigmoid(o_x + o_h + self.output_from_memories(both))
-        hidden = output_gate * torch.tanh(self.fuse_memories(both))
-        return hidden, cell, memory
+    positive = ("patch", "layers", "hidden", "kernel")
+    non_negative = ("scheduled_sampling_iterations",)
 
 
 @register_model("predrnn", PredRNNConfig)
@@ -86,12 +60,10 @@ class PredRNN(Forecaster):
 
     def __init__(self, shape: ForecastShape, config: PredRNNConfig):
         super().__init__(shape)
-        if config.patch < 1 or config.layers < 1:
-            raise ConfigError(f"predrnn needs patch >= 1 and layers >= 1, got {config.patch} and {config.layers}")
         self.config = config
         patch_channels = shape.channels * config.patch**2
         self.cells = nn.ModuleList(
-            SpatioTemporalLSTMCell(patch_channels if index == 0 else config.hidden, config.hidden, config.kernel)
+            SpatioTemporalLSTMCell(patch_channels if index == 0 else config.hidden, config.hidden, config.kernel, bias=False)
             for index in range(config.layers)
         )
         self.readout = nn.Conv2d(config.hidden, patch_channels, 1, bias=False)

@@ -24,13 +24,13 @@ import torch
 from torch import nn
 
 from stvfm.errors import ConfigError
-from stvfm.models.base import Forecaster, ForecastShape
+from stvfm.models.base import Forecaster, ForecastShape, ModelConfig
 from stvfm.models.patching import pad_grid
 from stvfm.models.registry import register_model
 
 
 @dataclass(frozen=True)
-class SimVPConfig:
+class SimVPConfig(ModelConfig):
     #: Channels of the per-frame spatial encoder/decoder (paper: 64; 32 fits 16x8..32x32 grids).
     hidden_spatial: int = 32
     #: Channels inside the temporal translator (paper: 256-512 for 64x64 video).
@@ -45,6 +45,8 @@ class SimVPConfig:
     inception_kernels: tuple[int, ...] = (3, 5, 7, 11)
     #: Groups of the grouped convolutions (falls back to 1 where channels do not divide).
     inception_groups: int = 8
+
+    positive = ("hidden_spatial", "hidden_temporal", "spatial_layers", "temporal_layers", "spatial_kernel", "inception_groups")
 
 
 class ConvNormAct(nn.Module):

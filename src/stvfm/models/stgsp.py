@@ -26,12 +26,12 @@ import torch
 from torch import nn
 
 from stvfm.errors import ConfigError
-from stvfm.models.base import Forecaster, ForecastShape
+from stvfm.models.base import Forecaster, ForecastShape, ModelConfig
 from stvfm.models.registry import register_model
 
 
 @dataclass(frozen=True)
-class STGSPConfig:
+class STGSPConfig(ModelConfig):
     #: Previous days of the forecast window read as periodic frames (0 = none).
     daily_context: int = 3
     #: Previous weeks of the forecast window read as trend frames (0 = none).
@@ -44,6 +44,15 @@ class STGSPConfig:
     layers: int = 2
     #: Dropout inside the attention layers.
     dropout: float = 0.1
+
+    non_negative = ("daily_context", "weekly_context")
+    positive = ("hidden", "heads", "layers")
+    fractions = ("dropout",)
+
+    def validate(self) -> None:
+        super().validate()
+        if self.hidden % 2 or self.hidden % self.heads:
+            raise ConfigError("stgsp hidden must be even and divisible by heads")
 
 
 def sinusoidal_encoding(offsets: torch.Tensor, width: int) -> torch.Tensor:
@@ -72,8 +81,6 @@ class STGSP(Forecaster):
     def __init__(self, shape: ForecastShape, config: STGSPConfig):
         super().__init__(shape)
         _check_context("stgsp", shape, config.daily_context, config.weekly_context)
-        if config.hidden % 2 or config.hidden % config.heads:
-            raise ConfigError("stgsp hidden must be even and divisible by heads")
         self.config = config
         self.daily_context = config.daily_context
         self.weekly_context = config.weekly_context

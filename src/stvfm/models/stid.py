@@ -23,12 +23,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from stvfm.models.base import Forecaster, ForecastShape
+from stvfm.models.base import Forecaster, ForecastShape, ModelConfig
 from stvfm.models.registry import register_model
 
 
 @dataclass(frozen=True)
-class STIDConfig:
+class STIDConfig(ModelConfig):
     """The paper's defaults (its widths already suit small grids)."""
 
     series_width: int = 32  # width of the embedded history of one node
@@ -37,6 +37,9 @@ class STIDConfig:
     weekday_width: int = 32  # width of the weekday embedding
     layers: int = 3  # residual MLP blocks
     dropout: float = 0.15  # dropout inside each residual MLP block
+
+    positive = ("series_width", "node_width", "slot_width", "weekday_width", "layers")
+    fractions = ("dropout",)
 
 
 class ResidualMLP(nn.Module):

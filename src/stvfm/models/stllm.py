@@ -11,8 +11,9 @@ weights never do. A linear head regresses each token to its ``Q`` future values.
 
 Weights (``weights``): ``hub:NAME`` downloads with ``from_pretrained`` (needs a network),
 ``path:FILE_OR_DIR`` reads a local Hugging Face folder or a state-dict file (strict key
-check), ``random`` starts from a fresh init. ``weights_label`` names the weights used so
-that results of a randomly initialised GPT-2 are never presented as ST-LLM's.
+check), ``random`` starts from a fresh init; the ViT backbones' weight providers load them
+(``stvfm.backbones.language``). ``weights`` records what was loaded and ``weights_label``
+names it, so that results of a randomly initialised GPT-2 are never presented as ST-LLM's.
 
 Departures from the paper:
 - A token may cover a ``patch x patch`` block of cells (default 1: one cell, as the paper),
@@ -23,23 +24,22 @@ Departures from the paper:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from stvfm.errors import CheckpointError, ConfigError
-from stvfm.models.base import Forecaster, ForecastShape
+from stvfm.errors import ConfigError
+from stvfm.models.base import Forecaster, ForecastShape, ModelConfig
 from stvfm.models.patching import pad_grid, padded_size, patchify, unpatchify
 from stvfm.models.registry import register_model
 
-#: State-dict keys of causal-mask buffers that older checkpoints carry and GPT2Model does not.
-_BUFFER_SUFFIXES = (".attn.bias", ".attn.masked_bias")
+if TYPE_CHECKING:  # stvfm.backbones (and transformers) load only when an ST-LLM is built
+    from stvfm.backbones import WeightsInfo
 
 
 @dataclass(frozen=True)
-class STLLMConfig:
+class STLLMConfig(ModelConfig):
     #: ``hub:NAME`` (Hugging Face hub), ``path:FILE_OR_DIR`` (local weights) or ``random``.
     weights: str = "hub:gpt2"
     #: Leading GPT-2 layers kept (ST-LLM keeps 6 of GPT-2's 12).
@@ -53,74 +53,12 @@ class STLLMConfig:
     #: ``GPT2Config`` fields to override (a tiny GPT-2 for tests, dropout, ...).
     gpt2_overrides: dict[str, Any] = field(default_factory=dict)
 
+    positive = ("llm_layers", "embed_width", "patch")
 
-def _read_state_dict(weights_file: Path) -> dict[str, torch.Tensor]:
-    try:
-        if weights_file.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            return load_file(str(weights_file))
-        return torch.load(weights_file, map_location="cpu", weights_only=True)
-    except Exception as error:  # corrupt files raise many different types
-        raise CheckpointError(f"cannot read GPT-2 weights {weights_file}: {error}") from error
-
-
-def _load_local_gpt2(path: Path, overrides: dict[str, Any]):
-    """GPT2Model from a Hugging Face folder (config.json + weights) or a bare state-dict file."""
-    # transformers is slow to import: only an ST-LLM being built pays for it.
-    from transformers import GPT2Config, GPT2Model
-
-    if path.is_dir():
-        config_file = path / "config.json"
-        candidates = [path / "model.safetensors", path / "pytorch_model.bin"]
-        weights_file = next((candidate for candidate in candidates if candidate.is_file()), None)
-        if not config_file.is_file() or weights_file is None:
-            raise CheckpointError(f"{path} is not a GPT-2 folder: it needs config.json and model.safetensors or pytorch_model.bin")
-        config = GPT2Config.from_json_file(str(config_file))
-        for key, value in overrides.items():
-            setattr(config, key, value)
-    elif path.is_file():
-        config = GPT2Config(**overrides)
-        weights_file = path
-    else:
-        raise CheckpointError(f"GPT-2 weights {path} not found")
-    state = _read_state_dict(weights_file)
-    state = {key.removeprefix("transformer."): value for key, value in state.items()}
-    state = {key: value for key, value in state.items() if key != "lm_head.weight" and not key.endswith(_BUFFER_SUFFIXES)}
-    model = GPT2Model(config)
-    try:
-        result = model.load_state_dict(state, strict=False)
-    except RuntimeError as error:
-        raise CheckpointError(f"GPT-2 weights {weights_file} do not fit the configured GPT-2: {error}") from error
-    if result.missing_keys or result.unexpected_keys:
-        raise CheckpointError(
-            f"GPT-2 weights {weights_file} do not match GPT-2: missing {result.missing_keys[:5]}, "
-            f"unexpected {result.unexpected_keys[:5]}"
-        )
-    return model
-
-
-def load_gpt2(weights: str, overrides: dict[str, Any]):
-    """Return ``(GPT2Model, label)`` for a ``weights`` spec; the label says what was loaded."""
-    # transformers is slow to import: only an ST-LLM being built pays for it.
-    from transformers import GPT2Config, GPT2Model
-
-    kind, _, target = weights.partition(":")
-    if kind == "random" and not target:
-        return GPT2Model(GPT2Config(**overrides)), "GPT-2 (random-init)"
-    if kind == "hub" and target:
-        try:
-            model = GPT2Model.from_pretrained(target, **overrides)
-        except OSError as error:
-            raise CheckpointError(
-                f"could not load GPT-2 {target!r} from the Hugging Face hub ({error.__class__.__name__}). "
-                "Without a network pass weights='path:FILE_OR_DIR' with local GPT-2 weights, or "
-                "weights='random' (a randomly initialised GPT-2: results are then not ST-LLM's)"
-            ) from error
-        return model, f"GPT-2 (hub:{target})"
-    if kind == "path" and target:
-        return _load_local_gpt2(Path(target).expanduser(), overrides), f"GPT-2 (path:{target})"
-    raise ConfigError(f"stllm weights must be 'hub:NAME', 'path:FILE_OR_DIR' or 'random', not {weights!r}")
+    def validate(self) -> None:
+        super().validate()
+        if not 0 <= self.unfrozen_layers <= self.llm_layers:
+            raise ConfigError("stllm unfrozen_layers must lie in 0..llm_layers")
 
 
 def apply_partially_frozen_attention(gpt2: nn.Module, unfrozen_layers: int) -> None:
@@ -141,14 +79,16 @@ def apply_partially_frozen_attention(gpt2: nn.Module, unfrozen_layers: int) -> N
 class STLLM(Forecaster):
     """ST-LLM (MDM 2024): grid cells as tokens of a partially frozen GPT-2."""
 
+    weights: WeightsInfo  # which GPT-2 weights were loaded, the same record a ViT backbone keeps
+
     def __init__(self, shape: ForecastShape, config: STLLMConfig):
         super().__init__(shape)
         self.config = config
-        gpt2, self.weights_label = load_gpt2(config.weights, config.gpt2_overrides)
+        from stvfm.backbones.language import load_gpt2
+
+        gpt2, self.weights = load_gpt2(config.weights, config.gpt2_overrides)
         if not 1 <= config.llm_layers <= len(gpt2.h):
             raise ConfigError(f"stllm llm_layers must lie in 1..{len(gpt2.h)} for these GPT-2 weights")
-        if not 0 <= config.unfrozen_layers <= config.llm_layers:
-            raise ConfigError("stllm unfrozen_layers must lie in 0..llm_layers")
         gpt2.h = gpt2.h[: config.llm_layers]
         gpt2.config.n_layer = config.llm_layers
         apply_partially_frozen_attention(gpt2, config.unfrozen_layers)
@@ -169,6 +109,10 @@ class STLLM(Forecaster):
         self.weekday_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(7, width)))
         self.fusion = nn.Linear(3 * width, gpt2.config.n_embd)
         self.head = nn.Linear(gpt2.config.n_embd, shape.horizon * token_values)
+
+    @property
+    def weights_label(self) -> str:
+        return self.weights.label
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         history = batch["x"]

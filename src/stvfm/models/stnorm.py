@@ -22,12 +22,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stvfm.models.base import Forecaster, ForecastShape
+from stvfm.models.base import Forecaster, ForecastShape, ModelConfig
 from stvfm.models.registry import register_model
 
 
 @dataclass(frozen=True)
-class STNormConfig:
+class STNormConfig(ModelConfig):
     #: Channels of the residual stream and of the gated dilated convolutions.
     channels: int = 32
     #: Channels of the skip connections and of the output head.
@@ -42,6 +42,8 @@ class STNormConfig:
     spatial_norm: bool = True
     #: Use temporal normalisation.
     temporal_norm: bool = True
+
+    positive = ("channels", "skip_channels", "blocks", "layers_per_block", "kernel")
 
 
 class SpatialNorm(nn.Module):

@@ -35,12 +35,12 @@ import torch
 from torch import nn
 
 from stvfm.errors import ConfigError
-from stvfm.models.base import Forecaster, ForecastShape
+from stvfm.models.base import Forecaster, ForecastShape, ModelConfig
 from stvfm.models.registry import register_model
 
 
 @dataclass(frozen=True)
-class STResNetConfig:
+class STResNetConfig(ModelConfig):
     """The paper's BikeNYC (16x8) setting."""
 
     FORMER_DEFAULTS: ClassVar[dict[str, Any]] = {"batch_norm": False}  # runs recorded before the option existed
@@ -51,6 +51,14 @@ class STResNetConfig:
     residual_units: int = 4  # residual units per branch (paper: 4 on BikeNYC, 12 on TaxiBJ)
     batch_norm: bool = True  # batch norm before each ReLU of a residual unit (the paper code's `bn`)
     output_activation: str = "tanh"  # "tanh" (paper) or "none" (linear fused output)
+
+    non_negative = ("daily_context", "weekly_context")
+    positive = ("filters", "residual_units")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.output_activation not in ("tanh", "none"):
+            raise ConfigError(f"stresnet output_activation must be 'tanh' or 'none', got {self.output_activation!r}")
 
 
 class ResidualUnit(nn.Module):
@@ -94,8 +102,6 @@ class STResNet(Forecaster):
                 f"stresnet is configured for {config.daily_context} day(s) / {config.weekly_context} week(s) "
                 f"of context but the data provides {shape.daily_context} / {shape.weekly_context}"
             )
-        if config.output_activation not in ("tanh", "none"):
-            raise ConfigError(f"stresnet output_activation must be 'tanh' or 'none', got {config.output_activation!r}")
         self.config = config
         self.daily_context = config.daily_context
         self.weekly_context = config.weekly_context

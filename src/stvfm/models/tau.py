@@ -26,13 +26,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from stvfm.errors import ConfigError
-from stvfm.models.base import Forecaster, ForecastShape
+from stvfm.models.base import Forecaster, ForecastShape, ModelConfig
 from stvfm.models.registry import register_model
 from stvfm.models.simvp import EncoderTranslatorDecoder
 
 
 @dataclass(frozen=True)
-class TAUConfig:
+class TAUConfig(ModelConfig):
     #: Channels of the per-frame spatial encoder/decoder (SimVP's).
     hidden_spatial: int = 32
     #: Channels inside the translator (paper: 256 for TaxiBJ-sized inputs).
@@ -57,6 +57,10 @@ class TAUConfig:
     divergence_weight: float = 0.1
     #: Softmax temperature of the differential divergence (authors' code: 0.1).
     divergence_temperature: float = 0.1
+
+    positive = ("hidden_spatial", "hidden_temporal", "spatial_layers", "temporal_layers", "spatial_kernel", "attention_kernel", "attention_dilation", "attention_reduction", "mlp_ratio", "divergence_temperature")
+    non_negative = ("divergence_weight",)
+    fractions = ("drop_path",)
 
 
 class TemporalAttention(nn.Module):

@@ -45,13 +45,13 @@ import torch
 from torch import nn
 
 from stvfm.errors import ConfigError
-from stvfm.models.base import Forecaster, ForecastShape
+from stvfm.models.base import Forecaster, ForecastShape, ModelConfig
 from stvfm.models.patching import pad_grid, unpatchify
 from stvfm.models.registry import register_model
 
 
 @dataclass(frozen=True)
-class UniSTConfig:
+class UniSTConfig(ModelConfig):
     """Defaults scaled from UniST's sizes 1-2 (width 64) for grids of 16x8 to 32x32."""
 
     patch: int = 2  # spatial patch side (protocol: 2)
@@ -68,6 +68,19 @@ class UniSTConfig:
     spatial_memory: int = 128  # slots of the spatial memory pool (UniST: 512)
     temporal_memory: int = 128  # slots of the temporal memory pool (UniST: 512)
     prompt_scales: int = 3  # convolutions of kernel 1, 3, 5, ... in the spatial prompt, as UniST
+
+    positive = ("patch", "temporal_patch", "width", "encoder_depth", "decoder_depth", "heads", "mlp_ratio", "time_slots", "spatial_memory", "temporal_memory", "prompt_scales")
+    non_negative = ("daily_context",)
+    fractions = ("dropout",)
+
+    def validate(self) -> None:
+        super().validate()
+        if self.width % 4 or self.width % self.heads:
+            raise ConfigError(f"unist width {self.width} must be a multiple of 4 and of heads {self.heads}")
+        if self.daily_context and not self.prompt:
+            raise ConfigError(
+                "unist reads daily context only through its prompts: set daily_context=0 with prompt=False"
+            )
 
 
 def sincos_1d(positions: torch.Tensor, width: int) -> torch.Tensor:
@@ -189,12 +202,6 @@ class UniST(Forecaster):
             raise ConfigError(
                 f"unist temporal_patch {config.temporal_patch} must divide "
                 f"history {shape.history} and horizon {shape.horizon}"
-            )
-        if config.width % 4 or config.width % config.heads:
-            raise ConfigError(f"unist width {config.width} must be a multiple of 4 and of heads {config.heads}")
-        if config.daily_context and not config.prompt:
-            raise ConfigError(
-                "unist reads daily context only through its prompts: set daily_context=0 with prompt=False"
             )
         if shape.daily_context != config.daily_context or shape.weekly_context:
             raise ConfigError(

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from stvfm.errors import ConfigError
-from stvfm.models.base import Forecaster, ForecastShape
+from stvfm.models.base import Forecaster, ForecastShape, ModelConfig
 from stvfm.models.patching import pad_grid, padded_size, patchify, unpatchify
 from stvfm.models.registry import register_model
 from stvfm.models.stvfm.cross_prompt import CrossPromptBlock
@@ -47,7 +47,7 @@ VARIANTS: dict[str, VariantParts] = {
 
 
 @dataclass
-class STVFMConfig:
+class STVFMConfig(ModelConfig):
     """Options of ST-VFM; defaults follow the paper and NOTES.md section 2."""
 
     backbone: str = "dinov2-s"  # backbone name in stvfm.backbones' registry
@@ -72,7 +72,12 @@ class STVFMConfig:
     #: Defaults that have changed, as records that predate the full option record assume them (see recorded_options).
     FORMER_DEFAULTS: ClassVar[dict[str, Any]] = {"calendar_init_std": 1.0}
 
-    def __post_init__(self) -> None:
+    positive = ("temporal_dim", "temporal_heads", "decoder_layers", "adapter_ratio")
+    non_negative = ("encoder_layers", "cross_prompt_layers")
+    fractions = ("dropout",)
+
+    def validate(self) -> None:
+        super().validate()
         if self.variant not in VARIANTS:
             raise ConfigError(f"unknown ST-VFM variant {self.variant!r}; known: {', '.join(VARIANTS)}")
         if self.temporal_dim % self.temporal_heads:

@@ -1,0 +1,121 @@
+"""PredRNN, MIM and MAU share their recurrent cells and conv helper (``stvfm.models.recurrent``);
+the sharing must not change a checkpoint or a forecast.
+
+The state-dict keys, their order and shapes, and the forecast sums below were recorded from
+the code before the cells moved (commit e8e2316): old checkpoints still load, and the same
+seed still gives the same model.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from stvfm.models import ForecastShape, create_model
+from stvfm.testing import make_batch
+
+SHAPE = ForecastShape(history=3, horizon=2, channels=2, height=5, width=3, slots_per_day=24)
+
+#: name: (options, state-dict keys with shapes in order, (sum, sum of absolute values) of the forecast)
+RECORDED = {
+    "predrnn": (
+        {"layers": 2, "hidden": 4, "kernel": 3},
+        [
+            ("training_iterations", ()),
+            ("cells.0.from_input.weight", (28, 8, 3, 3)),
+            ("cells.0.from_hidden.weight", (16, 4, 3, 3)),
+            ("cells.0.from_memory.weight", (12, 4, 3, 3)),
+            ("cells.0.output_from_memories.weight", (4, 8, 3, 3)),
+            ("cells.0.fuse_memories.weight", (4, 8, 1, 1)),
+            ("cells.1.from_input.weight", (28, 4, 3, 3)),
+            ("cells.1.from_hidden.weight", (16, 4, 3, 3)),
+            ("cells.1.from_memory.weight", (12, 4, 3, 3)),
+            ("cells.1.output_from_memories.weight", (4, 8, 3, 3)),
+            ("cells.1.fuse_memories.weight", (4, 8, 1, 1)),
+            ("readout.weight", (8, 4, 1, 1)),
+        ],
+        (-0.23185596682014875, 1.0279301941336598),
+    ),
+    "mim": (
+        {"num_layers": 2, "hidden": 4},
+        [
+            ("bottom.input_conv.weight", (28, 8, 3, 3)),
+            ("bottom.input_conv.bias", (28,)),
+            ("bottom.hidden_conv.weight", (16, 4, 3, 3)),
+            ("bottom.hidden_conv.bias", (16,)),
+            ("bottom.memory_conv.weight", (12, 4, 3, 3)),
+            ("bottom.memory_conv.bias", (12,)),
+            ("bottom.output_conv.weight", (4, 8, 3, 3)),
+            ("bottom.output_conv.bias", (4,)),
+            ("bottom.fuse.weight", (4, 8, 1, 1)),
+            ("bottom.fuse.bias", (4,)),
+            ("blocks.0.input_conv.weight", (24, 4, 3, 3)),
+            ("blocks.0.input_conv.bias", (24,)),
+            ("blocks.0.hidden_conv.weight", (12, 4, 3, 3)),
+            ("blocks.0.hidden_conv.bias", (12,)),
+            ("blocks.0.memory_conv.weight", (12, 4, 3, 3)),
+            ("blocks.0.memory_conv.bias", (12,)),
+            ("blocks.0.output_conv.weight", (4, 8, 3, 3)),
+            ("blocks.0.output_conv.bias", (4,)),
+            ("blocks.0.fuse.weight", (4, 8, 1, 1)),
+            ("blocks.0.fuse.bias", (4,)),
+            ("blocks.0.non_stationary.input_conv.weight", (16, 4, 3, 3)),
+            ("blocks.0.non_stationary.input_conv.bias", (16,)),
+            ("blocks.0.non_stationary.state_conv.weight", (16, 4, 3, 3)),
+            ("blocks.0.non_stationary.state_conv.bias", (16,)),
+            ("blocks.0.stationary.input_conv.weight", (16, 4, 3, 3)),
+            ("blocks.0.stationary.input_conv.bias", (16,)),
+            ("blocks.0.stationary.state_conv.weight", (16, 4, 3, 3)),
+            ("blocks.0.stationary.state_conv.bias", (16,)),
+            ("head.weight", (8, 4, 1, 1)),
+            ("head.bias", (8,)),
+        ],
+        (-21.166651129722595, 31.986441612243652),
+    ),
+    "mau": (
+        {"num_layers": 2, "hidden": 4, "tau": 2},
+        [
+            ("stem.0.weight", (4, 2, 3, 3)),
+            ("stem.0.bias", (4,)),
+            ("encoders.0.0.weight", (4, 4, 3, 3)),
+            ("encoders.0.0.bias", (4,)),
+            ("units.0.spatial_query.weight", (4, 4, 3, 3)),
+            ("units.0.spatial_query.bias", (4,)),
+            ("units.0.temporal_gate.weight", (4, 4, 3, 3)),
+            ("units.0.temporal_gate.bias", (4,)),
+            ("units.0.temporal_conv.weight", (12, 4, 3, 3)),
+            ("units.0.temporal_conv.bias", (12,)),
+            ("units.0.spatial_conv.weight", (12, 4, 3, 3)),
+            ("units.0.spatial_conv.bias", (12,)),
+            ("units.1.spatial_query.weight", (4, 4, 3, 3)),
+            ("units.1.spatial_query.bias", (4,)),
+            ("units.1.temporal_gate.weight", (4, 4, 3, 3)),
+            ("units.1.temporal_gate.bias", (4,)),
+            ("units.1.temporal_conv.weight", (12, 4, 3, 3)),
+            ("units.1.temporal_conv.bias", (12,)),
+            ("units.1.spatial_conv.weight", (12, 4, 3, 3)),
+            ("units.1.spatial_conv.bias", (12,)),
+            ("decoders.0.0.weight", (4, 4, 4, 4)),
+            ("decoders.0.0.bias", (4,)),
+            ("head.weight", (2, 4, 1, 1)),
+            ("head.bias", (2,)),
+        ],
+        (28.30341762304306, 29.539978694170713),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(RECORDED))
+def test_recurrent_models_keep_their_checkpoint_keys_and_numerics(name):
+    options, keys, (total, absolute) = RECORDED[name]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(0)
+        model = create_model(name, SHAPE, **options).eval()
+        forecast = model.predict(make_batch(SHAPE, batch_size=2)).double()
+    finally:
+        torch.set_num_threads(threads)
+    assert [(key, tuple(value.shape)) for key, value in model.state_dict().items()] == keys
+    torch.testing.assert_close(forecast.sum().item(), total, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(forecast.abs().sum().item(), absolute, rtol=1e-6, atol=1e-6)
