@@ -242,7 +242,10 @@ def run_all(config: ReproduceConfig, announce: Callable[[str], None] = lambda me
     if config.executor != "local" and not config.report_only:
         from stvfm.experiments.fanout import run_on_executor
 
-        results = run_on_executor(config, planned, announce)
+        finished = [_finished(run_config) for _, _, run_config in planned]
+        pending = [item for item, metrics in zip(planned, finished) if metrics is None]
+        sent = iter(run_on_executor(config, pending, announce) if pending else [])
+        results = [("reused", metrics) if metrics is not None else next(sent) for metrics in finished]
     else:
         results = [_run_or_reuse(config, run, run_config, announce) for run, _, run_config in planned]
     return [RunOutcome(run.label, seed, Path(run_config.out), *result)

@@ -1,0 +1,115 @@
+"""The results ledger: records from fits, their schema, tables rebuilt from records alone, selection and fan-out."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import pytest
+
+from stvfm.cli.main import main
+from stvfm.errors import DataError
+from stvfm.experiments.ledger_report import report
+from stvfm.experiments.reproduce import ReproduceConfig, reproduce
+from stvfm.ledger import REQUIRED, STOP_REASONS, add, read_records, stop_reason
+from stvfm.testing import write_synthetic_city
+
+
+@pytest.fixture(scope="module")
+def small_city(tmp_path_factory):
+    return write_synthetic_city(tmp_path_factory.mktemp("city") / "city.npz", days=10, height=4, width=4)
+
+
+@pytest.fixture(scope="module")
+def ledger_with_runs(tmp_path_factory, small_city):
+    """Two seeds of STID and one of ha-week, each recorded by the fit itself (STVFM_LEDGER)."""
+    root = tmp_path_factory.mktemp("work")
+    ledger = root / "ledger"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("STVFM_LEDGER", str(ledger))
+        for seed in (0, 1):
+            assert main(["fit", "-m", "stid", "-d", str(small_city), "-o", str(root / f"stid-{seed}"), "--seed", str(seed),
+                         "--max-epochs", "2", "--limit-train-batches", "2", "--batch-size", "16", "--accelerator", "cpu"]) == 0
+        assert main(["evaluate", "-m", "ha-week", "-d", str(small_city), "-o", str(root / "ha-week")]) == 0
+    return root, ledger
+
+
+def test_every_fit_leaves_a_record_with_the_schema(ledger_with_runs):
+    _, ledger = ledger_with_runs
+    records = read_records([ledger])
+    assert len(records) == 3 and all(set(REQUIRED) <= set(record) for record in records)
+    stid = next(record for record in records if record["model"] == "stid")
+    assert stid["stop_reason"] == "epoch cap" and stid["epochs"] == 2
+    assert [point["epoch"] for point in stid["val_curve"]] == [0, 1] and "val/mse_st" in stid["val_curve"][0]
+    assert stid["settings"]["optim"]["optimizer"] == "adam"  # the recipe, resolved
+    assert stid["selection_metric"] == "val/mse_st" and stid["threads"] >= 1 and stid["machine"]["cores"]
+    assert "checkpoint" not in stid and not any(path.suffix != ".json" for path in ledger.rglob("*") if path.is_file())
+    classical = next(record for record in records if record["model"] == "ha-week")
+    assert classical["stop_reason"] == "not trained"
+
+
+def test_a_report_is_rebuilt_from_ledger_records_alone(ledger_with_runs, small_city, tmp_path, capsys):
+    _, ledger = ledger_with_runs
+    alone = tmp_path / "fresh-clone"
+    shutil.copytree(ledger, alone / "ledger")  # no run folders anywhere near
+    text = report([alone / "ledger"], small_city.stem, 0, out=alone / "table.md")
+    lines = [line for line in text.splitlines() if line.startswith("| stid") or line.startswith("| ha-week")]
+    assert len(lines) == 2  # two seeds of one configuration make one row
+    stid = next(line for line in lines if line.startswith("| stid"))
+    assert "±" in stid and "0, 1" in stid and "epoch cap" in stid
+    assert (alone / "table.md").read_text() == text
+    assert main(["ledger", "report", "-d", small_city.stem, "--ledger", str(alone / "ledger")]) == 0
+    assert "stid" in capsys.readouterr().out
+
+
+def test_ledger_add_from_run_folders_and_bad_records(ledger_with_runs, tmp_path, capsys):
+    root, _ = ledger_with_runs
+    written = add([root / "stid-0"], tmp_path / "elsewhere")
+    assert written[0].parent.name == "city" and json.loads(written[0].read_text())["seed"] == 0
+    with pytest.raises(DataError, match="no metrics.json"):
+        add([tmp_path], tmp_path / "x")
+    bad = tmp_path / "bad" / "record.json"
+    bad.parent.mkdir()
+    bad.write_text(json.dumps({"model": "stid"}))
+    code = main(["ledger", "report", "-d", "city", "--ledger", str(bad.parent)])
+    err = capsys.readouterr().err
+    assert code == 2 and "record.json" in err and "not a ledger record" in err and len(err.strip().splitlines()) == 1
+
+
+def test_stop_reasons():
+    assert stop_reason(10, 10, 5.0, None, early_stopped=False) == "epoch cap"
+    assert stop_reason(3, 10, 599.0, 10, early_stopped=False) == "time cap"
+    assert stop_reason(7, 10, 100.0, 10, early_stopped=True) == "early stop"
+    assert stop_reason(0, 10, 0.0, None, early_stopped=False) == "not trained"
+    assert set(STOP_REASONS) == {"early stop", "epoch cap", "time cap", "not trained"}
+
+
+def test_selection_watches_the_forecast_error_not_the_flow_term(tmp_path, small_city):
+    """ST-VFM full with a huge flow weight: its total loss and its forecast MSE disagree on the best epoch."""
+    out = tmp_path / "stvfm"
+    assert main(["fit", "-m", "stvfm", "-d", str(small_city), "-o", str(out), "--max-epochs", "4",
+                 "--limit-train-batches", "3", "--batch-size", "16", "--accelerator", "cpu", "--precision", "32",
+                 "--set", "backbone=tiny", "--set", "weights=random", "--set", "temporal_dim=16",
+                 "--set", "temporal_heads=2", "--set", "flow_weight=1000", "--lr", "0.01", "--warmup-epochs", "0"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    with open(out / "logs" / "metrics.csv", newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row.get("val/mse_st")]
+    forecast = [float(row["val/mse_st"]) for row in rows]
+    assert metrics["selection_metric"] == "val/mse_st"
+    assert metrics["best_val_score"] == pytest.approx(min(forecast), rel=1e-6)
+
+
+def test_fan_out_through_submitit_local_executor(tmp_path, small_city):
+    pytest.importorskip("submitit")
+    config = ReproduceConfig(experiment="pretraining", dataset=str(small_city), out=str(tmp_path), quick=True, batch_size=16,
+                             progress=False, recipes=True, executor="submitit-local", precision="32",
+                             extra_options=lambda run: {"weights": "random", "backbone": "tiny", "temporal_dim": 16,
+                                                        "temporal_heads": 2, "encoder_layers": 1, "decoder_layers": 1})
+    outcomes, paths = reproduce(config)
+    assert {outcome.status for outcome in outcomes} == {"trained"}, [outcome.status for outcome in outcomes]
+    assert all((outcome.folder / "metrics.json").is_file() for outcome in outcomes)
+    assert len(outcomes) == 3 and any((tmp_path / "submitit").iterdir())  # the jobs ran through the engine, with its logs
+    again, _ = reproduce(config)  # a second pass reuses every finished run, submitting nothing
+    assert {outcome.status for outcome in again} == {"reused"}
+    assert paths["report"].is_file()
