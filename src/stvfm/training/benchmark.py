@@ -23,6 +23,7 @@ from stvfm.data.datamodule import default_batch_size
 from stvfm.errors import ConfigError
 from stvfm.models import create_model
 from stvfm.models.base import ForecastShape
+from stvfm.runs_root import default_run_folder
 from stvfm.testing import make_batch
 from stvfm.training.speed import cast_frozen_linears, compile_backbone
 
@@ -351,7 +352,7 @@ class AccuracyCheckConfig:
     """bf16 vs fp32 on the same seed and schedule: does bf16 cost accuracy?"""
 
     dataset: str = "bikenyc1"
-    out: str = "runs/bench-accuracy"
+    out: str = field(default_factory=lambda: str(default_run_folder("bench-accuracy")))
     channel: int | None = 0
     steps: int | None = None  # series steps (None: the dataset's period)
     train_batches: int = 100  # training batches of the one epoch each precision trains
