@@ -15,7 +15,7 @@ from stvfm.errors import StvfmError
 def register(app: typer.Typer) -> None:
     @app.command("reproduce")
     def reproduce_command(
-        experiment: Annotated[str, typer.Option("--experiment", "-e", help="main, ablation, backbones, video, lambda or pretraining.")],
+        experiment: Annotated[str, typer.Option("--experiment", "-e", help="main, ablation, backbones, video, lambda, pretraining or efficiency.")],
         dataset: Annotated[str, typer.Option("--dataset", "-d", help="Registered dataset name or path to a generic file.")],
         out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for the runs and the report (shared by experiments: runs are reused). Default: $STVFM_RUNS/reproduce (STVFM_RUNS defaults to runs).")] = None,
         report_dir: Annotated[Optional[Path], typer.Option(help="Folder for the report, CSV and figure (default: --out).")] = None,
