@@ -14,6 +14,7 @@ from rich.console import Console
 from stvfm.cli import data as data_commands
 from stvfm.cli import reproduce as reproduce_commands
 from stvfm.cli import runs as run_commands
+from stvfm.cli import search as search_commands
 from stvfm.errors import StvfmError
 
 app = typer.Typer(
@@ -27,6 +28,7 @@ app = typer.Typer(
 app.add_typer(data_commands.app, name="data")
 run_commands.register(app)
 reproduce_commands.register(app)
+search_commands.register(app)
 
 _errors = Console(stderr=True)
 
