@@ -61,9 +61,15 @@ def smoke_model(name: str, device: str, quick: bool) -> dict[str, Any]:
     options = model_options(name, quick)
     shape = _shape_for(name, options, quick)
     torch.manual_seed(0)
-    model = create_model(name, shape, **options).to(device)
-    batch = {key: value.to(device) for key, value in make_batch(shape, 4).items()}
+    model = create_model(name, shape, **options)
     started, row = time.perf_counter(), {}
+    if not model.trainable:  # fitted on the CPU, then moved, as ``fit`` does before Lightning moves the model
+        steps = 24 * 22  # three weeks and a day: room for weekly context
+        values = np.random.default_rng(0).uniform(-1, 1, (steps, shape.channels, shape.height, shape.width))
+        times = np.stack([(np.arange(steps) // 24) % 7, np.arange(steps) % 24], axis=1)
+        model.fit_series(values.astype(np.float32), times, train_end=steps)
+    model.to(device)
+    batch = {key: value.to(device) for key, value in make_batch(shape, 4).items()}
     if model.trainable:
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
         model.train()
@@ -75,11 +81,6 @@ def smoke_model(name: str, device: str, quick: bool) -> dict[str, Any]:
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             row[f"{precision}_loss"] = float(loss.detach())
-    else:
-        steps = 24 * 22  # three weeks and a day: room for weekly context
-        values = np.random.default_rng(0).uniform(-1, 1, (steps, shape.channels, shape.height, shape.width))
-        times = np.stack([(np.arange(steps) // 24) % 7, np.arange(steps) % 24], axis=1)
-        model.fit_series(values.astype(np.float32), times, train_end=steps)
     model.eval()
     prediction = model.predict(batch)
     if tuple(prediction.shape) != tuple(batch["y"].shape) or prediction.device.type != torch.device(device).type:
