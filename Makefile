@@ -2,7 +2,8 @@
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
-RUNS ?= runs/demo
+STVFM_RUNS ?= runs
+RUNS ?= $(STVFM_RUNS)/demo
 DEMO_EPOCHS ?= 1
 DEMO_MINUTES ?= 10
 

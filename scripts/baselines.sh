@@ -5,7 +5,7 @@
 set -euo pipefail
 MINUTES=${MINUTES:-6}
 EPOCHS=${EPOCHS:-30}
-OUT=${OUT:-runs/baselines}
+OUT=${OUT:-${STVFM_RUNS:-runs}/baselines}
 MODELS=("$@")
 if [ ${#MODELS[@]} -eq 0 ]; then
   MODELS=(itransformer patchtst simvp tau stresnet unist predrnn stnorm mcstl stgsp acfm mim mau stllm)

@@ -159,3 +159,16 @@ def test_data_fetch_from_a_mirror_then_load(capsys, tmp_path, shared_data_dir):
     assert code == 0, err
     code, out, err = run(capsys, "data", "info", "taxinyc1", "--data-root", str(root))
     assert code == 0 and "2880" in out
+
+
+def test_default_run_folders_live_under_stvfm_runs(capsys, tmp_path, monkeypatch):
+    from stvfm.runs_root import runs_root
+    from stvfm.training.benchmark import AccuracyCheckConfig
+
+    monkeypatch.delenv("STVFM_RUNS", raising=False)
+    assert str(runs_root()) == "runs"
+    monkeypatch.setenv("STVFM_RUNS", str(tmp_path / "elsewhere"))
+    assert AccuracyCheckConfig().out == str(tmp_path / "elsewhere" / "bench-accuracy")
+    # reproduce without --out: runs and report under $STVFM_RUNS/reproduce (--report-only trains nothing)
+    code, _, _ = run(capsys, "reproduce", "--experiment", "lambda", "--dataset", "bikenyc1", "--quick", "--report-only")
+    assert code == 0 and (tmp_path / "elsewhere" / "reproduce" / "lambda-bikenyc1.md").is_file()

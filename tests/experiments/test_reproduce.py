@@ -209,3 +209,16 @@ def test_runs_claimed_by_a_live_process_are_left_to_it_and_dead_claims_are_taken
     assert "## Runs still being trained elsewhere" in paths["report"].read_text()
     assert (simvp / reproduce_module.LOCK_NAME).exists()
     assert not (videomae / reproduce_module.LOCK_NAME).exists() and not (dinov2 / reproduce_module.LOCK_NAME).exists()
+
+
+def test_quick_efficiency_gives_times_as_ratios_to_unist(tmp_path, small_city):
+    outcomes, paths = reproduce(quick("efficiency", small_city, tmp_path))
+    assert [outcome.label for outcome in outcomes] == ["UniST", "#4 adapter", "full"]
+    assert {outcome.status for outcome in outcomes} == {"trained"}
+    report = paths["report"].read_text()
+    table = report[report.index("## Training and inference time"):].splitlines()
+    unist = next(line for line in table if line.startswith("| UniST"))
+    cells = [cell.strip() for cell in unist.strip("|").split("|")]
+    assert cells[2] == cells[4] == "1.00" and float(cells[1]) > 0 and float(cells[3]) > 0
+    full = [cell.strip() for cell in next(line for line in table if line.startswith("| full")).strip("|").split("|")]
+    assert float(full[2]) > 0 and full[5] == "1.94" and full[6] == "1.76"  # the paper's 2.06 / 1.06 and 0.0745 / 0.0423

@@ -162,6 +162,20 @@ def test_calendar_init_std_only_scales_the_calendar_tables(tiny_shape):
     assert any(".calendar." in name for name in small_state)
 
 
+@pytest.mark.parametrize("variant", ["token-adapt", "full"])
+def test_with_calendar_off_the_forecast_ignores_the_time_features(variant, tiny_shape, batch_factory):
+    batch = batch_factory(tiny_shape, batch_size=2)
+    other_times = {**batch, "x_time": batch["x_time"].roll(1, dims=0), "y_time": (batch["y_time"] + 3) % 7}
+    on, off = build(tiny_shape, variant, calendar_init_std=1.0).eval(), build(tiny_shape, variant, calendar=False).eval()
+    with torch.no_grad():
+        assert not torch.allclose(on(batch)["forecast"], on(other_times)["forecast"])
+        torch.testing.assert_close(off(batch)["forecast"], off(other_times)["forecast"], rtol=0, atol=0)
+    # on (the default) keeps the parameter names old checkpoints hold; off has no calendar tables at all
+    names = set(on.state_dict())
+    assert {"decoders.st.calendar.weekday.weight", "decoders.st.calendar.slot.weight"} <= names
+    assert set(off.state_dict()) == {name for name in names if ".calendar." not in name}
+
+
 def test_registry_builds_stvfm_with_its_own_backbone(tiny_shape, batch_factory):
     from stvfm.models import create_model
 

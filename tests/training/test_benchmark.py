@@ -116,3 +116,39 @@ def test_bf16_accuracy_check_trains_both_precisions_on_one_schedule(tmp_path):
     assert positive(check["fp32"]["rmse"]) and positive(check["bf16"]["rmse"])
     assert check["relative_rmse_gap"] >= 0 and isinstance(check["within_tolerance"], bool)
     assert (tmp_path / "acc" / "precision-bf16" / "metrics.json").exists()
+
+
+EPOCH_FIGURES = ("train_gflop_per_window", "val_gflop_per_window", "peak_tflops", "train_tflop", "train_s",
+                 "train_utilisation", "val_tflop", "val_s", "val_utilisation", "epoch_tflop", "epoch_s",
+                 "epoch_utilisation")
+
+
+def test_whole_epoch_counts_the_windows_fit_trains_and_validates(tmp_path):
+    from stvfm.data.prepared import prepare_data
+    from stvfm.data.windows import ProtocolConfig
+    from stvfm.testing import write_synthetic_city
+    from stvfm.training.benchmark import whole_epoch
+
+    city = write_synthetic_city(tmp_path / "city.npz", days=6, height=4, width=4)
+    config = BenchmarkConfig(datasets=("bikenyc1",), backbone="tiny", weights="random", batch_size=4,
+                             model_options=TINY, epoch=True, epoch_batches=3, accelerator="cpu")
+    row = whole_epoch(str(city), config, peak_tflops=0.1)
+    assert row["train_windows"] == 12 and row["train_batches"] == 3 and row["device"] == "cpu"
+    assert row["val_windows"] == len(prepare_data(str(city), ProtocolConfig()).dataset("val"))
+    assert all(positive(row[key]) for key in EPOCH_FIGURES), row
+    assert row["epoch_s"] >= row["train_s"] + row["val_s"]
+    # training a window costs about 3x its forward pass (forward + backward)
+    assert 2 < row["train_gflop_per_window"] / row["val_gflop_per_window"] < 4
+
+
+def test_cli_bench_epoch_adds_the_whole_epoch_figure(tmp_path, shared_data_dir):
+    out = tmp_path / "bench.json"
+    code = main(["bench", "--datasets", "bikenyc1", "--batch-size", "4", "--steps", "1", "--warmup", "0",
+                 "--backbone", "tiny", "--weights", "random", "--epoch", "--epoch-batches", "2",
+                 "--accelerator", "cpu", "--data-root", str(shared_data_dir), "--out", str(out),
+                 *(arg for key, value in TINY.items() for arg in ("--set", f"{key}={value}"))])
+    assert code == 0
+    result = json.loads(out.read_text())
+    epoch = result["datasets"]["bikenyc1"]["epoch"]
+    assert epoch["train_windows"] == 8 and epoch["val_windows"] > 0 and positive(epoch["epoch_utilisation"])
+    assert result["targets"]["epoch_bf16_utilisation"]["value"] == epoch["epoch_utilisation"]

@@ -15,6 +15,7 @@ from stvfm.cli import data as data_commands
 from stvfm.cli import ledger as ledger_commands
 from stvfm.cli import reproduce as reproduce_commands
 from stvfm.cli import runs as run_commands
+from stvfm.cli import search as search_commands
 from stvfm.errors import StvfmError
 
 app = typer.Typer(
@@ -29,6 +30,7 @@ app.add_typer(data_commands.app, name="data")
 app.add_typer(ledger_commands.app, name="ledger")
 run_commands.register(app)
 reproduce_commands.register(app)
+search_commands.register(app)
 
 _errors = Console(stderr=True)
 

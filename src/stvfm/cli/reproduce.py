@@ -15,9 +15,9 @@ from stvfm.errors import StvfmError
 def register(app: typer.Typer) -> None:
     @app.command("reproduce")
     def reproduce_command(
-        experiment: Annotated[str, typer.Option("--experiment", "-e", help="main, ablation, backbones, video, lambda or pretraining.")],
+        experiment: Annotated[str, typer.Option("--experiment", "-e", help="main, ablation, backbones, video, lambda, pretraining or efficiency.")],
         dataset: Annotated[str, typer.Option("--dataset", "-d", help="Registered dataset name or path to a generic file.")],
-        out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the runs and the report (shared by experiments: runs are reused).")] = Path("runs/reproduce"),
+        out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for the runs and the report (shared by experiments: runs are reused). Default: $STVFM_RUNS/reproduce (STVFM_RUNS defaults to runs).")] = None,
         report_dir: Annotated[Optional[Path], typer.Option(help="Folder for the report, CSV and figure (default: --out).")] = None,
         report_only: Annotated[bool, typer.Option(help="Train nothing: write the report from the runs finished so far.")] = False,
         quick: Annotated[bool, typer.Option(help="Smoke run: one seed, one short epoch per fit. The numbers mean nothing.")] = False,
@@ -38,8 +38,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run a paper experiment (every fit it needs) and write a Markdown report and CSV beside the paper's figures."""
         from stvfm.experiments.reproduce import ReproduceConfig, reproduce
+        from stvfm.runs_root import default_run_folder
 
         quiet_lightning()
+        out = out or default_run_folder("reproduce")
         config = ReproduceConfig(
             experiment=experiment, dataset=dataset, out=str(out), quick=quick,
             report_dir=None if report_dir is None else str(report_dir), report_only=report_only,

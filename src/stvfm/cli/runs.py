@@ -129,6 +129,10 @@ def register(app: typer.Typer) -> None:
         accuracy: Annotated[bool, typer.Option(help="Instead: train ST-VFM once in fp32 and once in bf16 (same seed and schedule) and compare test RMSE.")] = False,
         accuracy_batches: Annotated[int, typer.Option(help="With --accuracy: training batches of the one epoch each precision trains.")] = 100,
         compile_backbone: Annotated[bool, typer.Option(help="Also time a mode with the frozen ViT under torch.compile (about a minute more per dataset).")] = False,
+        epoch: Annotated[bool, typer.Option(help="Also run one real bf16 `fit` epoch per dataset (training + validation, data loading included) and give its FLOPs over wall time against the bf16 peak.")] = False,
+        epoch_batches: Annotated[Optional[int], typer.Option(help="With --epoch: training batches of that epoch (default: all).")] = None,
+        accelerator: AcceleratorOption = "auto",
+        data_root: RootOption = None,
     ) -> None:
         """Time ST-VFM training and inference in fp32 and bf16 against this CPU's matmul peak (run it on an idle machine)."""
         from rich import box
@@ -157,7 +161,10 @@ def register(app: typer.Typer) -> None:
             datasets=tuple(name.strip() for name in datasets.split(",") if name.strip()), batch_size=batch_size,
             variant=variant, backbone=backbone, weights=weights, warmup_steps=warmup, steps=steps,
             model_options=parse_options(option), compile_backbone=compile_backbone,
+            epoch=epoch, epoch_batches=epoch_batches, accelerator=accelerator, data_root=data_root,
         )
+        if epoch:
+            quiet_lightning()
         result = run_benchmark(config)
         write_json_atomic(out, result)
         peaks = result["peak_tflops"]
@@ -177,6 +184,13 @@ def register(app: typer.Typer) -> None:
                               f"{row['train_utilisation']:.1%}", f"{row['vit_utilisation']:.1%}",
                               f"{row['inference_ms_per_window']:.2f}", f"{row['train_peak_rss_mib']:.0f}")
         console.print(table)
+        for name, figures in result["datasets"].items():
+            if "epoch" in figures:
+                row = figures["epoch"]
+                console.print(f"{name} whole epoch ({row['device']}, bf16, {row['train_windows']} training + "
+                              f"{row['val_windows']} validation windows): {row['epoch_s']:.1f} s, "
+                              f"{row['epoch_utilisation']:.1%} of the bf16 peak (training {row['train_utilisation']:.1%}, "
+                              f"validation {row['val_utilisation']:.1%})")
         for key, target in result["targets"].items():
             console.print(f"{key}: {target['value']:.3g} (target {target['target']}) "
                           + ("[green]met[/]" if target["met"] else "[red]not met[/]"))

@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 from stvfm.atomic import write_text_atomic
 from stvfm.errors import ConfigError, StvfmError
-from stvfm.experiments.paper import paper_figure
+from stvfm.experiments.paper import EFFICIENCY, paper_figure
 from stvfm.models.registry import get_model_entry, list_models, recorded_options, resolved_options
 from stvfm.reports.tables import load_metrics
 from stvfm.training.optim import OptimConfig
@@ -37,7 +37,7 @@ from stvfm.training.recipes import resolve_run_config
 from stvfm.training.runner import RunConfig, fit
 
 EXECUTORS = ("local", "submitit", "submitit-local")
-EXPERIMENTS = ("main", "ablation", "backbones", "video", "lambda", "pretraining")
+EXPERIMENTS = ("main", "ablation", "backbones", "video", "lambda", "pretraining", "efficiency")
 #: Flow-loss weights of the lambda sweep (the paper plots a sweep without listing its values).
 LAMBDAS = (0.0, 0.25, 0.5, 1.0, 2.0)
 #: File that marks a run folder as being trained by a process (host:pid inside).
@@ -89,6 +89,10 @@ def plan(experiment: str) -> list[PlannedRun]:
         return [dataclasses.replace(full, label="DINOv2-S real weights, frozen", paper_row=None),
                 PlannedRun("DINOv2-S random init, frozen", "stvfm", {"weights": "random"}),
                 PlannedRun("DINOv2-S random init, trained", "stvfm", {"weights": "random", "train_backbone": True})]
+    if experiment == "efficiency":  # supplement Table 1: times as ratios to UniST, all measured in one command
+        return [PlannedRun("UniST", "unist", paper_row="unist"),
+                PlannedRun("#4 adapter", "stvfm", {"variant": "adapter"}, paper_row="adapter"),
+                dataclasses.replace(full, label="full", paper_row="full")]
     raise ConfigError(f"unknown experiment {experiment!r}; known: {', '.join(EXPERIMENTS)}")
 
 
@@ -433,6 +437,8 @@ def write_report(config: ReproduceConfig, outcomes: list[RunOutcome]) -> dict[st
         per_run.append([outcome.label, outcome.seed, outcome.status, metrics.get("rmse", ""), metrics.get("mae", ""),
                         (metrics.get("weights") or {}).get("label", ""), metrics.get("epochs", ""),
                         metrics.get("seconds_per_epoch", ""), outcome.folder])
+    if config.experiment == "efficiency":
+        lines += efficiency_lines(rows)
     lines += ["", "Re-run: `" + reproduce_command(config) + "` (finished runs are reused).", ""]
     # options set for every run name the files too, so reports with and without them sit side by side
     stem = "-".join([config.experiment, dataset, *(f"{key}-{value}" for key, value in config.model_options.items())])
@@ -449,6 +455,38 @@ def write_report(config: ReproduceConfig, outcomes: list[RunOutcome]) -> dict[st
         paths["figure"] = figure
     paths.update({f"maps-{index}": path for index, (_, path) in enumerate(maps)})
     return paths
+
+
+def _run_times(metrics: dict[str, Any]) -> tuple[float, float] | None:
+    """(training seconds per epoch, test-pass milliseconds per window) of a finished run."""
+    if "seconds_per_epoch" not in metrics:
+        return None
+    return metrics["seconds_per_epoch"], (metrics["wall_seconds"] - metrics["train_seconds"]) / metrics["n_windows"] * 1e3
+
+
+def efficiency_lines(rows: list[ReportRow]) -> list[str]:
+    """Supplement Table 1: training and inference time as ratios to UniST's, since absolute times depend on the
+    machine; only runs of one command on one machine compare (a reused run may come from another)."""
+    times = {}
+    for row in rows:
+        measured = [pair for pair in map(_run_times, row.finished) if pair]
+        if measured:
+            times[row.run.label] = tuple(statistics.fmean(values) for values in zip(*measured))
+    unist = times.get("UniST")
+    paper_unist = EFFICIENCY["unist"]
+    lines = ["", "## Training and inference time (supplement Table 1)", "",
+             "Training: seconds per epoch; inference: the test pass per window (both means over seeds). "
+             "Ratios to UniST in this run; the paper's ratios are from its Crowd table (one RTX A5500).", "",
+             "| configuration | s / epoch | x UniST | inference ms / window | x UniST | paper training x UniST "
+             "| paper inference x UniST |", "|---|---|---|---|---|---|---|"]
+    for row in rows:
+        measured, paper = times.get(row.run.label), EFFICIENCY.get(row.run.paper_row or "")
+        ratios = [f"{mine / base:.2f}" for mine, base in zip(measured, unist)] if measured and unist else ["-", "-"]
+        paper_ratios = [f"{mine / base:.2f}" for mine, base in zip(paper[:2], paper_unist[:2])] if paper else ["-", "-"]
+        figures = [f"{value:.2f}" for value in measured] if measured else ["-", "-"]
+        lines.append(f"| {row.run.label} | {figures[0]} | {ratios[0]} | {figures[1]} | {ratios[1]} "
+                     f"| {paper_ratios[0]} | {paper_ratios[1]} |")
+    return lines
 
 
 def _horizon_figure(path: Path, outcomes: list[RunOutcome], seed: int) -> Path | None:

@@ -10,12 +10,15 @@ from __future__ import annotations
 import copy
 import math
 import platform
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import lightning as L
 import torch
+from lightning.pytorch.callbacks import Callback
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -23,6 +26,7 @@ from stvfm.data.datamodule import default_batch_size
 from stvfm.errors import ConfigError
 from stvfm.models import create_model
 from stvfm.models.base import ForecastShape
+from stvfm.runs_root import default_run_folder
 from stvfm.testing import make_batch
 from stvfm.training.speed import cast_frozen_linears, compile_backbone
 
@@ -36,7 +40,8 @@ MODES = ("fp32", "bf16-autocast", "bf16-autocast+frozen-bf16")
 COMPILED_MODE = "bf16-autocast+frozen-bf16+compiled-vit"
 #: Training windows of bikenyc1 (channel 0, paper protocol): the epoch estimate's numerator.
 BIKENYC1_TRAIN_WINDOWS = 3063
-TARGETS = {"bf16_over_fp32_train_throughput": 4.0, "vit_bf16_utilisation": 0.40, "bikenyc1_epoch_seconds": 60.0}
+TARGETS = {"bf16_over_fp32_train_throughput": 4.0, "vit_bf16_utilisation": 0.40, "bikenyc1_epoch_seconds": 60.0,
+           "epoch_bf16_utilisation": 0.65}
 ACCURACY_CHECK = "not run; see docs/benchmark.md (bf16 vs fp32 accuracy needs full trainings)"
 
 
@@ -56,6 +61,10 @@ class BenchmarkConfig:
     matmul_repeats: int = 5
     model_options: dict = field(default_factory=dict)  # extra ST-VFM options (tiny test models)
     compile_backbone: bool = False  # also time the frozen ViT under torch.compile
+    epoch: bool = False  # also run one real ``fit`` epoch (bf16) per dataset: needs the dataset files
+    epoch_batches: int | None = None  # training batches of that epoch (None: all); validation is always whole
+    accelerator: str = "auto"  # the epoch's Lightning accelerator (its peak is measured on the same device)
+    data_root: str | None = None
 
     @property
     def modes(self) -> tuple[str, ...]:
@@ -67,6 +76,8 @@ class BenchmarkConfig:
             raise ConfigError(f"benchmark datasets must be among {', '.join(DATASET_SHAPES)}; got {', '.join(self.datasets) or 'none'}")
         if self.steps < 1 or self.warmup_steps < 0 or self.threads < 1 or self.matmul_size < 1 or self.matmul_repeats < 1:
             raise ConfigError("steps, threads, matmul_size and matmul_repeats must be >= 1, warmup_steps >= 0")
+        if self.epoch_batches is not None and self.epoch_batches < 1:
+            raise ConfigError(f"epoch batches must be >= 1, got {self.epoch_batches}")
         if self.batch_size is not None and self.batch_size < 1:
             raise ConfigError(f"batch size must be >= 1, got {self.batch_size}")
 
@@ -78,6 +89,11 @@ def run_benchmark(config: BenchmarkConfig) -> dict:
     try:
         peaks = {"fp32": matmul_peak_tflops(torch.float32, config), "bf16": matmul_peak_tflops(torch.bfloat16, config)}
         datasets = {name: _bench_dataset(name, config, peaks) for name in config.datasets}
+        if config.epoch:
+            device = epoch_device(config.accelerator)
+            peak = peaks["bf16"] if device == "cpu" else matmul_peak_tflops(torch.bfloat16, config, device)
+            for name in config.datasets:
+                datasets[name]["epoch"] = whole_epoch(name, config, peak)
     finally:
         torch.set_num_threads(threads_before)
     ratios = {name: _ratios(result) for name, result in datasets.items()}
@@ -111,17 +127,116 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def matmul_peak_tflops(dtype: torch.dtype, config: BenchmarkConfig) -> float:
+def matmul_peak_tflops(dtype: torch.dtype, config: BenchmarkConfig, device: str = "cpu") -> float:
     """Best-of-N TFLOP/s of one square matmul: the ceiling utilisation is measured against."""
     n = config.matmul_size
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
     torch.mm(a, b)  # first call pays for kernel selection and page faults
     best = math.inf
     for _ in range(config.matmul_repeats):
+        _synchronize(device)
         start = time.perf_counter()
         torch.mm(a, b)
+        _synchronize(device)
         best = min(best, time.perf_counter() - start)
     return 2 * n ** 3 / best / 1e12
+
+
+def _synchronize(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def epoch_device(accelerator: str) -> str:
+    """The torch device type Lightning's ``accelerator`` resolves to on this machine."""
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
+        return "cuda"
+    return "cpu"
+
+
+class EpochTimer(Callback):
+    """Wall clock and windows of the first epoch as ``Trainer.fit`` runs it: training batches with their
+    data loading, the validation pass, logging and the checkpoint write (the sanity check excluded)."""
+
+    def __init__(self) -> None:
+        self.shape: ForecastShape | None = None
+        self.marks: dict[str, float] = {}
+        self.windows = {"train": 0, "val": 0}
+
+    def _mark(self, name: str, module: L.LightningModule) -> None:
+        if module.current_epoch == 0 and name not in self.marks:
+            _synchronize(module.device.type)
+            self.marks[name] = time.perf_counter()
+
+    def on_fit_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.shape = module.model.shape
+
+    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self._mark("start", module)
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs, batch, batch_idx) -> None:
+        if module.current_epoch == 0:
+            self.windows["train"] += batch["x"].shape[0]
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._mark("validation", module)
+
+    def on_validation_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs, batch, batch_idx,
+                                dataloader_idx: int = 0) -> None:
+        if not trainer.sanity_checking and module.current_epoch == 0:
+            self.windows["val"] += batch["x"].shape[0]
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._mark("validation_end", module)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self._mark("end", module)
+
+
+def window_flops(shape: ForecastShape, options: dict) -> tuple[int, int]:
+    """FLOPs of one window in training (forward, loss, backward) and in validation (forward, loss),
+    counted on the meta device: no compute, and per window since windows never interact."""
+    with torch.device("meta"):
+        model = create_model("stvfm", shape, **{**options, "weights": "random"})
+    batch = {key: value.to("meta") for key, value in make_batch(shape, 1).items()}
+    train = _count_flops(lambda: model.loss(batch, model(batch))["loss"].backward())
+    model.eval()
+    with torch.no_grad():
+        val = _count_flops(lambda: model.loss(batch, model(batch)))
+    return train, val
+
+
+def whole_epoch(dataset: str, config: BenchmarkConfig, peak_tflops: float) -> dict:
+    """One bf16 epoch (training + validation) through ``stvfm.training.runner.fit``, its FLOPs over its
+    wall time as a fraction of ``peak_tflops``: the figure a real run gets, loader and logging included."""
+    from stvfm.training.runner import RunConfig, fit
+
+    options = {"backbone": config.backbone, "weights": config.weights, "variant": config.variant, **config.model_options}
+    timer = EpochTimer()
+    with tempfile.TemporaryDirectory(prefix="stvfm-epoch-") as out:
+        run = RunConfig(model="stvfm", dataset=dataset, out=out, model_options=options, max_epochs=1,
+                        limit_train_batches=config.epoch_batches or 1.0, batch_size=config.batch_size,
+                        precision="bf16", compile_backbone=config.compile_backbone, accelerator=config.accelerator,
+                        data_root=config.data_root, progress=False)
+        metrics = fit(run, callbacks=[timer])
+    train_flops, val_flops = window_flops(timer.shape, metrics["settings"]["model_options"])
+    marks, windows = timer.marks, timer.windows
+    figures = {"train": (train_flops * windows["train"], marks["validation"] - marks["start"]),
+               "val": (val_flops * windows["val"], marks["validation_end"] - marks["validation"]),
+               "epoch": (train_flops * windows["train"] + val_flops * windows["val"], marks["end"] - marks["start"])}
+    result = {"dataset": dataset, "device": epoch_device(config.accelerator), "precision": "bf16",
+              "batch_size": metrics["settings"]["batch_size"] or default_batch_size(timer.shape.height, timer.shape.width),
+              "train_batches": config.epoch_batches or "all", "train_windows": windows["train"],
+              "val_windows": windows["val"], "train_gflop_per_window": train_flops / 1e9,
+              "val_gflop_per_window": val_flops / 1e9, "peak_tflops": peak_tflops,
+              "utilisation_vs": "bf16 matmul peak of the same device, same run"}
+    for part, (flops, seconds) in figures.items():
+        result[f"{part}_tflop"] = flops / 1e12
+        result[f"{part}_s"] = seconds
+        result[f"{part}_utilisation"] = flops / seconds / 1e12 / peak_tflops
+    return result
 
 
 def _bench_dataset(name: str, config: BenchmarkConfig, peaks: dict[str, float]) -> dict:
@@ -262,6 +377,10 @@ def _targets(datasets: dict, ratios: dict, epoch_seconds: dict) -> dict:
         "vit_bf16_utilisation": {"value": best_vit, "target": f">= {TARGETS['vit_bf16_utilisation']}",
                                  "met": best_vit >= TARGETS["vit_bf16_utilisation"]},
     }
+    epochs = [result["epoch"]["epoch_utilisation"] for result in datasets.values() if "epoch" in result]
+    if epochs:
+        targets["epoch_bf16_utilisation"] = {"value": min(epochs), "target": f">= {TARGETS['epoch_bf16_utilisation']}",
+                                             "met": min(epochs) >= TARGETS["epoch_bf16_utilisation"]}
     if epoch_seconds:
         epoch = min(epoch_seconds.values())
         targets["bikenyc1_epoch_seconds"] = {"value": epoch, "target": f"< {TARGETS['bikenyc1_epoch_seconds']}",
@@ -351,7 +470,7 @@ class AccuracyCheckConfig:
     """bf16 vs fp32 on the same seed and schedule: does bf16 cost accuracy?"""
 
     dataset: str = "bikenyc1"
-    out: str = "runs/bench-accuracy"
+    out: str = field(default_factory=lambda: str(default_run_folder("bench-accuracy")))
     channel: int | None = 0
     steps: int | None = None  # series steps (None: the dataset's period)
     train_batches: int = 100  # training batches of the one epoch each precision trains

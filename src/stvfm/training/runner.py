@@ -192,8 +192,11 @@ def _trainer(config: RunConfig, out: Path, callbacks: list, max_epochs: int, log
     )
 
 
-def fit(config: RunConfig) -> dict[str, Any]:
-    """Train (or, for classical models, fit) and test once at the best validation checkpoint."""
+def fit(config: RunConfig, callbacks: list | None = None) -> dict[str, Any]:
+    """Train (or, for classical models, fit) and test once at the best validation checkpoint.
+
+    ``callbacks``: extra Lightning callbacks for training (timing, trial pruning); they do not change the result.
+    """
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
     config = dataclasses.replace(config, model_options=resolved_options(config.model, config.model_options))
@@ -222,7 +225,7 @@ def fit(config: RunConfig) -> dict[str, Any]:
         checkpoints = ModelCheckpoint(dirpath=str(out / "checkpoints"), filename="best", monitor=SELECTION_METRIC,
                                       mode="min", save_last=True, save_top_k=1)
         stopper = EarlyStopping(monitor=SELECTION_METRIC, mode="min", patience=config.patience)
-        trainer = _trainer(config, out, callbacks=[checkpoints, stopper], max_epochs=config.max_epochs)
+        trainer = _trainer(config, out, callbacks=[checkpoints, stopper, *(callbacks or [])], max_epochs=config.max_epochs)
         ckpt_last = out / "checkpoints" / "last.ckpt"
         resume, resumed_epoch = _resume_from(config, ckpt_last)
         # Lightning's CSVLogger deletes logs/metrics.csv when it starts: keep the epochs a resumed run does not redo

@@ -18,12 +18,13 @@ class TemporalDecoder(nn.Module):
     """
 
     def __init__(self, vfm_dim: int, temporal_dim: int, patch_features: int, history: int, horizon: int,
-                 heads: int, layers: int, dropout: float, slots_per_day: int, calendar_init_std: float):
+                 heads: int, layers: int, dropout: float, slots_per_day: int, calendar_init_std: float,
+                 calendar: bool = True):
         super().__init__()
         self.project = nn.Linear(vfm_dim, temporal_dim)
         self.future = nn.Parameter(nn.init.trunc_normal_(torch.empty(horizon, 1, temporal_dim), std=0.02))
         self.step = nn.Parameter(nn.init.trunc_normal_(torch.empty(history + horizon, temporal_dim), std=0.02))
-        self.calendar = CalendarEmbedding(slots_per_day, temporal_dim, calendar_init_std)
+        self.calendar = CalendarEmbedding(slots_per_day, temporal_dim, calendar_init_std) if calendar else None
         self.transformer = TemporalTransformer(temporal_dim, heads, layers, dropout)
         self.head = FullPrecisionLinear(temporal_dim, patch_features)  # forecasts are not rounded to bf16
 
@@ -32,7 +33,8 @@ class TemporalDecoder(nn.Module):
         batch, steps, locations, dim = history.shape
         future = self.future.expand(batch, -1, locations, -1)
         sequence = torch.cat([history, future], dim=1)
-        sequence = sequence + (self.step + self.calendar(torch.cat([x_time, y_time], dim=1))).unsqueeze(2)
+        when = self.step if self.calendar is None else self.step + self.calendar(torch.cat([x_time, y_time], dim=1))
+        sequence = sequence + when[..., None, :]
         encoded = self.transformer(sequence.transpose(1, 2).reshape(batch * locations, -1, dim))
         horizon = self.future.shape[0]
         patches = self.head(encoded[:, steps:])

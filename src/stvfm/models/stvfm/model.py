@@ -67,6 +67,9 @@ class STVFMConfig(ModelConfig):
     # Initial std of the weekday/slot embeddings. At PyTorch's 1.0 they drown each location's data in the
     # temporal Transformers' input and the forecast stays flat in space for the first ~300 steps (docs/results).
     calendar_init_std: float = 0.02
+    # Weekday/slot embeddings in the token adapter and decoders: our addition beyond the paper's equations,
+    # so False lets ablations isolate the paper's own components (the model then never reads the time features).
+    calendar: bool = True
     backbone_overrides: dict = field(default_factory=dict)  # extra create_backbone options (tiny test backbones)
 
     #: Defaults that have changed, as records that predate the full option record assume them (see recorded_options).
@@ -132,7 +135,7 @@ class STVFM(Forecaster):
                 temporal_dim=config.temporal_dim if parts.temporal_tokens else None,
                 encoder_layers=config.encoder_layers if parts.temporal_encoder else 0,
                 heads=config.temporal_heads, dropout=config.dropout, slots_per_day=shape.slots_per_day,
-                video=backbone.is_video, calendar_init_std=config.calendar_init_std,
+                video=backbone.is_video, calendar_init_std=config.calendar_init_std, calendar=config.calendar,
             )
 
         def decoder() -> nn.Module:
@@ -141,7 +144,7 @@ class STVFM(Forecaster):
             return TemporalDecoder(
                 width, config.temporal_dim, patch_features, shape.history, shape.horizon,
                 config.temporal_heads, config.decoder_layers, config.dropout, shape.slots_per_day,
-                config.calendar_init_std,
+                config.calendar_init_std, config.calendar,
             )
 
         self.token_adapters = nn.ModuleDict({branch: token_adapter() for branch in self.branches})

@@ -22,14 +22,14 @@ class TemporalTokenAdapter(nn.Module):
 
     def __init__(self, patch_features: int, num_tokens: int, history: int, vfm_dim: int,
                  temporal_dim: int | None, encoder_layers: int, heads: int, dropout: float,
-                 slots_per_day: int, video: bool, calendar_init_std: float):
+                 slots_per_day: int, video: bool, calendar_init_std: float, calendar: bool = True):
         super().__init__()
         # the layer that reads raw grid values runs in fp32 under autocast (see FullPrecisionLinear)
         self.project = nn.Identity() if temporal_dim is None else FullPrecisionLinear(patch_features, temporal_dim)
         self.encoder = None
         if encoder_layers:
             self.step = nn.Parameter(nn.init.trunc_normal_(torch.empty(history, temporal_dim), std=0.02))
-            self.calendar = CalendarEmbedding(slots_per_day, temporal_dim, calendar_init_std)
+            self.calendar = CalendarEmbedding(slots_per_day, temporal_dim, calendar_init_std) if calendar else None
             self.encoder = TemporalTransformer(temporal_dim, heads, encoder_layers, dropout)
         self.adapt = (FullPrecisionLinear(patch_features, vfm_dim) if temporal_dim is None
                       else nn.Linear(temporal_dim, vfm_dim))
@@ -40,7 +40,8 @@ class TemporalTokenAdapter(nn.Module):
         tokens = self.project(patches)
         if self.encoder is not None:
             batch, steps, locations, dim = tokens.shape
-            tokens = tokens + (self.step + self.calendar(times)).unsqueeze(2)
+            when = self.step if self.calendar is None else self.step + self.calendar(times)
+            tokens = tokens + when[..., None, :]
             sequences = self.encoder(tokens.transpose(1, 2).reshape(batch * locations, steps, dim))
             tokens = sequences.view(batch, locations, steps, dim).transpose(1, 2)
         tokens = self.adapt(tokens) + self.position

@@ -1,0 +1,231 @@
+"""``stvfm search``: an Optuna search of the training recipe, chosen on validation only.
+
+Each trial is an ordinary ``fit`` run in ``OUT/trials/trial-N`` with a recipe drawn from
+``SPACE`` (learning rate, batch size, warm-up, weight decay, and the model's dropout and flow
+weight where it has them and ``--set`` does not fix them), under one per-trial budget (epochs,
+training batches, minutes). Its objective is the best validation ``SELECTION_METRIC`` the run's
+checkpoint kept; test figures are never read. The study lives in an RDB storage (SQLite), so a
+search resumes after a kill and several workers can share it: ``trials`` is the total the
+study should reach, a trial whose worker died (no heartbeat) is retried with the same recipe
+in the same folder, so its run resumes from ``last.ckpt``. Poor trials are pruned by Optuna's
+Lightning callback against the median of earlier trials at the same epoch.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stvfm.atomic import write_json_atomic, write_text_atomic
+from stvfm.errors import ConfigError
+from stvfm.models.registry import resolved_options
+from stvfm.training.optim import OptimConfig
+from stvfm.training.runner import SELECTION_METRIC, RunConfig, fit
+
+#: What is searched: name -> (low, high, log scale); ``batch_size`` draws from ``SearchConfig.batch_sizes``.
+#: The warm-up is a fraction of the trial's epochs, so one study can mix budgets without changing its space.
+SPACE: dict[str, tuple[float, float, bool]] = {
+    "lr": (1e-4, 2e-3, True),
+    "weight_decay": (1e-6, 1e-1, True),
+    "warmup_fraction": (0.0, 0.3, False),
+    "dropout": (0.0, 0.3, False),  # model option, where the model has it
+    "flow_weight": (0.1, 2.0, True),  # model option (ST-VFM's lambda), where the model has it
+}
+MODEL_OPTIONS = ("dropout", "flow_weight")
+#: Seconds between a running trial's heartbeats, and silence after which its worker counts as dead.
+HEARTBEAT_S, GRACE_S = 30, 120
+SUMMARY_NAME = "search-summary"
+
+
+@dataclass
+class SearchConfig:
+    """A study (name + storage) and the budget every one of its trials gets."""
+
+    dataset: str
+    storage: str  # an Optuna RDB URL, e.g. sqlite:///runs/search/study.db
+    out: str  # trial runs under OUT/trials, the summary beside them
+    study_name: str = "recipe"
+    model: str = "stvfm"
+    trials: int = 20  # finished (complete or pruned) trials the study should reach, all workers together
+    channel: int | None = 0
+    steps: int | None = None
+    model_options: dict[str, Any] = field(default_factory=dict)  # fixed for every trial; fixed options are not searched
+    max_epochs: int = 10
+    max_minutes: float | None = None  # per trial
+    limit_train_batches: float | int = 1.0
+    patience: int = 20
+    precision: str = "32"
+    batch_sizes: tuple[int, ...] = (8, 16, 32)
+    seed: int = 0  # training seed of every trial: recipes differ, not luck
+    sampler_seed: int | None = None  # None: workers sharing a study draw differently
+    accelerator: str = "auto"
+    data_root: str | None = None
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if "://" not in self.storage:
+            raise ConfigError(f"--storage must be a database URL such as sqlite:///study.db, got {self.storage!r}")
+        if self.trials < 1 or self.max_epochs < 1 or self.patience < 1:
+            raise ConfigError("trials, max epochs and patience must be >= 1")
+        if not self.batch_sizes or min(self.batch_sizes) < 1:
+            raise ConfigError(f"batch sizes must be positive, got {self.batch_sizes}")
+        self.batch_sizes = tuple(self.batch_sizes)
+        resolved_options(self.model, self.model_options)  # unknown model or option: ConfigError now
+
+    @property
+    def searched_options(self) -> tuple[str, ...]:
+        """Model options searched: those the model has and ``model_options`` leaves open."""
+        known = resolved_options(self.model)
+        return tuple(name for name in MODEL_OPTIONS if name in known and name not in self.model_options)
+
+    def budget(self) -> dict[str, Any]:
+        return {"max_epochs": self.max_epochs, "max_minutes": self.max_minutes, "patience": self.patience,
+                "limit_train_batches": self.limit_train_batches, "precision": self.precision, "seed": self.seed}
+
+
+def _suggest(trial, name: str) -> float:
+    low, high, log = SPACE[name]
+    return trial.suggest_float(name, low, high, log=log)
+
+
+def trial_run_config(trial, config: SearchConfig) -> RunConfig:
+    """The ``fit`` run of one trial; a retried trial gets the folder of the trial it repeats, to resume there."""
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    batch_size = trial.suggest_categorical("batch_size", list(config.batch_sizes))
+    optim = OptimConfig(lr=_suggest(trial, "lr"), weight_decay=_suggest(trial, "weight_decay"),
+                        warmup_epochs=_suggest(trial, "warmup_fraction") * config.max_epochs)
+    options = {**config.model_options, **{name: _suggest(trial, name) for name in config.searched_options}}
+    frozen = next(past for past in trial.study.get_trials(deepcopy=False) if past.number == trial.number)
+    number = RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
+    folder = Path(config.out) / "trials" / f"trial-{trial.number if number is None else number}"
+    return RunConfig(model=config.model, dataset=config.dataset, out=str(folder), channel=config.channel,
+                     steps=config.steps, model_options=options, max_epochs=config.max_epochs,
+                     max_minutes=config.max_minutes, patience=config.patience, batch_size=batch_size,
+                     limit_train_batches=config.limit_train_batches, precision=config.precision, seed=config.seed,
+                     optim=optim, accelerator=config.accelerator, data_root=config.data_root,
+                     progress=config.progress)
+
+
+def _objective(trial, config: SearchConfig) -> float:
+    import optuna
+    from optuna_integration import PyTorchLightningPruningCallback
+
+    run = trial_run_config(trial, config)
+    trial.set_user_attr("folder", run.out)
+    metrics = fit(run, callbacks=[PyTorchLightningPruningCallback(trial, monitor=SELECTION_METRIC)])
+    if metrics.get("best_val_loss") is None:
+        raise optuna.TrialPruned("the trial's budget ended before its first validation")
+    trial.set_user_attr("epochs", metrics["epochs"])
+    return float(metrics["best_val_loss"])
+
+
+def open_study(config: SearchConfig):
+    """The study in its storage, created on first use; its dead workers' trials are retried."""
+    import optuna
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+    # SQLite: wait for another worker's write lock instead of failing at once
+    engine = {"connect_args": {"timeout": 60}} if config.storage.startswith("sqlite") else {}
+    if config.storage.startswith("sqlite:///"):
+        Path(config.storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    storage = RDBStorage(config.storage, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                         heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2))
+    return optuna.create_study(
+        study_name=config.study_name, storage=storage, direction="minimize", load_if_exists=True,
+        sampler=optuna.samplers.TPESampler(seed=config.sampler_seed, n_startup_trials=5),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
+    )
+
+
+def search(config: SearchConfig) -> dict[str, Any]:
+    """Run trials until the study holds ``config.trials`` finished ones, then write its summary."""
+    import optuna
+    from optuna.study import MaxTrialsCallback
+
+    study = open_study(config)
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    remaining = config.trials - len(study.get_trials(deepcopy=False, states=finished))
+    if remaining > 0:
+        study.optimize(lambda trial: _objective(trial, config), n_trials=remaining,
+                       callbacks=[MaxTrialsCallback(config.trials, states=finished)])
+    return write_summary(study, config)
+
+
+def _validation_at_best(folder: Path) -> dict[str, float]:
+    """Validation figures of the epoch with the lowest ``SELECTION_METRIC`` in a run's CSV log."""
+    path = folder / "logs" / "metrics.csv"
+    if not path.is_file():
+        return {}
+    with open(path, newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row.get(SELECTION_METRIC)]
+    if not rows:
+        return {}
+    best = min(rows, key=lambda row: float(row[SELECTION_METRIC]))
+    names = {SELECTION_METRIC: "val_mse_st", "val/rmse": "val_rmse", "val/mae": "val_mae", "epoch": "epoch"}
+    return {short: float(best[name]) for name, short in names.items() if best.get(name)}
+
+
+def write_summary(study, config: SearchConfig) -> dict[str, Any]:
+    """``OUT/search-summary.json`` and ``.md``: budget, space, every trial and the best, validation only."""
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    trials = []
+    for trial in study.get_trials(deepcopy=False):
+        folder = trial.user_attrs.get("folder")
+        trials.append({
+            "number": trial.number, "state": trial.state.name, "value": trial.value, "params": trial.params,
+            "retry_of": RetryHeartbeatStaleTrialCallback.retried_trial_number(trial),
+            "epochs": trial.user_attrs.get("epochs", len(trial.intermediate_values) or None),
+            "seconds": trial.duration.total_seconds() if trial.duration else None, "folder": folder,
+            "validation": _validation_at_best(Path(folder)) if folder else {},
+        })
+    complete = [trial for trial in trials if trial["state"] == "COMPLETE"]
+    best = min(complete, key=lambda trial: trial["value"]) if complete else None
+    summary = {"study": config.study_name, "storage": config.storage, "dataset": config.dataset,
+               "channel": config.channel, "model": config.model, "fixed_model_options": config.model_options,
+               "objective": f"lowest best-checkpoint {SELECTION_METRIC} (validation, scaled units); test never read",
+               "budget_per_trial": config.budget(), "batch_sizes": list(config.batch_sizes),
+               "space": {name: SPACE[name] for name in ("lr", "weight_decay", "warmup_fraction",
+                                                        *config.searched_options)},
+               "trials_target": config.trials, "best": best, "trials": trials}
+    out = Path(config.out)
+    write_json_atomic(out / f"{SUMMARY_NAME}.json", summary)
+    write_text_atomic(out / f"{SUMMARY_NAME}.md", _markdown(summary))
+    summary["paths"] = {"json": str(out / f"{SUMMARY_NAME}.json"), "markdown": str(out / f"{SUMMARY_NAME}.md")}
+    return summary
+
+
+def _number(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _markdown(summary: dict[str, Any]) -> str:
+    budget = summary["budget_per_trial"]
+    params = list(summary["space"]) + ["batch_size"]
+    lines = [f"# Recipe search `{summary['study']}`: {summary['model']} on {summary['dataset']} "
+             f"(channel {summary['channel']})", "",
+             f"Objective: {summary['objective']}. Budget per trial: {json.dumps(budget)}; batch sizes "
+             f"{summary['batch_sizes']}; fixed model options {json.dumps(summary['fixed_model_options'])}. "
+             f"Storage `{summary['storage']}`.", ""]
+    best = summary["best"]
+    if best:
+        lines += [f"Best: trial {best['number']}, {SELECTION_METRIC} {best['value']:.5g}, validation RMSE "
+                  f"{_number(best['validation'].get('val_rmse'))} / MAE {_number(best['validation'].get('val_mae'))}; "
+                  f"recipe {json.dumps(best['params'])}.", ""]
+    lines += ["| trial | state | " + " | ".join(params) + f" | {SELECTION_METRIC} | val RMSE | val MAE | epochs | s |",
+              "|" + "---|" * (len(params) + 7)]
+    ordered = sorted(summary["trials"], key=lambda trial: (trial["value"] is None, trial["value"] or 0.0))
+    for trial in ordered:
+        validation = trial["validation"]
+        lines.append(f"| {trial['number']} | {trial['state'].lower()} | "
+                     + " | ".join(_number(trial["params"].get(name)) for name in params)
+                     + f" | {_number(trial['value'])} | {_number(validation.get('val_rmse'))} "
+                     f"| {_number(validation.get('val_mae'))} | {_number(trial['epochs'])} | {_number(trial['seconds'])} |")
+    return "\n".join(lines) + "\n"
