@@ -29,6 +29,8 @@ demo: venv
 		--precision bf16 --batch-size 8 --max-epochs $(DEMO_EPOCHS) --limit-train-batches 300 \
 		--max-minutes $(DEMO_MINUTES) --warmup-epochs 0.1 --lr 5e-4 --out $(RUNS)/stvfm
 	$(BIN)/stvfm compare $(RUNS)/last $(RUNS)/ha-day $(RUNS)/ha-week $(RUNS)/stvfm
+	@echo "What longer runs give (the committed results ledger; each row says its budget and why it stopped):"
+	$(BIN)/stvfm ledger report --dataset bikenyc1 --channel 0 --ledger docs/results/ledger
 
 test: venv
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile
