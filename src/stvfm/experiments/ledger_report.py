@@ -30,6 +30,8 @@ class LedgerRow:
 
     def stat(self, metric: str) -> tuple[float, float]:
         values = [record[metric] for record in self.records]
+        if not self.learned:
+            return values[0], 0.0  # closed form: no seed to vary
         spread = statistics.stdev(values) if len(values) > 1 else math.nan
         return statistics.fmean(values), spread
 
@@ -98,16 +100,15 @@ def _verdict(row: LedgerRow, best: LedgerRow) -> str:
     if row is best:
         return "best"
     (mean, spread), (best_mean, best_spread) = row.stat("rmse"), best.stat("rmse")
-    spreads = [s for s in (spread, best_spread) if not math.isnan(s)]
-    if not spreads:
-        return "one seed each: spread unknown"
-    widest = max(spreads)
+    if math.isnan(spread) or math.isnan(best_spread):
+        return "a learned row has one seed: spread unknown"
+    widest = max(spread, best_spread)
     return "beyond the seed spread" if mean - best_mean > 2 * widest else "within the seed spread"
 
 
-def _format(stat: tuple[float, float]) -> str:
+def _format(stat: tuple[float, float], with_spread: bool) -> str:
     mean, spread = stat
-    return f"{mean:.3f}" if math.isnan(spread) else f"{mean:.3f} ± {spread:.3f}"
+    return f"{mean:.3f} ± {spread:.3f}" if with_spread else f"{mean:.3f}"
 
 
 def render(rows: list[LedgerRow], dataset: str, channel: int | None, sources: list[str]) -> str:
@@ -124,7 +125,8 @@ def render(rows: list[LedgerRow], dataset: str, channel: int | None, sources: li
     for row in rows:
         paper = paper_figure("main", _PAPER_ROW.get(row.model, row.model), dataset)
         paper_text = f"{paper[0]:g} / {paper[1]:g}" if paper else "-"
-        lines.append(f"| {row.label} | {_format(row.stat('rmse'))} | {_format(row.stat('mae'))} | {paper_text} | "
+        several = row.learned and len(row.records) > 1
+        lines.append(f"| {row.label} | {_format(row.stat('rmse'), several)} | {_format(row.stat('mae'), several)} | {paper_text} | "
                      f"{', '.join(map(str, row.seeds))} | {row.budget} | {row.trend} | {row.weights} | "
                      f"{_verdict(row, best)} |")
     capped = [row.label for row in rows if any(r["stop_reason"] in ("time cap", "epoch cap") for r in row.records)]
