@@ -169,7 +169,8 @@ class MCSTL(Forecaster):
         if "contrastive" in outputs:
             terms["masked_reconstruction"] = outputs["masked_reconstruction"]
             terms["contrastive"] = outputs["contrastive"]
-            if self.pretrained_steps < self.config.pretrain_steps:  # stage 1: self-supervised tasks only
+            # stage 1: self-supervised tasks only (the buffer is read only when there is a stage 1: a device sync)
+            if self.config.pretrain_steps and self.pretrained_steps < self.config.pretrain_steps:
                 self.pretrained_steps += 1
                 terms["loss"] = outputs["masked_reconstruction"] + outputs["contrastive"]
                 return terms

@@ -114,6 +114,14 @@ class STLLM(Forecaster):
     def weights_label(self) -> str:
         return self.weights.label
 
+    def _causal_mask(self, tokens: int, device: torch.device) -> torch.Tensor | None:
+        """GPT-2's causal mask made on the batch's device: without one, transformers looks for packed
+        sequences in the position ids with a host sync every step. Only SDPA reads a boolean mask;
+        other attention kernels build their own."""
+        if self.gpt2.config._attn_implementation != "sdpa":
+            return None
+        return torch.ones(tokens, tokens, dtype=torch.bool, device=device).tril()[None, None]
+
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         history = batch["x"]
         batch_size, steps, channels, height, width = history.shape
@@ -125,7 +133,8 @@ class STLLM(Forecaster):
         time_part = (self.slot_embedding[slot] + self.weekday_embedding[weekday])[:, None].expand(-1, tokens, -1)
         node_part = self.node_embedding.expand(batch_size, -1, -1)
         embedded = self.fusion(torch.cat([history_part, time_part, node_part], dim=-1))
-        hidden = self.gpt2(inputs_embeds=embedded, use_cache=False).last_hidden_state
+        hidden = self.gpt2(inputs_embeds=embedded, attention_mask=self._causal_mask(tokens, embedded.device),
+                           use_cache=False).last_hidden_state
         future = self.head(hidden).reshape(batch_size, tokens, self.shape.horizon, -1).transpose(1, 2)
         forecast = unpatchify(future, patch, channels, *self.padded)[..., :height, :width]
         return {"forecast": forecast}

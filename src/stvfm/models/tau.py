@@ -154,7 +154,9 @@ class TemporalAttentionTranslator(nn.Sequential):
         layers = config.temporal_layers
         if layers < 2:
             raise ConfigError(f"temporal_layers must be at least 2 for TAU, got {layers}")
-        rates = torch.linspace(1e-2, config.drop_path, layers).tolist() if config.drop_path > 0 else [0.0] * layers
+        # linearly rising drop-path rates, as OpenSTL (plain floats: no tensor on whatever device builds the model)
+        rates = ([1e-2 + (config.drop_path - 1e-2) * i / (layers - 1) for i in range(layers)]
+                 if config.drop_path > 0 else [0.0] * layers)
         widths = [in_channels] + [config.hidden_temporal] * (layers - 1) + [out_channels]
         super().__init__(*(TemporalAttentionUnit(widths[i], widths[i + 1], config, rates[i]) for i in range(layers)))
 
