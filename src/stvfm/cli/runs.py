@@ -31,6 +31,7 @@ LrOption = Annotated[float, typer.Option(help="Peak AdamW learning rate.")]
 WarmupOption = Annotated[float, typer.Option(help="Linear warm-up epochs before cosine decay.")]
 PrecisionOption = Annotated[str, typer.Option(help="32 or bf16 (autocast).")]
 AcceleratorOption = Annotated[str, typer.Option(help="cpu, gpu or auto.")]
+OverwriteOption = Annotated[bool, typer.Option(help="Clear the run files (config, metrics, checkpoints, logs) of another run in --out first.")]
 
 
 def quiet_lightning() -> None:
@@ -227,6 +228,7 @@ def register(app: typer.Typer) -> None:
         scaling: Annotated[str, typer.Option(help="Fit min-max on 'train' (default) or 'all' splits (UniST).")] = "train",
         option: SetOption = None,
         data_root: RootOption = None,
+        overwrite: OverwriteOption = False,
     ) -> None:
         """Fit a classical baseline (last, ha-day, ha-week, arima) on the training split and test it."""
         from stvfm.models.registry import get_model_entry
@@ -237,7 +239,7 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"model {model!r} is learned: use `stvfm fit --model {model}`")
         config = RunConfig(model=model, dataset=dataset, out=str(out), channel=_channel(channel), steps=steps,
                            scaling=scaling, model_options=parse_options(option), data_root=data_root)
-        _print_metrics(fit(config), out)
+        _print_metrics(fit(config, overwrite=overwrite), out)
 
     @app.command("fit")
     def fit_command(
@@ -268,6 +270,7 @@ def register(app: typer.Typer) -> None:
         accelerator: AcceleratorOption = "auto",
         num_workers: Annotated[int, typer.Option(help="Data-loader worker processes.")] = 0,
         data_root: RootOption = None,
+        overwrite: OverwriteOption = False,
     ) -> None:
         """Train a model, keep the best validation checkpoint, test once with it."""
         from stvfm.training.optim import OptimConfig
@@ -287,7 +290,7 @@ def register(app: typer.Typer) -> None:
             accelerator=accelerator, devices=int(devices) if devices.isdigit() else devices,
             num_nodes=num_nodes, strategy=strategy, num_workers=num_workers, data_root=data_root,
         )
-        payload = fit(config)
+        payload = fit(config, overwrite=overwrite)
         if payload:
             _print_metrics(payload, out)
 
@@ -335,12 +338,14 @@ def register(app: typer.Typer) -> None:
         dataset: Annotated[Optional[str], typer.Option(help="Evaluate on another dataset of the same grid (default: the training one).")] = None,
         precision: Annotated[Optional[str], typer.Option(help="32 or bf16 (default: the precision it was trained in).")] = None,
         data_root: RootOption = None,
+        overwrite: OverwriteOption = False,
     ) -> None:
         """Re-evaluate a checkpoint on the test split; writes the same metrics.json as fit."""
         from stvfm.training.runner import evaluate_checkpoint
 
         quiet_lightning()
-        _print_metrics(evaluate_checkpoint(checkpoint, out, dataset=dataset, data_root=data_root, precision=precision), out)
+        _print_metrics(evaluate_checkpoint(checkpoint, out, dataset=dataset, data_root=data_root, precision=precision,
+                                           overwrite=overwrite), out)
 
     @app.command("predict")
     def predict_command(

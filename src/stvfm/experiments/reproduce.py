@@ -3,9 +3,9 @@
 An experiment is a list of planned runs (a row label, a model and its options). Every run of
 every seed gets its own folder under ``OUT/runs``, named by the model and the options that
 differ from the model's defaults, so a configuration shared by several experiments (ST-VFM
-full appears in all of them) is trained once. A folder whose ``metrics.json`` was written
-with the same settings is reused; one with other settings stops the command; a folder with
-only ``last.ckpt`` resumes. A run that fails is reported as failed, never dropped.
+full appears in all of them) is trained once. A folder whose ``metrics.json`` was written by
+the same run (``RunConfig.identity``) and budget is reused; one of a smaller budget is extended;
+one of another run stops the command; a folder with only ``last.ckpt`` resumes. A run that fails is reported as failed, never dropped.
 
 Several processes (cores, machines sharing a file system) can run the same experiment into one
 ``OUT``: each claims a run with a ``.running`` file before fitting it and leaves runs claimed by
@@ -30,9 +30,10 @@ from typing import Any, Callable
 from stvfm.atomic import write_text_atomic
 from stvfm.errors import ConfigError, StvfmError
 from stvfm.experiments.paper import paper_figure
-from stvfm.models.registry import get_model_entry, list_models, recorded_options, resolved_options
+from stvfm.models.registry import get_model_entry, list_models, resolved_options
 from stvfm.reports.tables import load_metrics
 from stvfm.training.optim import OptimConfig
+from stvfm.training.folders import in_progress
 from stvfm.training.runner import RunConfig, fit
 
 EXPERIMENTS = ("main", "ablation", "backbones", "video", "lambda", "pretraining")
@@ -42,9 +43,6 @@ LAMBDAS = (0.0, 0.25, 0.5, 1.0, 2.0)
 LOCK_NAME = ".running"
 #: Why the last attempt at a run failed (its traceback for an unexpected error), read by --report-only.
 ERROR_NAME = "error.txt"
-#: Settings that must match before a finished run folder is reused.
-REUSE_KEYS = ("model", "dataset", "channel", "steps", "scaling", "model_options", "max_epochs", "max_minutes",
-              "patience", "batch_size", "limit_train_batches", "precision", "seed", "optim")
 
 
 @dataclass(frozen=True)
@@ -189,23 +187,18 @@ class RunOutcome:
 
 
 def _finished(config: RunConfig) -> dict[str, Any] | None:
-    """The metrics of a finished run with these settings, None if it has not finished."""
+    """The metrics of a finished run with these settings; None if it has not finished, or finished a
+    smaller budget (fitting it again extends it). A folder of another run (``RunConfig.identity``) stops the command."""
     folder = Path(config.out)
-    if not (folder / "metrics.json").is_file():
+    if not (folder / "metrics.json").is_file() or in_progress(folder):
         return None
     metrics = load_metrics(folder)
-    wanted, found = config.to_dict(), dict(metrics.get("settings", {}))
-    # options compare as the model resolves them: {"flow_weight": 1.0} is the default, i.e. {}
-    try:
-        found["model_options"] = recorded_options(found.get("model"), found.get("model_options"))
-    except StvfmError:
-        pass  # another model or unknown options: reported as differing below
-    wanted["model_options"] = resolved_options(config.model, config.model_options)
-    differing = [key for key in REUSE_KEYS if wanted.get(key) != found.get(key)]
+    recorded = RunConfig.from_record(metrics.get("settings", {}), folder / "metrics.json")
+    differing = config.identity_differences(recorded)
     if differing:
         raise ConfigError(f"{folder}: finished with other settings ({', '.join(differing)}); "
                           "choose another --out or remove the folder")
-    return metrics
+    return metrics if recorded.budget() == config.budget() else None
 
 
 def run_all(config: ReproduceConfig, announce: Callable[[str], None] = lambda message: None) -> list[RunOutcome]:
