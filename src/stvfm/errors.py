@@ -22,3 +22,7 @@ class CheckpointError(StvfmError):
 
 class FetchError(StvfmError):
     """A download failed or did not match its checksum."""
+
+
+class OutputError(StvfmError):
+    """An output cannot be written where asked (read-only folder, full disk, a folder in the way)."""
