@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from stvfm.data.scaling import MinMaxScaler
-from stvfm.data.series import GridSeries
+from stvfm.data.series import GridSeries, slots_per_day
 from stvfm.data.sources.generic import read_generic, save_generic_npz
 from stvfm.data.windows import time_features
 from stvfm.errors import DataError
@@ -22,7 +22,7 @@ def future_batch(values: np.ndarray, timestamps: np.ndarray, interval_minutes: i
                  shape: ForecastShape) -> dict[str, torch.Tensor]:
     """The one window whose history is the last P steps and whose future is unknown."""
     steps = values.shape[0]
-    day = max(1, (24 * 60) // interval_minutes)
+    day = slots_per_day(interval_minutes)  # periodic context exists only where the interval divides a day
     future_begin = steps
     step = np.timedelta64(interval_minutes * 60, "s")
     future_times = timestamps[-1].astype("datetime64[s]") + step * np.arange(1, shape.horizon + 1)
