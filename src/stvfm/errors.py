@@ -26,3 +26,7 @@ class FetchError(StvfmError):
 
 class OutputError(StvfmError):
     """An output cannot be written where asked (read-only folder, full disk, a folder in the way)."""
+
+
+class DataWarning(UserWarning):
+    """Data that loads but is probably wrong (an outlier far beyond the rest): the CLI shows it as one line."""

@@ -352,10 +352,11 @@ def register(app: typer.Typer) -> None:
         checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="A best.ckpt written by `stvfm fit`.")],
         input: Annotated[Path, typer.Option("--input", "-i", help="Series in the generic format (.npz / .nc / .zarr).")],
         output: Annotated[Path, typer.Option("--output", help="Where to write the forecast (.npz, generic format).")],
+        accelerator: AcceleratorOption = "auto",
     ) -> None:
         """Forecast the steps after the end of a series, in original units, with timestamps."""
         from stvfm.training.inference import forecast_after_end
 
-        series = forecast_after_end(checkpoint, input, output)
+        series = forecast_after_end(checkpoint, input, output, accelerator=accelerator)
         console.print(f"[green]ok[/] {series.values.shape[0]} steps from {series.timestamps[0]} to "
                       f"{series.timestamps[-1]} written to {output}")

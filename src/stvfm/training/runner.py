@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import os
+import pickle
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from stvfm.data.datamodule import GridDataModule
 from stvfm.data.prepared import PreparedData, prepare_data
 from stvfm.data.windows import ProtocolConfig
 from stvfm.errors import CheckpointError, ConfigError, StvfmError
-from stvfm.models.base import Forecaster
+from stvfm.models.base import Forecaster, ForecastShape
 from stvfm.models.registry import build_config, create_model, recorded_options, resolved_options
 from stvfm.training.folders import IN_PROGRESS_NAME, clear_run
 from stvfm.training.metrics import ForecastMetrics
@@ -455,32 +456,69 @@ def _test(trainer: L.Trainer, task: ForecastTask, module: GridDataModule, ckpt_p
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Load a checkpoint without executing pickled code; a bad file is a one-line error."""
+    """Load a checkpoint without executing pickled code, its structure checked; a bad file is a one-line error."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise CheckpointError(f"{path}: checkpoint not found")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: not a regular file (a folder, pipe or device)")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # torch's text would advise weights_only=False, i.e. running the file's code
+        raise CheckpointError(f"{path}: not a readable stvfm checkpoint (it holds pickled objects other than "
+                              "tensors and plain data, which stvfm never loads: they could run code)") from None
     except Exception as error:  # torch raises many types for truncated or foreign files
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(f"{path}: not a readable stvfm checkpoint ({reason[:160]})") from None
-    if not isinstance(checkpoint, dict) or "stvfm" not in checkpoint or "state_dict" not in checkpoint:
-        raise CheckpointError(f"{path}: not an stvfm checkpoint (no run config or weights inside)")
+    problem = _checkpoint_problem(checkpoint)
+    if problem:
+        raise CheckpointError(f"{path}: not an stvfm checkpoint ({problem})")
     return checkpoint
+
+
+def _checkpoint_problem(checkpoint: Any) -> str | None:
+    """What is wrong with a loaded checkpoint's structure, None when it has what stvfm reads."""
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("stvfm"), dict):
+        return "no run record inside"
+    run = checkpoint["stvfm"].get("run")
+    if not isinstance(run, dict) or not isinstance(run.get("model"), str) \
+            or not isinstance(run.get("model_options", {}), dict):
+        return "its run record has no model name and options"
+    state = checkpoint.get("state_dict")
+    if not isinstance(state, dict) or not all(isinstance(key, str) and isinstance(value, torch.Tensor)
+                                              for key, value in state.items()):
+        return "its weights are not a mapping of names to tensors"
+    data = checkpoint["stvfm"].get("data")
+    if data is not None and (not isinstance(data, dict) or not isinstance(data.get("shape"), dict)
+                             or not isinstance(data.get("scaler"), dict)
+                             or not isinstance(data.get("interval_minutes"), int)):
+        return "its data record lacks the grid shape, scaler or interval"
+    return None
+
+
+def build_checkpoint_model(path: str | os.PathLike, config: RunConfig, shape: ForecastShape) -> Forecaster:
+    """The model a checkpoint's run record describes, with its weights; options that build no model are its fault."""
+    try:
+        model = create_model(config.model, shape, **config.model_options)
+    except StvfmError as error:
+        raise CheckpointError(f"{path}: its run record does not build a model ({error})") from None
+    except (RuntimeError, MemoryError, ValueError, TypeError, OverflowError) as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise CheckpointError(f"{path}: its model options do not build a model ({reason[:160]})") from None
+    return model
 
 
 def restore(checkpoint_path: str | os.PathLike, dataset: str | None = None,
             overrides: dict[str, Any] | None = None) -> tuple[RunConfig, PreparedData, Forecaster]:
     """Rebuild the data and model a checkpoint was trained with and load its weights."""
     checkpoint = load_checkpoint(checkpoint_path)
-    config = RunConfig.from_dict(checkpoint["stvfm"]["run"])
+    config = RunConfig.from_record(checkpoint["stvfm"]["run"], checkpoint_path)
     if dataset:
         config.dataset = dataset
     for key, value in (overrides or {}).items():
         setattr(config, key, value)
     data = prepare_data(config.dataset, _protocol_for(config), root=config.data_root)
-    config.model_options = recorded_options(config.model, config.model_options)
-    model = create_model(config.model, data.forecast_shape, **config.model_options)
+    model = build_checkpoint_model(checkpoint_path, config, data.forecast_shape)
     load_model_weights(model, checkpoint, checkpoint_path)
     return config, data, model
 
