@@ -247,7 +247,10 @@ def _run_or_reuse(config: ReproduceConfig, run: PlannedRun, run_config: RunConfi
 def _claim(folder: Path) -> tuple[Path | None, str]:
     """(lock file, this process) when the run is now ours; (None, owner) while a live process holds it.
 
-    A lock left by a dead process on this host is taken over; one from another host is trusted.
+    A claim is an ``O_EXCL`` create, atomic also on shared file systems. A lock left by a dead
+    process on this host is taken over; one from another host is trusted. Taking over is done
+    under an ``flock`` on a guard file, re-reading the owner there, so two processes that both
+    saw the dead owner cannot both remove a lock (the second would remove the first's fresh one).
     """
     folder.mkdir(parents=True, exist_ok=True)
     lock, me = folder / LOCK_NAME, f"{socket.gethostname()}:{os.getpid()}"
@@ -255,20 +258,36 @@ def _claim(folder: Path) -> tuple[Path | None, str]:
         try:
             descriptor = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
-            try:
-                owner = lock.read_text().strip()
-            except FileNotFoundError:  # released between our attempt and the read: try again
+            owner = _owner(lock)
+            if owner is None:  # released between our attempt and the read: try again
                 continue
             if not owner:  # created an instant ago, its owner not yet written
                 return None, "another process"
             if not _dead_here(owner):
                 return None, owner
-            lock.unlink(missing_ok=True)
+            _remove_if_still_owned_by(lock, owner)
             continue
         with os.fdopen(descriptor, "w") as handle:
             handle.write(me)
         return lock, me
     return None, "another process"
+
+
+def _owner(lock: Path) -> str | None:
+    try:
+        return lock.read_text().strip()
+    except FileNotFoundError:
+        return None
+
+
+def _remove_if_still_owned_by(lock: Path, owner: str) -> None:
+    """Remove ``lock`` only while it still names ``owner``, one taker at a time (this host's processes)."""
+    import fcntl
+
+    with open(lock.with_name(LOCK_NAME + ".takeover"), "a") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        if _owner(lock) == owner:
+            lock.unlink(missing_ok=True)
 
 
 def _dead_here(owner: str) -> bool:
