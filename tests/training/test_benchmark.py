@@ -116,3 +116,13 @@ def test_bf16_accuracy_check_trains_both_precisions_on_one_schedule(tmp_path):
     assert positive(check["fp32"]["rmse"]) and positive(check["bf16"]["rmse"])
     assert check["relative_rmse_gap"] >= 0 and isinstance(check["within_tolerance"], bool)
     assert (tmp_path / "acc" / "precision-bf16" / "metrics.json").exists()
+
+
+def test_the_accuracy_check_trains_on_the_accelerator_it_is_given(monkeypatch):
+    from stvfm.training import runner
+    from stvfm.training.benchmark import AccuracyCheckConfig, bf16_accuracy_check
+
+    seen = []
+    monkeypatch.setattr(runner, "fit", lambda config: seen.append(config) or {"rmse": 1.0, "mae": 1.0, "train_seconds": 0.0})
+    bf16_accuracy_check(AccuracyCheckConfig(accelerator="gpu"))
+    assert [(run.precision, run.accelerator) for run in seen] == [("32", "gpu"), ("bf16", "gpu")]

@@ -48,7 +48,7 @@ def forecast_after_end(checkpoint_path: str | os.PathLike, input_path: str | os.
     checkpoint = load_checkpoint(checkpoint_path)
     config = RunConfig.from_record(checkpoint["stvfm"]["run"], checkpoint_path)
     record = checkpoint["stvfm"].get("data")
-    if record is None:
+    if not isinstance(record, dict) or not isinstance(record.get("interval_minutes"), int):
         raise CheckpointError(f"{checkpoint_path}: has no data record (grid, scaler, interval) to predict with; "
                               "it was written by an older stvfm: re-run `stvfm fit` to get one")
     try:

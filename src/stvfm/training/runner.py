@@ -488,11 +488,6 @@ def _checkpoint_problem(checkpoint: Any) -> str | None:
     if not isinstance(state, dict) or not all(isinstance(key, str) and isinstance(value, torch.Tensor)
                                               for key, value in state.items()):
         return "its weights are not a mapping of names to tensors"
-    data = checkpoint["stvfm"].get("data")
-    if data is not None and (not isinstance(data, dict) or not isinstance(data.get("shape"), dict)
-                             or not isinstance(data.get("scaler"), dict)
-                             or not isinstance(data.get("interval_minutes"), int)):
-        return "its data record lacks the grid shape, scaler or interval"
     return None
 
 
