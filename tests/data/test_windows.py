@@ -84,23 +84,3 @@ def test_time_features_on_known_dates():
 def test_protocol_rejects_bad_options(options):
     with pytest.raises(ConfigError):
         ProtocolConfig(**options)
-
-
-def test_a_batch_is_gathered_at_once_and_equals_the_windows_one_by_one():
-    """``__getitems__`` (one gather per key) builds exactly what stacking ``__getitem__`` would."""
-    from torch.utils.data import DataLoader, default_collate
-
-    from stvfm.data.windows import WindowDataset, batched
-
-    values = torch.arange(400 * 2 * 3 * 2, dtype=torch.float32).reshape(400, 2, 3, 2)
-    feats = torch.stack([torch.arange(400) % 7, torch.arange(400) % 24], dim=1)
-    dataset = WindowDataset(values, feats, (0, 400), history=6, horizon=6, slots_per_day=24,
-                            daily_context=2, weekly_context=1)
-    indices = [0, 5, 3, len(dataset) - 1]
-    gathered = dataset.__getitems__(indices)
-    stacked = default_collate([dataset[i] for i in indices])
-    assert gathered.keys() == stacked.keys()
-    for key in stacked:
-        assert torch.equal(gathered[key], stacked[key]), key
-    first = next(iter(DataLoader(dataset, batch_size=4, collate_fn=batched)))
-    assert torch.equal(first["weekly"], default_collate([dataset[i] for i in range(4)])["weekly"])

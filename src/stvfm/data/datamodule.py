@@ -8,7 +8,6 @@ import torch
 from torch.utils.data import DataLoader, RandomSampler
 
 from stvfm.data.prepared import PreparedData
-from stvfm.data.windows import batched
 from stvfm.errors import ConfigError
 
 
@@ -77,7 +76,6 @@ class GridDataModule(L.LightningDataModule):
             dataset,
             batch_size=batch_size,
             sampler=EpochShuffleSampler(dataset, self.seed) if shuffle else None,
-            collate_fn=batched,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=self.pin_memory,

@@ -128,27 +128,3 @@ class WindowDataset(Dataset):
         if self.weekly_context:
             item["weekly"] = self._periodic(future, self.weekly_context, 7 * self.day)
         return item
-
-    def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
-        """A whole batch in one gather per key (the DataLoader calls this instead of ``__getitem__`` per
-        window), so a small model on a GPU does not wait for Python to build its input window by window."""
-        starts = torch.as_tensor(self.window_starts[np.asarray(indices, dtype=np.int64)])
-        future = starts + self.history
-        offsets = lambda count: torch.arange(count)  # noqa: E731
-        batch = {
-            "x": self.values[starts[:, None] + offsets(self.history)],
-            "y": self.values[future[:, None] + offsets(self.horizon)],
-            "x_time": self.time_feats[starts[:, None] + offsets(self.history)],
-            "y_time": self.time_feats[future[:, None] + offsets(self.horizon)],
-            "start": starts,
-        }
-        for key, count, period in (("daily", self.daily_context, self.day), ("weekly", self.weekly_context, 7 * self.day)):
-            if count:
-                back = (torch.arange(1, count + 1) * period)[None, :, None]
-                batch[key] = self.values[future[:, None, None] - back + offsets(self.horizon)[None, None, :]]
-        return batch
-
-
-def batched(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Collate for ``WindowDataset.__getitems__``: the batch is already built."""
-    return batch

@@ -26,7 +26,6 @@ from torchmetrics import MeanMetric
 from stvfm.atomic import write_json_atomic, write_text_atomic
 from stvfm.data.datamodule import EpochShuffleSampler, default_batch_size
 from stvfm.data.prepared import PreparedData, prepare_data
-from stvfm.data.windows import batched
 from stvfm.errors import ConfigError
 from stvfm.models.base import Forecaster
 from stvfm.models.registry import create_model, get_model_entry
@@ -141,13 +140,12 @@ class MultiGridDataModule(L.LightningDataModule):
         loaders = {}
         for index, (name, data) in enumerate(self.datas.items()):
             dataset = data.dataset("train")
-            loaders[name] = DataLoader(dataset, batch_size=self.batch_size, collate_fn=batched,
+            loaders[name] = DataLoader(dataset, batch_size=self.batch_size,
                                        sampler=EpochShuffleSampler(dataset, self.seed + index))
         return CombinedLoader(loaders, mode="max_size_cycle")
 
     def val_dataloader(self) -> list[DataLoader]:
-        return [DataLoader(data.dataset("val"), batch_size=4 * self.batch_size, collate_fn=batched)
-                for data in self.datas.values()]
+        return [DataLoader(data.dataset("val"), batch_size=4 * self.batch_size) for data in self.datas.values()]
 
 
 def pretrain(config: PretrainConfig) -> dict[str, Any]:
