@@ -9,6 +9,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from stvfm.errors import OutputError
+
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -16,21 +18,30 @@ os.umask(_UMASK)
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; rename it over ``target`` only on success."""
+    """Yield a temporary path beside ``target``; rename it over ``target`` only on success.
+
+    A write the system refuses (read-only folder, full disk, ``target`` a folder) is an
+    ``OutputError`` naming ``target``, and leaves the old ``target`` as it was.
+    """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the permissions a plain open() would give
-    tmp_path = Path(tmp)
+    tmp_path: Path | None = None
     try:
+        if target.is_dir():
+            raise IsADirectoryError(21, "is a folder, not a file")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the permissions a plain open() would give
+        tmp_path = Path(tmp)
         yield tmp_path
         with open(tmp_path, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp_path, target)
         _fsync_folder(target.parent)
+    except OSError as error:
+        raise OutputError(f"{target}: cannot write it ({error.strerror or error})") from None
     finally:
-        if tmp_path.exists():
+        if tmp_path is not None and tmp_path.exists():
             tmp_path.unlink()
 
 

@@ -22,3 +22,11 @@ class CheckpointError(StvfmError):
 
 class FetchError(StvfmError):
     """A download failed or did not match its checksum."""
+
+
+class OutputError(StvfmError):
+    """An output cannot be written where asked (read-only folder, full disk, a folder in the way)."""
+
+
+class DataWarning(UserWarning):
+    """Data that loads but is probably wrong (an outlier far beyond the rest): the CLI shows it as one line."""

@@ -139,15 +139,17 @@ def test_a_truncated_last_checkpoint_is_a_checkpoint_error(tmp_path, tiny_city):
 def test_a_last_checkpoint_of_other_settings_is_refused(tmp_path, tiny_city):
     import pytest
 
-    from stvfm.errors import CheckpointError
+    from stvfm.errors import ConfigError
     from stvfm.training.runner import fit
 
     out = tmp_path / "run"
     first = fit(_config(tiny_city, out))
-    with pytest.raises(CheckpointError, match=r"last.ckpt: left by a run with other settings \(model_options\)"):
+    (out / "config.yaml").unlink()  # a run killed before its records were written: only last.ckpt says what it was
+    (out / "metrics.json").rename(out / "kept.json")
+    with pytest.raises(ConfigError, match=r"last.ckpt: left by another run \(differs in model_options\)"):
         fit(_config(tiny_city, out, model_options={"layers": 1}))
-    with pytest.raises(CheckpointError, match=r"other settings \(seed\)"):
+    with pytest.raises(ConfigError, match=r"another run \(differs in seed\)"):
         fit(_config(tiny_city, out, seed=5))
-    assert json.loads((out / "metrics.json").read_text())["mae"] == first["mae"]  # refused runs wrote nothing
+    assert json.loads((out / "kept.json").read_text())["mae"] == first["mae"] and not (out / "metrics.json").exists()
     resumed = fit(_config(tiny_city, out, max_epochs=2))  # same settings, longer: resumes
     assert resumed["epochs"] == 2

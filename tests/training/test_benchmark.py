@@ -152,3 +152,31 @@ def test_cli_bench_epoch_adds_the_whole_epoch_figure(tmp_path, shared_data_dir):
     epoch = result["datasets"]["bikenyc1"]["epoch"]
     assert epoch["train_windows"] == 8 and epoch["val_windows"] > 0 and positive(epoch["epoch_utilisation"])
     assert result["targets"]["epoch_bf16_utilisation"]["value"] == epoch["epoch_utilisation"]
+def test_the_accuracy_check_trains_on_the_accelerator_it_is_given(monkeypatch):
+    from stvfm.training import runner
+    from stvfm.training.benchmark import AccuracyCheckConfig, bf16_accuracy_check
+
+    seen = []
+    monkeypatch.setattr(runner, "fit", lambda config: seen.append(config) or {"rmse": 1.0, "mae": 1.0, "train_seconds": 0.0})
+    bf16_accuracy_check(AccuracyCheckConfig(accelerator="gpu"))
+    assert [(run.precision, run.accelerator) for run in seen] == [("32", "gpu"), ("bf16", "gpu")]
+
+
+def test_a_cuda_trainer_gets_tf32_matmuls_and_pinned_loader_memory(tmp_path, monkeypatch):
+    import torch
+
+    from stvfm.data.prepared import prepare_data
+    from stvfm.testing import write_synthetic_city
+    from stvfm.training import runner
+
+    config = runner.RunConfig(model="stid", dataset=str(write_synthetic_city(tmp_path / "c.npz", days=4)),
+                              out=str(tmp_path / "run"), accelerator="cpu", progress=False)
+    monkeypatch.setattr(runner, "_on_cuda", lambda trainer: True)
+    before = torch.get_float32_matmul_precision()
+    try:
+        trainer = runner._trainer(config, tmp_path / "run", callbacks=[], max_epochs=1, log=False)
+        assert torch.get_float32_matmul_precision() == "high"
+        module = runner._data_module(prepare_data(config.dataset), config, trainer)
+        assert module.train_dataloader().pin_memory
+    finally:
+        torch.set_float32_matmul_precision(before)

@@ -7,6 +7,7 @@ of the library prints.
 from __future__ import annotations
 
 import sys
+import warnings
 
 import typer
 from rich.console import Console
@@ -16,7 +17,7 @@ from stvfm.cli import ledger as ledger_commands
 from stvfm.cli import reproduce as reproduce_commands
 from stvfm.cli import runs as run_commands
 from stvfm.cli import search as search_commands
-from stvfm.errors import StvfmError
+from stvfm.errors import DataWarning, StvfmError
 
 app = typer.Typer(
     name="stvfm",
@@ -37,20 +38,34 @@ _errors = Console(stderr=True)
 
 def _quiet_dependencies() -> None:
     """Lightning's tips and deprecation chatter drown the results users came for."""
-    import warnings
-
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
     warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """The library's own warnings are for users: one line each, no source location."""
+    if issubclass(category, DataWarning):
+        _errors.print(f"[bold yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+    else:
+        _show_other_warning(message, category, filename, lineno, file, line)
+
+
+_show_other_warning = warnings.showwarning
+
+
 def main(argv: list[str] | None = None) -> int:
     _quiet_dependencies()
+    warnings.showwarning = _show_warning
     try:
         app(args=argv, prog_name="stvfm", standalone_mode=False)
     except StvfmError as error:
         _errors.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        return 2
+    except OSError as error:  # the system refused a path the user gave (a read-only or missing folder)
+        where = f"{error.filename}: " if error.filename else ""
+        _errors.print(f"[bold red]error:[/] {where}{error.strerror or error}", highlight=False, soft_wrap=True)
         return 2
     except (typer.Abort, KeyboardInterrupt):
         _errors.print("[bold red]aborted[/]")

@@ -31,6 +31,7 @@ LrOption = Annotated[float, typer.Option(help="Peak AdamW learning rate.")]
 WarmupOption = Annotated[float, typer.Option(help="Linear warm-up epochs before cosine decay.")]
 PrecisionOption = Annotated[str, typer.Option(help="32 or bf16 (autocast).")]
 AcceleratorOption = Annotated[str, typer.Option(help="cpu, gpu or auto.")]
+OverwriteOption = Annotated[bool, typer.Option(help="Clear the run files (config, metrics, checkpoints, logs) of another run in --out first.")]
 
 
 def quiet_lightning() -> None:
@@ -241,6 +242,7 @@ def register(app: typer.Typer) -> None:
         scaling: Annotated[str, typer.Option(help="Fit min-max on 'train' (default) or 'all' splits (UniST).")] = "train",
         option: SetOption = None,
         data_root: RootOption = None,
+        overwrite: OverwriteOption = False,
     ) -> None:
         """Fit a classical baseline (last, ha-day, ha-week, arima) on the training split and test it."""
         from stvfm.models.registry import get_model_entry
@@ -251,7 +253,7 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"model {model!r} is learned: use `stvfm fit --model {model}`")
         config = RunConfig(model=model, dataset=dataset, out=str(out), channel=_channel(channel), steps=steps,
                            scaling=scaling, model_options=parse_options(option), data_root=data_root)
-        _print_metrics(fit(config), out)
+        _print_metrics(fit(config, overwrite=overwrite), out)
 
     @app.command("fit")
     def fit_command(
@@ -285,6 +287,7 @@ def register(app: typer.Typer) -> None:
         accelerator: Annotated[Optional[str], typer.Option(help="cpu, gpu or auto.")] = None,
         num_workers: Annotated[Optional[int], typer.Option(help="Data-loader worker processes.")] = None,
         data_root: RootOption = None,
+        overwrite: OverwriteOption = False,
     ) -> None:
         """Train a model at its recipe, keep the best validation checkpoint, test once with it."""
         from stvfm.training.recipes import resolve_run_config
@@ -314,7 +317,7 @@ def register(app: typer.Typer) -> None:
             flags["model_options"] = options
         if optim:
             flags["optim"] = optim
-        payload = fit(resolve_run_config(flags, config_file, use_recipe=recipe))
+        payload = fit(resolve_run_config(flags, config_file, use_recipe=recipe), overwrite=overwrite)
         if payload:
             _print_metrics(payload, out)
 
@@ -362,22 +365,25 @@ def register(app: typer.Typer) -> None:
         dataset: Annotated[Optional[str], typer.Option(help="Evaluate on another dataset of the same grid (default: the training one).")] = None,
         precision: Annotated[Optional[str], typer.Option(help="32 or bf16 (default: the precision it was trained in).")] = None,
         data_root: RootOption = None,
+        overwrite: OverwriteOption = False,
     ) -> None:
         """Re-evaluate a checkpoint on the test split; writes the same metrics.json as fit."""
         from stvfm.training.runner import evaluate_checkpoint
 
         quiet_lightning()
-        _print_metrics(evaluate_checkpoint(checkpoint, out, dataset=dataset, data_root=data_root, precision=precision), out)
+        _print_metrics(evaluate_checkpoint(checkpoint, out, dataset=dataset, data_root=data_root, precision=precision,
+                                           overwrite=overwrite), out)
 
     @app.command("predict")
     def predict_command(
         checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="A best.ckpt written by `stvfm fit`.")],
         input: Annotated[Path, typer.Option("--input", "-i", help="Series in the generic format (.npz / .nc / .zarr).")],
         output: Annotated[Path, typer.Option("--output", help="Where to write the forecast (.npz, generic format).")],
+        accelerator: AcceleratorOption = "auto",
     ) -> None:
         """Forecast the steps after the end of a series, in original units, with timestamps."""
         from stvfm.training.inference import forecast_after_end
 
-        series = forecast_after_end(checkpoint, input, output)
+        series = forecast_after_end(checkpoint, input, output, accelerator=accelerator)
         console.print(f"[green]ok[/] {series.values.shape[0]} steps from {series.timestamps[0]} to "
                       f"{series.timestamps[-1]} written to {output}")

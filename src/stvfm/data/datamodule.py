@@ -57,16 +57,18 @@ class GridDataModule(L.LightningDataModule):
         eval_batch_size: int | None = None,
         num_workers: int = 0,
         seed: int = 0,
+        pin_memory: bool = False,
     ):
         super().__init__()
         shape = data.forecast_shape
         self.data = data
-        self.batch_size = batch_size or default_batch_size(shape.height, shape.width)
-        self.eval_batch_size = eval_batch_size or 4 * self.batch_size
+        self.batch_size = default_batch_size(shape.height, shape.width) if batch_size is None else batch_size
+        self.eval_batch_size = 4 * self.batch_size if eval_batch_size is None else eval_batch_size
         if self.batch_size < 1 or self.eval_batch_size < 1 or num_workers < 0:
             raise ConfigError(f"batch sizes must be positive and num_workers >= 0, got {self.batch_size}, {self.eval_batch_size}, {num_workers}")
         self.num_workers = num_workers
         self.seed = seed
+        self.pin_memory = pin_memory  # page-locked batches copy to a CUDA GPU asynchronously
 
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
         dataset = self.data.dataset(split)
@@ -76,6 +78,7 @@ class GridDataModule(L.LightningDataModule):
             sampler=EpochShuffleSampler(dataset, self.seed) if shuffle else None,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            pin_memory=self.pin_memory,
         )
 
     def train_dataloader(self) -> DataLoader:

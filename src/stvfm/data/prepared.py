@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -11,7 +12,7 @@ from stvfm.data.loading import load_series
 from stvfm.data.scaling import MinMaxScaler
 from stvfm.data.series import GridSeries
 from stvfm.data.windows import SPLITS, ProtocolConfig, WindowDataset, chronological_split, time_features
-from stvfm.errors import ConfigError, DataError
+from stvfm.errors import ConfigError, DataError, DataWarning
 from stvfm.models.base import ForecastShape
 
 
@@ -90,12 +91,29 @@ def prepare_data(
     return prepare_series(series, protocol)
 
 
+#: A value this many times the 99th percentile of magnitudes (at least 1) is called an outlier.
+OUTLIER_FACTOR = 1000.0
+
+
+def _warn_of_outliers(series: GridSeries) -> None:
+    """Warn of the largest value far beyond the rest (a 1e30 typo): min-max scaling would squash every other value."""
+    magnitudes = np.abs(series.values)
+    typical = max(1.0, float(np.percentile(magnitudes, 99)))
+    worst = int(np.argmax(magnitudes))
+    if magnitudes.flat[worst] > OUTLIER_FACTOR * typical:
+        step, channel, y, x = np.unravel_index(worst, magnitudes.shape)
+        warnings.warn(f"{series.source or series.name}: value {series.values.flat[worst]:.3g} at step {step} "
+                      f"({series.timestamps[step]}), channel {channel}, cell (y={y}, x={x}) is over "
+                      f"{OUTLIER_FACTOR:g} times the 99th percentile ({typical:.3g}); check it", DataWarning, stacklevel=3)
+
+
 def prepare_series(series: GridSeries, protocol: ProtocolConfig | None = None) -> PreparedData:
     """The same as ``prepare_data`` for a series already in memory (channel/steps already applied)."""
     protocol = protocol or ProtocolConfig()
     where = series.source or series.name
     if (protocol.daily_context or protocol.weekly_context) and (24 * 60) % series.interval_minutes:
         raise ConfigError(f"{where}: periodic context needs an interval dividing a day, got {series.interval_minutes} min")
+    _warn_of_outliers(series)
     length = series.values.shape[0]
     bounds = chronological_split(length, protocol.split)
     fit_begin, fit_end = bounds["train"] if protocol.scaling == "train" else (0, length)

@@ -8,6 +8,14 @@ import numpy as np
 
 from stvfm.errors import DataError
 
+MINUTES_PER_DAY = 24 * 60
+
+
+def slots_per_day(interval_minutes: int) -> int:
+    """Slots of the day the calendar features count: slot = minute of the day // interval, so an
+    interval that does not divide a day (7, 25 min) has a last, shorter slot: ceil(1440 / interval)."""
+    return -(-MINUTES_PER_DAY // interval_minutes)
+
 
 @dataclass(frozen=True)
 class GridSeries:
@@ -63,7 +71,7 @@ class GridSeries:
 
     @property
     def slots_per_day(self) -> int:
-        return max(1, (24 * 60) // self.interval_minutes)
+        return slots_per_day(self.interval_minutes)
 
     def select_channels(self, channel: int | None) -> "GridSeries":
         """Keep one channel (``int``) or all (``None``)."""

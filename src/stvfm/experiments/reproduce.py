@@ -3,9 +3,9 @@
 An experiment is a list of planned runs (a row label, a model and its options). Every run of
 every seed gets its own folder under ``OUT/runs``, named by the model and the options that
 differ from the model's defaults, so a configuration shared by several experiments (ST-VFM
-full appears in all of them) is trained once. A folder whose ``metrics.json`` was written
-with the same settings is reused; one with other settings stops the command; a folder with
-only ``last.ckpt`` resumes. A run that fails is reported as failed, never dropped.
+full appears in all of them) is trained once. A folder whose ``metrics.json`` was written by
+the same run (``RunConfig.identity``) and budget is reused; one of a smaller budget is extended;
+one of another run stops the command; a folder with only ``last.ckpt`` resumes. A run that fails is reported as failed, never dropped.
 
 Several processes (cores, machines sharing a file system) can run the same experiment into one
 ``OUT``: each claims a run with a ``.running`` file before fitting it and leaves runs claimed by
@@ -30,8 +30,9 @@ from typing import Any, Callable
 from stvfm.atomic import write_text_atomic
 from stvfm.errors import ConfigError, StvfmError
 from stvfm.experiments.paper import EFFICIENCY, paper_figure
-from stvfm.models.registry import get_model_entry, list_models, recorded_options, resolved_options
+from stvfm.models.registry import get_model_entry, list_models, resolved_options
 from stvfm.reports.tables import load_metrics
+from stvfm.training.folders import in_progress
 from stvfm.training.optim import OptimConfig
 from stvfm.training.recipes import resolve_run_config
 from stvfm.training.runner import RunConfig, fit
@@ -44,9 +45,6 @@ LAMBDAS = (0.0, 0.25, 0.5, 1.0, 2.0)
 LOCK_NAME = ".running"
 #: Why the last attempt at a run failed (its traceback for an unexpected error), read by --report-only.
 ERROR_NAME = "error.txt"
-#: Settings that must match before a finished run folder is reused.
-REUSE_KEYS = ("model", "dataset", "channel", "steps", "scaling", "model_options", "max_epochs", "max_minutes",
-              "patience", "batch_size", "limit_train_batches", "precision", "seed", "optim")
 
 
 @dataclass(frozen=True)
@@ -219,25 +217,18 @@ class RunOutcome:
 
 
 def _finished(config: RunConfig) -> dict[str, Any] | None:
-    """The metrics of a finished run with these settings, None if it has not finished."""
+    """The metrics of a finished run with these settings; None if it has not finished, or finished a
+    smaller budget (fitting it again extends it). A folder of another run (``RunConfig.identity``) stops the command."""
     folder = Path(config.out)
-    if not (folder / "metrics.json").is_file():
+    if not (folder / "metrics.json").is_file() or in_progress(folder):
         return None
     metrics = load_metrics(folder)
-    wanted, found = config.to_dict(), dict(metrics.get("settings", {}))
-    # options compare as the model resolves them: {"flow_weight": 1.0} is the default, i.e. {}
-    try:
-        found["model_options"] = recorded_options(found.get("model"), found.get("model_options"))
-    except StvfmError:
-        pass  # another model or unknown options: reported as differing below
-    wanted["model_options"] = resolved_options(config.model, config.model_options)
-    if isinstance(found.get("optim"), dict):  # records from before the optimiser choices: their defaults
-        found["optim"] = OptimConfig(**found["optim"]).to_dict()
-    differing = [key for key in REUSE_KEYS if wanted.get(key) != found.get(key)]
+    recorded = RunConfig.from_record(metrics.get("settings", {}), folder / "metrics.json")
+    differing = config.identity_differences(recorded)
     if differing:
         raise ConfigError(f"{folder}: finished with other settings ({', '.join(differing)}); "
                           "choose another --out or remove the folder")
-    return metrics
+    return metrics if recorded.budget() == config.budget() else None
 
 
 def run_all(config: ReproduceConfig, announce: Callable[[str], None] = lambda message: None) -> list[RunOutcome]:
@@ -292,7 +283,10 @@ def _run_or_reuse(config: ReproduceConfig, run: PlannedRun, run_config: RunConfi
 def _claim(folder: Path) -> tuple[Path | None, str]:
     """(lock file, this process) when the run is now ours; (None, owner) while a live process holds it.
 
-    A lock left by a dead process on this host is taken over; one from another host is trusted.
+    A claim is an ``O_EXCL`` create, atomic also on shared file systems. A lock left by a dead
+    process on this host is taken over; one from another host is trusted. Taking over is done
+    under an ``flock`` on a guard file, re-reading the owner there, so two processes that both
+    saw the dead owner cannot both remove a lock (the second would remove the first's fresh one).
     """
     folder.mkdir(parents=True, exist_ok=True)
     lock, me = folder / LOCK_NAME, f"{socket.gethostname()}:{os.getpid()}"
@@ -300,20 +294,36 @@ def _claim(folder: Path) -> tuple[Path | None, str]:
         try:
             descriptor = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
-            try:
-                owner = lock.read_text().strip()
-            except FileNotFoundError:  # released between our attempt and the read: try again
+            owner = _owner(lock)
+            if owner is None:  # released between our attempt and the read: try again
                 continue
             if not owner:  # created an instant ago, its owner not yet written
                 return None, "another process"
             if not _dead_here(owner):
                 return None, owner
-            lock.unlink(missing_ok=True)
+            _remove_if_still_owned_by(lock, owner)
             continue
         with os.fdopen(descriptor, "w") as handle:
             handle.write(me)
         return lock, me
     return None, "another process"
+
+
+def _owner(lock: Path) -> str | None:
+    try:
+        return lock.read_text().strip()
+    except FileNotFoundError:
+        return None
+
+
+def _remove_if_still_owned_by(lock: Path, owner: str) -> None:
+    """Remove ``lock`` only while it still names ``owner``, one taker at a time (this host's processes)."""
+    import fcntl
+
+    with open(lock.with_name(LOCK_NAME + ".takeover"), "a") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        if _owner(lock) == owner:
+            lock.unlink(missing_ok=True)
 
 
 def _dead_here(owner: str) -> bool:

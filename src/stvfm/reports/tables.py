@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from stvfm.errors import DataError
+from stvfm.training.folders import in_progress
 
 
 def load_metrics(run: str | Path) -> dict[str, Any]:
@@ -16,10 +17,16 @@ def load_metrics(run: str | Path) -> dict[str, Any]:
         path = path / "metrics.json"
     if not path.is_file():
         raise DataError(f"{path}: no metrics.json (did the run finish?)")
+    if in_progress(path.parent):
+        raise DataError(f"{path.parent}: a run is in progress there; its metrics.json is of an earlier run")
     try:
         payload = json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise DataError(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a metrics.json (binary content)") from None
+    if not isinstance(payload, dict):
+        raise DataError(f"{path}: not a metrics.json (a JSON {type(payload).__name__}, not an object)")
     missing = [key for key in ("model", "dataset", "channel", "mae", "rmse", "n_windows") if key not in payload]
     if missing:
         raise DataError(f"{path}: missing field(s) {', '.join(missing)}")

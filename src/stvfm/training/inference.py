@@ -9,20 +9,19 @@ import numpy as np
 import torch
 
 from stvfm.data.scaling import MinMaxScaler
-from stvfm.data.series import GridSeries
+from stvfm.data.series import GridSeries, slots_per_day
 from stvfm.data.sources.generic import read_generic, save_generic_npz
 from stvfm.data.windows import time_features
-from stvfm.errors import DataError
+from stvfm.errors import CheckpointError, ConfigError, DataError
 from stvfm.models.base import ForecastShape
-from stvfm.models.registry import create_model
-from stvfm.training.runner import RunConfig, load_checkpoint, load_model_weights
+from stvfm.training.runner import RunConfig, build_checkpoint_model, load_checkpoint, load_model_weights
 
 
 def future_batch(values: np.ndarray, timestamps: np.ndarray, interval_minutes: int,
                  shape: ForecastShape) -> dict[str, torch.Tensor]:
     """The one window whose history is the last P steps and whose future is unknown."""
     steps = values.shape[0]
-    day = max(1, (24 * 60) // interval_minutes)
+    day = slots_per_day(interval_minutes)  # periodic context exists only where the interval divides a day
     future_begin = steps
     step = np.timedelta64(interval_minutes * 60, "s")
     future_times = timestamps[-1].astype("datetime64[s]") + step * np.arange(1, shape.horizon + 1)
@@ -40,12 +39,23 @@ def future_batch(values: np.ndarray, timestamps: np.ndarray, interval_minutes: i
 
 
 def forecast_after_end(checkpoint_path: str | os.PathLike, input_path: str | os.PathLike,
-                       output_path: str | os.PathLike) -> GridSeries:
+                       output_path: str | os.PathLike, accelerator: str = "auto") -> GridSeries:
+    """The horizon after the series' last step, on the accelerator when there is one (``auto``)."""
+    output = Path(output_path)
+    if output.suffix.lower() != ".npz" or output.is_dir():
+        raise ConfigError(f"{output}: the forecast is written in the generic npz format; give a file ending in .npz")
+    device = _device(accelerator)
     checkpoint = load_checkpoint(checkpoint_path)
-    config = RunConfig.from_dict(checkpoint["stvfm"]["run"])
-    record = checkpoint["stvfm"]["data"]
-    shape = ForecastShape(**record["shape"])
-    scaler = MinMaxScaler.from_dict(record["scaler"])
+    config = RunConfig.from_record(checkpoint["stvfm"]["run"], checkpoint_path)
+    record = checkpoint["stvfm"].get("data")
+    if not isinstance(record, dict) or not isinstance(record.get("interval_minutes"), int):
+        raise CheckpointError(f"{checkpoint_path}: has no data record (grid, scaler, interval) to predict with; "
+                              "it was written by an older stvfm: re-run `stvfm fit` to get one")
+    try:
+        shape = ForecastShape(**record["shape"])
+        scaler = MinMaxScaler.from_dict(record["scaler"])
+    except (TypeError, ValueError, KeyError) as error:
+        raise CheckpointError(f"{checkpoint_path}: malformed data record ({type(error).__name__}: {str(error)[:160]})") from None
     series = read_generic(input_path).select_channels(config.channel)
     where = Path(input_path)
     if series.values.shape[1:] != (shape.channels, shape.height, shape.width):
@@ -58,12 +68,14 @@ def forecast_after_end(checkpoint_path: str | os.PathLike, input_path: str | os.
     needed = max(shape.history, shape.daily_context * day, shape.weekly_context * 7 * day)
     if series.values.shape[0] < needed:
         raise DataError(f"{where}: {series.values.shape[0]} steps, the model needs at least the last {needed}")
-    model = create_model(config.model, shape, **config.model_options)
+    model = build_checkpoint_model(checkpoint_path, config, shape)
     load_model_weights(model, checkpoint, checkpoint_path)
-    model.eval()
+    model.eval().to(device)
     scaled = np.ascontiguousarray(scaler.transform(series.values), dtype=np.float32)
-    batch = future_batch(scaled, series.timestamps, series.interval_minutes, shape)
-    forecast = scaler.inverse_transform(model.predict(batch).float().clamp(-1.0, 1.0))[0].numpy()
+    batch = {key: value.to(device) for key, value in
+             future_batch(scaled, series.timestamps, series.interval_minutes, shape).items()}
+    prediction = model.predict(batch).float().clamp(-1.0, 1.0).cpu()
+    forecast = scaler.inverse_transform(prediction)[0].numpy()
     step = np.timedelta64(series.interval_minutes * 60, "s")
     timestamps = series.timestamps[-1].astype("datetime64[s]") + step * np.arange(1, shape.horizon + 1)
     result = GridSeries(name=f"{series.name}-forecast", values=forecast, timestamps=timestamps,
@@ -71,3 +83,16 @@ def forecast_after_end(checkpoint_path: str | os.PathLike, input_path: str | os.
                         source=str(output_path))
     save_generic_npz(result, output_path)
     return result
+
+
+def _device(accelerator: str) -> torch.device:
+    """cpu, gpu (cuda) or auto: the GPU when there is one."""
+    if accelerator == "cpu":
+        return torch.device("cpu")
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"accelerator {accelerator!r}: no CUDA GPU is available here")
+        return torch.device("cuda")
+    if accelerator == "auto":
+        return torch.device("cpu")
+    raise ConfigError(f"unknown accelerator {accelerator!r}; choose cpu, gpu or auto")

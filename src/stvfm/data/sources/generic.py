@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import math
 import zipfile
 import zlib
 from pathlib import Path
@@ -92,8 +93,25 @@ def _channel_names(raw: np.ndarray | None, where: Path) -> list | None:
     return None if raw is None else raw.tolist()
 
 
+def _check_declared_sizes(path: Path) -> None:
+    """Refuse an array whose header claims more bytes than its member holds, before numpy allocates them."""
+    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    with zipfile.ZipFile(path) as archive:
+        for member in archive.infolist():
+            with archive.open(member) as handle:
+                version = np.lib.format.read_magic(handle)
+                if version not in readers:
+                    continue  # numpy refuses it itself
+                shape, _, dtype = readers[version](handle)
+            claimed = math.prod(shape) * dtype.itemsize
+            if claimed > member.file_size:
+                raise DataError(f"{path}: array {member.filename!r} claims shape {shape} ({claimed:,} bytes) "
+                                f"but holds {member.file_size:,} bytes")
+
+
 def _read_npz(path: Path) -> GridSeries:
     try:
+        _check_declared_sizes(path)
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
     # empty, truncated or foreign files fail in numpy, zipfile or zlib with these types
@@ -147,7 +165,7 @@ def _read_xarray(path: Path) -> GridSeries:
             variable.values,
             variable.coords["time"].values,
             channel_names,
-            int(declared) if declared is not None else None,
+            _declared_interval(declared, path),
         )
 
 
@@ -155,6 +173,8 @@ def read_generic(path: str | Path) -> GridSeries:
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: file not found")
+    if not (path.is_file() or path.is_dir()):  # a pipe or device would block or never end
+        raise DataError(f"{path}: not a regular file (a pipe, socket or device)")
     suffix = path.suffix.lower()
     if suffix == ".npz":
         return _read_npz(path)
