@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stvfm.models.base import ForecastShape
+from stvfm.data.batch import random_batch
 
 #: Config overrides that make each family a 16-wide, one-layer ViT of the same architecture.
 SMALL_BACKBONE_CONFIGS = {
@@ -23,26 +23,8 @@ SMALL_BACKBONE_CONFIGS = {
 }
 
 
-def make_batch(shape: ForecastShape, batch_size: int = 3, seed: int = 0) -> dict[str, torch.Tensor]:
-    """A random but well-formed batch, values in [-1, 1], as ``stvfm.data.windows`` builds it."""
-    gen = torch.Generator().manual_seed(seed)
-    frames = lambda steps: torch.rand(batch_size, steps, shape.channels, shape.height, shape.width, generator=gen) * 2 - 1  # noqa: E731
-    def times(steps: int) -> torch.Tensor:
-        slot = torch.randint(0, shape.slots_per_day, (batch_size, 1), generator=gen) + torch.arange(steps)
-        weekday = torch.randint(0, 7, (batch_size, 1), generator=gen).expand(-1, steps)
-        return torch.stack([weekday, slot % shape.slots_per_day], dim=-1).long()
-    batch = {
-        "x": frames(shape.history),
-        "y": frames(shape.horizon),
-        "x_time": times(shape.history),
-        "y_time": times(shape.horizon),
-        "start": torch.arange(batch_size),
-    }
-    if shape.daily_context:
-        batch["daily"] = torch.rand(batch_size, shape.daily_context, shape.horizon, shape.channels, shape.height, shape.width, generator=gen) * 2 - 1
-    if shape.weekly_context:
-        batch["weekly"] = torch.rand(batch_size, shape.weekly_context, shape.horizon, shape.channels, shape.height, shape.width, generator=gen) * 2 - 1
-    return batch
+#: A random but well-formed batch, values in [-1, 1], as ``stvfm.data.windows`` builds it.
+make_batch = random_batch
 
 
 def overfit_losses(model: torch.nn.Module, batch: dict[str, torch.Tensor], steps: int = 30, lr: float = 3e-3) -> tuple[float, float]:

@@ -7,7 +7,7 @@ the same object de-scales predictions inside training and in offline evaluation.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Callable, TypeVar
 
 import numpy as np
 import torch
@@ -55,8 +55,17 @@ class MinMaxScaler:
             raise ConfigError(f"scaler record {payload!r} needs numeric 'minimum' and 'maximum'") from None
 
 
+SCALED_RANGE = (-1.0, 1.0)
+
+
 def clamp_scaled(scaled: Array) -> Array:
     """Clamp forecasts to the scaled range before de-scaling, as the protocol does."""
     if isinstance(scaled, torch.Tensor):
-        return scaled.clamp(-1.0, 1.0)
-    return np.clip(scaled, -1.0, 1.0)
+        return scaled.clamp(*SCALED_RANGE)
+    return np.clip(scaled, *SCALED_RANGE)
+
+
+def descale_forecast(scaled: Array, inverse: Callable[[Array], Array]) -> Array:
+    """A forecast in original units: clamped to the scaled range, then inverted; metrics, saved
+    predictions and ``predict`` all de-scale through here, so they report the same numbers."""
+    return inverse(clamp_scaled(scaled))

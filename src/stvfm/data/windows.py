@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from stvfm.data.batch import Batch, series_window
 from stvfm.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
@@ -106,25 +107,6 @@ class WindowDataset(Dataset):
     def __len__(self) -> int:
         return len(self.window_starts)
 
-    def _periodic(self, future_begin: int, count: int, period: int) -> torch.Tensor:
-        """(count, Q, C, H, W): the future steps 1..count periods earlier."""
-        return torch.stack(
-            [self.values[future_begin - k * period : future_begin - k * period + self.horizon] for k in range(1, count + 1)]
-        )
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        start = int(self.window_starts[index])
-        future = start + self.history
-        end = future + self.horizon
-        item = {
-            "x": self.values[start:future],
-            "y": self.values[future:end],
-            "x_time": self.time_feats[start:future],
-            "y_time": self.time_feats[future:end],
-            "start": torch.tensor(start, dtype=torch.long),
-        }
-        if self.daily_context:
-            item["daily"] = self._periodic(future, self.daily_context, self.day)
-        if self.weekly_context:
-            item["weekly"] = self._periodic(future, self.weekly_context, 7 * self.day)
-        return item
+    def __getitem__(self, index: int) -> Batch:
+        return series_window(self.values, self.time_feats, int(self.window_starts[index]), self.history,
+                             self.horizon, self.day, self.daily_context, self.weekly_context)

@@ -27,7 +27,7 @@ from stvfm.errors import ConfigError
 from stvfm.models import create_model
 from stvfm.models.base import ForecastShape
 from stvfm.runs_root import default_run_folder
-from stvfm.testing import make_batch
+from stvfm.data.batch import random_batch
 from stvfm.training.speed import cast_frozen_linears, compile_backbone
 
 #: Grid shapes of the benchmarked datasets (channel 0 only, as the paper's single-channel runs).
@@ -200,7 +200,7 @@ def window_flops(shape: ForecastShape, options: dict) -> tuple[int, int]:
     counted on the meta device: no compute, and per window since windows never interact."""
     with torch.device("meta"):
         model = create_model("stvfm", shape, **{**options, "weights": "random"})
-    batch = {key: value.to("meta") for key, value in make_batch(shape, 1).items()}
+    batch = {key: value.to("meta") for key, value in random_batch(shape, 1).items()}
     train = _count_flops(lambda: model.loss(batch, model(batch))["loss"].backward())
     model.eval()
     with torch.no_grad():
@@ -245,7 +245,7 @@ def _bench_dataset(name: str, config: BenchmarkConfig, peaks: dict[str, float]) 
     options = {"backbone": config.backbone, "weights": config.weights, "variant": config.variant, **config.model_options}
     torch.manual_seed(0)
     base = create_model("stvfm", shape, **options)
-    batch = make_batch(shape, batch_size)
+    batch = random_batch(shape, batch_size)
     tokens = _vit_tokens(base, batch_size)
     # FLOPs are counted once in fp32: autocast changes their precision, not their number
     step_flops = _count_flops(lambda: base.loss(batch, base(batch))["loss"].backward())
@@ -423,7 +423,7 @@ def _scaling_case(side: int, history: int, config: ScalingConfig) -> dict:
     options = {"backbone": config.backbone, "weights": "random", "variant": config.variant, **config.model_options}
     with torch.device("meta"):
         meta_model = create_model("stvfm", shape, **options)
-    meta_batch = {key: value.to("meta") for key, value in make_batch(shape, 1).items()}
+    meta_batch = {key: value.to("meta") for key, value in random_batch(shape, 1).items()}
     flops = _count_flops(lambda: meta_model.loss(meta_batch, meta_model(meta_batch))["loss"].backward())
     patch = meta_model.config.patch
     row = {"grid": side, "history": history, "tokens_per_frame": (side // patch) * (side // patch),
@@ -431,7 +431,7 @@ def _scaling_case(side: int, history: int, config: ScalingConfig) -> dict:
     if flops / 1e9 <= config.time_up_to_gflop:
         torch.manual_seed(0)
         model = create_model("stvfm", shape, **options).train()
-        batch = make_batch(shape, 1)
+        batch = random_batch(shape, 1)
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-4)
 
         def train_step() -> None:

@@ -15,9 +15,8 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
+from stvfm.data.scaling import descale_forecast
 from stvfm.errors import DataError
-
-SCALED_RANGE = (-1.0, 1.0)
 
 
 class ForecastMetrics(Metric):
@@ -42,7 +41,7 @@ class ForecastMetrics(Metric):
             raise DataError(f"prediction shape {tuple(prediction_scaled.shape)} differs from target {tuple(target_scaled.shape)}")
         if prediction_scaled.ndim < 2 or prediction_scaled.shape[1] != self.horizon:
             raise DataError(f"forecasts must be (B, {self.horizon}, ...), got {tuple(prediction_scaled.shape)}")
-        prediction = self.inverse(prediction_scaled.detach().double().clamp(*SCALED_RANGE))
+        prediction = descale_forecast(prediction_scaled.detach().double(), self.inverse)
         target = self.inverse(target_scaled.detach().double())
         error = (prediction.double() - target.double()).flatten(2)  # (B, Q, points per step)
         self.absolute_error_sum += error.abs().sum(dim=(0, 2))

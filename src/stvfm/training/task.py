@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from stvfm.data.datamodule import derived_seed
+from stvfm.data.scaling import descale_forecast
 from stvfm.models.base import Forecaster
 from stvfm.training.metrics import ForecastMetrics
 from stvfm.training.optim import OptimConfig, build_optimizer, build_schedule
@@ -74,7 +75,7 @@ class ForecastTask(L.LightningModule):
         prediction = self.model.predict(batch).float()
         self.test_metrics.update(prediction, batch["y"].float())
         if self.collect_predictions:
-            descaled = self.inverse(prediction.clamp(-1.0, 1.0)).cpu()
+            descaled = descale_forecast(prediction, self.inverse).cpu()
             self._collected.append((descaled, self.inverse(batch["y"].float()).cpu(), batch["start"].cpu()))
 
     def collected_predictions(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -88,9 +89,6 @@ class ForecastTask(L.LightningModule):
         self.log("test/rmse", values["rmse"], sync_dist=False)
         self.test_results = values
         self.test_metrics.reset()
-
-    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self.model.predict(batch)
 
     def configure_optimizers(self):
         optimizer = build_optimizer(list(self.model.parameters()), self.optim_config)
