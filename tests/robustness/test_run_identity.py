@@ -14,7 +14,7 @@ from robust_helpers import write_tiny_city
 from stvfm.cli.main import main
 from stvfm.errors import ConfigError, DataError
 from stvfm.reports.tables import load_metrics
-from stvfm.training import runner
+from stvfm.training import results
 from stvfm.training.folders import in_progress
 from stvfm.training.optim import OptimConfig
 from stvfm.training.runner import BUDGET, IDENTITY, RunConfig, fit
@@ -110,7 +110,7 @@ def test_an_extension_keeps_the_old_metrics_marked_in_progress_until_it_finishes
     from stvfm.experiments.reproduce import _finished
 
     old_metrics = (run_folder / "metrics.json").read_bytes()
-    monkeypatch.setattr(runner, "_test", lambda *args, **kwargs: (_ for _ in ()).throw(RuntimeError("killed")))
+    monkeypatch.setattr(results, "run_test", lambda *args, **kwargs: (_ for _ in ()).throw(RuntimeError("killed")))
     with pytest.raises(RuntimeError, match="killed"):
         fit(_config(tiny_city, run_folder, max_epochs=2))
     assert (run_folder / "metrics.json").read_bytes() == old_metrics and in_progress(run_folder)

@@ -167,16 +167,17 @@ def test_a_cuda_trainer_gets_tf32_matmuls_and_pinned_loader_memory(tmp_path, mon
 
     from stvfm.data.prepared import prepare_data
     from stvfm.testing import write_synthetic_city
-    from stvfm.training import runner
+    from stvfm.training import trainer as runner
+    from stvfm.training.config import RunConfig
 
-    config = runner.RunConfig(model="stid", dataset=str(write_synthetic_city(tmp_path / "c.npz", days=4)),
+    config = RunConfig(model="stid", dataset=str(write_synthetic_city(tmp_path / "c.npz", days=4)),
                               out=str(tmp_path / "run"), accelerator="cpu", progress=False)
-    monkeypatch.setattr(runner, "_on_cuda", lambda trainer: True)
+    monkeypatch.setattr(runner, "on_cuda", lambda trainer: True)
     before = torch.get_float32_matmul_precision()
     try:
-        trainer = runner._trainer(config, tmp_path / "run", callbacks=[], max_epochs=1, log=False)
+        trainer = runner.build_trainer(config, tmp_path / "run", callbacks=[], max_epochs=1, log=False)
         assert torch.get_float32_matmul_precision() == "high"
-        module = runner._data_module(prepare_data(config.dataset), config, trainer)
+        module = runner.data_module(prepare_data(config.dataset), config, trainer)
         assert module.train_dataloader().pin_memory
     finally:
         torch.set_float32_matmul_precision(before)

@@ -64,6 +64,33 @@ def test_checkpoint_reproduces_test_metrics(tiny_run, tmp_path):
     assert again["rmse"] == pytest.approx(metrics["rmse"], rel=1e-6)
 
 
+def test_predict_rebuilds_an_old_record_as_test_does(tiny_run, tmp_path, monkeypatch):
+    """A checkpoint recorded before calendar_init_std existed: predict, like test, rebuilds ST-VFM with the
+    option's former default (1.0), not today's, and forecasts the horizon after the input's end."""
+    from stvfm.testing import write_synthetic_city
+    from stvfm.training import checkpoints
+    from stvfm.training.inference import forecast_after_end
+
+    config, _ = tiny_run
+    saved = torch.load(Path(config.out) / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
+    del saved["stvfm"]["run"]["model_options"]["calendar_init_std"]
+    old = tmp_path / "old.ckpt"
+    torch.save(saved, old)
+    record = saved["stvfm"]["data"]
+    shape = record["shape"]
+    city = write_synthetic_city(tmp_path / "city.npz", days=2, height=shape["height"], width=shape["width"],
+                                interval_minutes=record["interval_minutes"])
+    built = []
+    create = checkpoints.create_model
+    monkeypatch.setattr(checkpoints, "create_model",
+                        lambda name, grid, **options: built.append(options) or create(name, grid, **options))
+    forecast = forecast_after_end(old, city, tmp_path / "forecast.npz", accelerator="cpu")
+    assert [options["calendar_init_std"] for options in built] == [1.0]
+    assert forecast.values.shape == (shape["horizon"], shape["channels"], shape["height"], shape["width"])
+    _, _, tested = checkpoints.restore(old)
+    assert tested.config.calendar_init_std == 1.0
+
+
 def test_a_bf16_checkpoint_reproduces_its_metrics_and_tests_in_fp32(tmp_path, shared_data_dir):
     """bf16 runs store the frozen ViT in bf16; the checkpoint still re-tests exactly and loads into fp32."""
     config = RunConfig(model="stvfm", dataset="bikenyc1", out=str(tmp_path / "run"), steps=300,

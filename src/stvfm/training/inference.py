@@ -8,34 +8,26 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stvfm.data.scaling import MinMaxScaler
+from stvfm.data.batch import Batch, series_window
+from stvfm.data.scaling import MinMaxScaler, descale_forecast
 from stvfm.data.series import GridSeries, slots_per_day
 from stvfm.data.sources.generic import read_generic, save_generic_npz
 from stvfm.data.windows import time_features
 from stvfm.errors import CheckpointError, ConfigError, DataError
 from stvfm.models.base import ForecastShape
-from stvfm.training.runner import RunConfig, build_checkpoint_model, load_checkpoint, load_model_weights
+from stvfm.training.checkpoints import checkpoint_model, load_checkpoint, recorded_run
 
 
 def future_batch(values: np.ndarray, timestamps: np.ndarray, interval_minutes: int,
-                 shape: ForecastShape) -> dict[str, torch.Tensor]:
+                 shape: ForecastShape) -> Batch:
     """The one window whose history is the last P steps and whose future is unknown."""
     steps = values.shape[0]
-    day = slots_per_day(interval_minutes)  # periodic context exists only where the interval divides a day
-    future_begin = steps
     step = np.timedelta64(interval_minutes * 60, "s")
     future_times = timestamps[-1].astype("datetime64[s]") + step * np.arange(1, shape.horizon + 1)
-    batch = {
-        "x": torch.from_numpy(values[steps - shape.history:]).unsqueeze(0),
-        "x_time": torch.from_numpy(time_features(timestamps[steps - shape.history:], interval_minutes)).unsqueeze(0),
-        "y_time": torch.from_numpy(time_features(future_times, interval_minutes)).unsqueeze(0),
-        "start": torch.tensor([steps - shape.history]),
-    }
-    for key, count, period in (("daily", shape.daily_context, day), ("weekly", shape.weekly_context, 7 * day)):
-        if count:
-            frames = [values[future_begin - k * period: future_begin - k * period + shape.horizon] for k in range(1, count + 1)]
-            batch[key] = torch.from_numpy(np.stack(frames)).unsqueeze(0)
-    return batch
+    times = time_features(np.concatenate([timestamps.astype("datetime64[s]"), future_times]), interval_minutes)
+    window = series_window(torch.from_numpy(values), torch.from_numpy(times), steps - shape.history, shape.history,
+                           shape.horizon, slots_per_day(interval_minutes), shape.daily_context, shape.weekly_context)
+    return {key: value.unsqueeze(0) for key, value in window.items()}
 
 
 def forecast_after_end(checkpoint_path: str | os.PathLike, input_path: str | os.PathLike,
@@ -46,7 +38,7 @@ def forecast_after_end(checkpoint_path: str | os.PathLike, input_path: str | os.
         raise ConfigError(f"{output}: the forecast is written in the generic npz format; give a file ending in .npz")
     device = _device(accelerator)
     checkpoint = load_checkpoint(checkpoint_path)
-    config = RunConfig.from_record(checkpoint["stvfm"]["run"], checkpoint_path)
+    config = recorded_run(checkpoint, checkpoint_path)  # as ``test`` rebuilds it: an old record loads under both
     record = checkpoint["stvfm"].get("data")
     if not isinstance(record, dict) or not isinstance(record.get("interval_minutes"), int):
         raise CheckpointError(f"{checkpoint_path}: has no data record (grid, scaler, interval) to predict with; "
@@ -68,14 +60,11 @@ def forecast_after_end(checkpoint_path: str | os.PathLike, input_path: str | os.
     needed = max(shape.history, shape.daily_context * day, shape.weekly_context * 7 * day)
     if series.values.shape[0] < needed:
         raise DataError(f"{where}: {series.values.shape[0]} steps, the model needs at least the last {needed}")
-    model = build_checkpoint_model(checkpoint_path, config, shape)
-    load_model_weights(model, checkpoint, checkpoint_path)
-    model.eval().to(device)
+    model = checkpoint_model(checkpoint, checkpoint_path, config, shape).eval().to(device)
     scaled = np.ascontiguousarray(scaler.transform(series.values), dtype=np.float32)
     batch = {key: value.to(device) for key, value in
              future_batch(scaled, series.timestamps, series.interval_minutes, shape).items()}
-    prediction = model.predict(batch).float().clamp(-1.0, 1.0).cpu()
-    forecast = scaler.inverse_transform(prediction)[0].numpy()
+    forecast = descale_forecast(model.predict(batch).float().cpu(), scaler.inverse_transform)[0].numpy()
     step = np.timedelta64(series.interval_minutes * 60, "s")
     timestamps = series.timestamps[-1].astype("datetime64[s]") + step * np.arange(1, shape.horizon + 1)
     result = GridSeries(name=f"{series.name}-forecast", values=forecast, timestamps=timestamps,

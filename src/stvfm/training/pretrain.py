@@ -30,8 +30,10 @@ from stvfm.errors import ConfigError
 from stvfm.models.base import Forecaster
 from stvfm.models.registry import create_model, get_model_entry
 from stvfm.training.optim import OptimConfig
-from stvfm.training.runner import RunConfig, _protocol_for, _trainer, data_record, parameter_counts
+from stvfm.training.config import RunConfig, protocol_for
+from stvfm.training.results import data_record, parameter_counts
 from stvfm.training.task import ForecastTask
+from stvfm.training.trainer import build_trainer, selection_callbacks
 
 
 @dataclass
@@ -150,13 +152,11 @@ class MultiGridDataModule(L.LightningDataModule):
 
 def pretrain(config: PretrainConfig) -> dict[str, Any]:
     """Train on every dataset at once; writes ``config.yaml``, ``checkpoints/best.ckpt`` and ``metrics.json``."""
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-
     out = Path(config.out)
     L.seed_everything(config.seed, workers=True, verbose=False)
     datas: dict[str, PreparedData] = {}
     for source in config.datasets:
-        data = prepare_data(source, _protocol_for(config.run_config(source)), root=config.data_root)
+        data = prepare_data(source, protocol_for(config.run_config(source)), root=config.data_root)
         if data.series.name in datas:
             raise ConfigError(f"{source}: a second dataset named {data.series.name!r}; rename one file")
         datas[data.series.name] = data  # series names key logs and metrics: no paths, no dots
@@ -177,10 +177,8 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
                          data_record={name: data_record(data) for name, data in datas.items()})
     batch_size = config.batch_size or min(default_batch_size(s.height, s.width) for s in shapes.values())
     module = MultiGridDataModule(datas, batch_size, config.seed)
-    checkpoints = ModelCheckpoint(dirpath=str(out / "checkpoints"), filename="best", monitor="val/loss",
-                                  mode="min", save_last=True, save_top_k=1)
-    stopper = EarlyStopping(monitor="val/loss", mode="min", patience=config.patience)
-    trainer = _trainer(config.run_config(config.datasets[0]), out, [checkpoints, stopper], config.max_epochs)
+    checkpoints, stopper = selection_callbacks(out, "val/loss", config.patience)
+    trainer = build_trainer(config.run_config(config.datasets[0]), out, [checkpoints, stopper], config.max_epochs)
     started = time.perf_counter()
     trainer.fit(task, datamodule=module)
     seconds = time.perf_counter() - started

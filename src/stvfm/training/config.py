@@ -1,0 +1,140 @@
+"""The run configuration: one typed ``RunConfig`` whose every field is declared identity, budget or
+placement once, and the protocol a run's model asks of the data."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stvfm.data.windows import ProtocolConfig
+from stvfm.errors import CheckpointError, ConfigError, StvfmError
+from stvfm.models.registry import build_config, recorded_options, resolved_options
+from stvfm.training.optim import OptimConfig
+
+#: What a field of ``RunConfig`` is to the run's identity (``field(metadata={"role": ...})``):
+#: - identity: decides the result; a run folder, a resume or a reused result must agree on every one.
+#: - budget: how long the same run trains; a larger budget extends a run rather than making another.
+#: - placement: where and how fast it runs (folder, devices, workers, progress); results do not depend on it.
+IDENTITY, BUDGET, PLACEMENT = "identity", "budget", "placement"
+
+
+def _role(role: str, default: Any = dataclasses.MISSING, **kwargs: Any) -> Any:
+    return field(default=default, metadata={"role": role}, **kwargs)
+
+
+@dataclass
+class RunConfig:
+    """Everything that decides a run's result, each field declared identity, budget or placement once."""
+
+    model: str = _role(IDENTITY)
+    dataset: str = _role(IDENTITY)
+    out: str = _role(PLACEMENT)
+    channel: int | None = _role(IDENTITY, 0)
+    steps: int | None = _role(IDENTITY, None)  # None: the dataset's default period (taxinyc1: the paper's 60 days)
+    scaling: str = _role(IDENTITY, "train")  # "train" (fit on the training split) or "all" (UniST's variant)
+    model_options: dict[str, Any] = _role(IDENTITY, default_factory=dict)
+    max_epochs: int = _role(BUDGET, 200)
+    max_minutes: float | None = _role(BUDGET, None)  # wall-clock cap on training; the best checkpoint so far is tested
+    patience: int = _role(BUDGET, 20)  # early-stopping patience in epochs on validation loss
+    batch_size: int | None = _role(IDENTITY, None)  # None: UniST's rule by grid size
+    eval_batch_size: int | None = _role(PLACEMENT, None)
+    limit_train_batches: float | int = _role(IDENTITY, 1.0)  # a fraction or a count, for quick runs
+    precision: str = _role(IDENTITY, "32")  # "32" or "bf16" (bf16 autocast, CPU or GPU)
+    compile_backbone: bool = _role(PLACEMENT, False)  # torch.compile the frozen VFM (speed only; results unchanged)
+    seed: int = _role(IDENTITY, 0)
+    init_from: str | None = _role(IDENTITY, None)  # checkpoint of the same model and grid whose weights start this run
+    optim: OptimConfig = _role(IDENTITY, default_factory=OptimConfig)
+    accelerator: str = _role(PLACEMENT, "auto")
+    devices: int | str = _role(PLACEMENT, 1)
+    num_nodes: int = _role(PLACEMENT, 1)
+    strategy: str = _role(PLACEMENT, "auto")
+    num_workers: int = _role(PLACEMENT, 0)
+    data_root: str | None = _role(PLACEMENT, None)
+    progress: bool = _role(PLACEMENT, True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"optim": self.optim.to_dict()}
+
+    @classmethod
+    def from_dict(cls, payload: dict[str, Any]) -> "RunConfig":
+        payload = dict(payload)
+        payload["optim"] = OptimConfig(**payload.get("optim", {}))
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in payload.items() if k in known})
+
+    @classmethod
+    def from_record(cls, payload: Any, where: str | os.PathLike) -> "RunConfig":
+        """The run a saved record (config.yaml, metrics settings, checkpoint) describes, options as it trained them."""
+        try:
+            config = cls.from_dict(payload)
+            config.model_options = recorded_options(config.model, config.model_options)
+        except StvfmError:
+            return config  # an unknown model or option: it differs from any run of today's models
+        except (TypeError, ValueError, AttributeError) as error:
+            raise CheckpointError(f"{where}: malformed run record ({type(error).__name__}: {str(error)[:160]})") from None
+        return config
+
+    def _fields(self, role: str) -> dict[str, Any]:
+        values = self.to_dict()
+        return {f.name: values[f.name] for f in dataclasses.fields(self) if f.metadata["role"] == role}
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that identify the run, model options with every default filled in."""
+        identity = self._fields(IDENTITY)
+        try:
+            identity["model_options"] = resolved_options(self.model, self.model_options)
+        except StvfmError:
+            pass
+        return identity
+
+    def budget(self) -> dict[str, Any]:
+        return self._fields(BUDGET)
+
+    def identity_differences(self, other: "RunConfig") -> list[str]:
+        """Names of the identity fields on which ``other`` is another run."""
+        mine, theirs = self.identity(), other.identity()
+        return [key for key in mine if mine[key] != theirs[key]]
+
+    def validate(self) -> None:
+        """Refuse settings that would silently run something else than asked, before anything is written."""
+        if self.channel is not None and (isinstance(self.channel, bool) or self.channel < 0):
+            raise ConfigError(f"channel must be 0 or more (or all channels), got {self.channel}")
+        if self.max_epochs < 0 or (self.max_epochs == 0 and not self.init_from):
+            raise ConfigError(f"max epochs must be at least 1 (0 only with --init-from, to test its weights), "
+                              f"got {self.max_epochs}")
+        if not self.limit_train_batches > 0:
+            raise ConfigError(f"limit_train_batches must be a fraction in (0, 1] or a count >= 1, "
+                              f"got {self.limit_train_batches}")
+        for name in ("batch_size", "eval_batch_size"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{name.replace('_', ' ')} must be at least 1, got {value}")
+        if self.patience < 0 or (self.max_minutes is not None and not self.max_minutes > 0):
+            raise ConfigError(f"patience must be >= 0 and max minutes positive, got {self.patience}, {self.max_minutes}")
+        out = Path(self.out)
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"{out}: exists and is not a folder; give --out a folder for the run")
+        lightning_precision(self.precision)
+
+
+def protocol_for(config: RunConfig) -> ProtocolConfig:
+    """The windows the run's model reads: periodic context is what its options ask for."""
+    model_config = build_config(config.model, config.model_options)
+    return ProtocolConfig(
+        channel=config.channel,
+        steps=config.steps,
+        scaling=config.scaling,
+        daily_context=int(getattr(model_config, "daily_context", 0)),
+        weekly_context=int(getattr(model_config, "weekly_context", 0)),
+    )
+
+
+def lightning_precision(precision: str) -> str:
+    """Lightning's name for a run's precision; an unknown one is refused before anything is written."""
+    choices = {"32": "32-true", "bf16": "bf16-mixed", "16": "16-mixed"}
+    if precision not in choices:
+        raise ConfigError(f"unknown precision {precision!r}; choose one of {', '.join(choices)}")
+    return choices[precision]

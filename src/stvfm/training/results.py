@@ -1,0 +1,113 @@
+"""What a finished run leaves: the test pass, metrics.json, predictions.npz and the ledger record.
+
+Fit (classical and learned) and test share ``run_test`` and ``write_outputs``, so every run's outputs
+are made one way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+from stvfm.atomic import atomic_path, write_json_atomic
+from stvfm.data.datamodule import GridDataModule
+from stvfm.data.prepared import PreparedData
+from stvfm.ledger import add as add_to_ledger
+from stvfm.ledger import ledger_root
+from stvfm.models.base import Forecaster
+from stvfm.training.config import RunConfig
+from stvfm.training.folders import IN_PROGRESS_NAME
+from stvfm.training.task import ForecastTask
+
+
+def parameter_counts(model: torch.nn.Module) -> dict[str, int]:
+    """Trainable and frozen parameter counts, for the record."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    return {"trainable": trainable, "frozen": frozen}
+
+
+def model_description(model: Forecaster) -> dict[str, Any]:
+    """Backbone and weights the model really used, so random-init results are named so."""
+    description: dict[str, Any] = {"parameters": parameter_counts(model)}
+    backbone = getattr(model, "backbone", None)
+    if backbone is not None and hasattr(backbone, "weights"):
+        description["backbone"] = backbone.name
+        description["weights"] = backbone.weights.to_dict()
+    label = getattr(model, "weights_label", None)
+    if label:
+        description["weights"] = {"label": label}
+    variant = getattr(getattr(model, "config", None), "variant", None)
+    if variant:
+        description["variant"] = variant
+    return description
+
+
+def data_record(data: PreparedData) -> dict[str, Any]:
+    """What ``predict`` needs to rebuild the model and de-scale without the training data."""
+    return {
+        "shape": asdict(data.forecast_shape),
+        "scaler": data.scaler.to_dict(),
+        "interval_minutes": data.series.interval_minutes,
+        "channel_names": list(data.series.channel_names),
+    }
+
+
+def metrics_payload(config: RunConfig, data: PreparedData, model: Forecaster, results: dict[str, Any],
+                     split: str, extra: dict[str, Any]) -> dict[str, Any]:
+    """metrics.json: the results, what produced them (model, weights, scaling) and every setting."""
+    return {
+        "dataset": data.series.name,
+        "channel": config.channel,
+        "split": split,
+        "model": config.model,
+        "mae": results["mae"],
+        "rmse": results["rmse"],
+        "per_horizon": results["per_horizon"],
+        "n_windows": results["n_windows"],
+        "n_points": results["n_points"],
+        "seed": config.seed,
+        "scaling": data.scaler.to_dict() | {"fit_on": config.scaling},
+        **model_description(model),
+        **extra,
+        "settings": config.to_dict(),
+    }
+
+
+def save_predictions(path: Path, data: PreparedData, task: ForecastTask) -> None:
+    """Test forecasts and truths in original units, for plots and metric re-computation."""
+    predictions, targets, starts = task.collected_predictions()
+    history = data.protocol.history
+    first_step = data.series.timestamps[starts + history]
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez_compressed(handle, prediction=predictions, target=targets, start=starts,
+                                first_step_time=first_step.astype("datetime64[s]").astype(str),
+                                channel_names=np.array(data.series.channel_names))
+
+
+def run_test(trainer: L.Trainer, task: ForecastTask, module: GridDataModule, ckpt_path: str | None) -> dict[str, Any]:
+    """One pass over the test split, collecting the forecasts; the pooled metrics."""
+    task.collect_predictions = True
+    trainer.test(task, datamodule=module, ckpt_path=ckpt_path, verbose=False)
+    return task.test_results
+
+
+def write_outputs(config: RunConfig, data: PreparedData, task: ForecastTask, results: dict[str, Any],
+                  extra: dict[str, Any], to_ledger: bool = True) -> dict[str, Any]:
+    """After the test pass: predictions.npz and metrics.json, the folder marked finished and, when a
+    ledger is set and ``to_ledger``, the run recorded there; the metrics payload."""
+    out = Path(config.out)
+    save_predictions(out / "predictions.npz", data, task)
+    payload = metrics_payload(config, data, task.model, results, "test", extra)
+    write_json_atomic(out / "metrics.json", payload)
+    (out / IN_PROGRESS_NAME).unlink(missing_ok=True)
+    ledger = ledger_root() if to_ledger else None
+    if ledger is not None:  # the run is complete now: its record may be written
+        payload["ledger_record"] = str(add_to_ledger([out], ledger)[0])
+    return payload

@@ -1,0 +1,84 @@
+"""The Lightning trainer, loaders and selection callbacks every training (fit, pretrain) and test uses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from stvfm.data.datamodule import GridDataModule
+from stvfm.data.prepared import PreparedData
+from stvfm.errors import ConfigError
+from stvfm.training.checkpoints import AtomicCheckpointIO
+from stvfm.training.config import RunConfig, lightning_precision
+
+#: What early stopping and the best checkpoint watch, for every model and variant: the validation
+#: MSE of the forecast itself (scaled units), never a loss with an auxiliary term such as ST-VFM's flow.
+SELECTION_METRIC = "val/mse_st"
+
+
+def build_trainer(config: RunConfig, out: Path, callbacks: list, max_epochs: int, log: bool = True) -> L.Trainer:
+    """A trainer for ``config``'s devices and precision, logging to ``out/logs``, checkpoints written atomically."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    loggers: list = [CSVLogger(str(out), name="logs", version="")] if log else []
+    try:
+        import tensorboard  # noqa: F401
+
+        if log:
+            loggers.append(TensorBoardLogger(str(out), name="logs", version="", default_hp_metric=False))
+    except ImportError:
+        pass
+    try:
+        trainer = L.Trainer(
+            max_epochs=max_epochs,
+            max_time={"minutes": config.max_minutes} if config.max_minutes else None,
+            accelerator=config.accelerator,
+            devices=config.devices,
+            num_nodes=config.num_nodes,
+            strategy=config.strategy,
+            precision=lightning_precision(config.precision),
+            gradient_clip_val=config.optim.grad_clip or None,
+            limit_train_batches=config.limit_train_batches,
+            callbacks=callbacks,
+            logger=loggers or False,
+            enable_progress_bar=config.progress,
+            enable_model_summary=False,
+            deterministic=False,
+            default_root_dir=str(out),
+            log_every_n_steps=10,
+            plugins=[AtomicCheckpointIO()],
+        )
+    except (MisconfigurationException, ValueError, RuntimeError) as error:  # e.g. --accelerator gpu without one
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ConfigError(f"accelerator {config.accelerator!r}, devices {config.devices!r}, strategy "
+                          f"{config.strategy!r}: {reason[:240]}") from None
+    if on_cuda(trainer):
+        torch.set_float32_matmul_precision("high")  # TF32 for fp32 matmuls: the GPU's fast path
+    return trainer
+
+
+def on_cuda(trainer: L.Trainer) -> bool:
+    """Whether the trainer runs on a CUDA GPU (TF32 matmuls, pinned loader memory)."""
+    from lightning.pytorch.accelerators import CUDAAccelerator
+
+    return isinstance(trainer.accelerator, CUDAAccelerator)
+
+
+def data_module(data: PreparedData, config: RunConfig, trainer: L.Trainer) -> GridDataModule:
+    """Loaders for the trainer's device: pinned host memory when batches go to a CUDA GPU."""
+    return GridDataModule(data, batch_size=config.batch_size, eval_batch_size=config.eval_batch_size,
+                          num_workers=config.num_workers, seed=config.seed, pin_memory=on_cuda(trainer))
+
+
+
+
+def selection_callbacks(out: Path, monitor: str, patience: int) -> tuple:
+    """(best and last checkpoint, early stopping), both on ``monitor`` (lower is better)."""
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    checkpoints = ModelCheckpoint(dirpath=str(out / "checkpoints"), filename="best", monitor=monitor,
+                                  mode="min", save_last=True, save_top_k=1)
+    return checkpoints, EarlyStopping(monitor=monitor, mode="min", patience=patience)
