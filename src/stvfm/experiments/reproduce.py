@@ -119,7 +119,7 @@ class ReproduceConfig:
     limit_train_batches: float | int | None = None  # None: every batch (8 with quick); a step budget with max_epochs
     precision: str | None = None  # None: the recipe's with recipes, else "32"
     batch_size: int | None = None
-    lr: float = 3e-4
+    lr: float = OptimConfig.lr
     # Every model at its own published recipe (stvfm/recipes) instead of one shared optimiser
     # recipe; budget options given (max_minutes, max_epochs, ...) still apply to every fit.
     recipes: bool = False
@@ -545,7 +545,7 @@ def reproduce_command(config: ReproduceConfig) -> str:
         parts.append(f"--precision {config.precision}")
     if config.recipes:
         parts.append("--recipes")
-    if config.lr != 3e-4:
+    if config.lr != OptimConfig.lr:
         parts.append(f"--lr {config.lr:g}")
     parts += [f"--set {key}={value}" for key, value in config.model_options.items()]
     return " ".join(parts)

@@ -28,6 +28,7 @@ from stvfm.models import create_model
 from stvfm.models.base import ForecastShape
 from stvfm.runs_root import default_run_folder
 from stvfm.data.batch import random_batch
+from stvfm.training.optim import OptimConfig
 from stvfm.training.speed import cast_frozen_linears, compile_backbone
 
 #: Grid shapes of the benchmarked datasets (channel 0 only, as the paper's single-channel runs).
@@ -287,7 +288,8 @@ def _bench_mode(base: nn.Module, mode: str, batch: dict, tokens: torch.Tensor, s
     autocast = mode != "fp32"
     peak = peaks["bf16" if autocast else "fp32"]
     batch_size = batch["x"].shape[0]
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-4, weight_decay=1e-6)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=OptimConfig.lr,
+                                  weight_decay=OptimConfig.weight_decay)
     device = batch["x"].device.type  # autocast where the batch lives, CPU or GPU
 
     def train_step() -> None:
@@ -432,7 +434,7 @@ def _scaling_case(side: int, history: int, config: ScalingConfig) -> dict:
         torch.manual_seed(0)
         model = create_model("stvfm", shape, **options).train()
         batch = random_batch(shape, 1)
-        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-4)
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=OptimConfig.lr)
 
         def train_step() -> None:
             optimizer.zero_grad(set_to_none=True)
@@ -485,7 +487,6 @@ class AccuracyCheckConfig:
 
 def bf16_accuracy_check(config: AccuracyCheckConfig) -> dict:
     """Two ``fit`` runs that differ only in precision; their test RMSE / MAE and relative gap."""
-    from stvfm.training.optim import OptimConfig
     from stvfm.training.runner import RunConfig, fit
 
     results = {}

@@ -12,6 +12,7 @@ shape depends on the grid.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -36,28 +37,33 @@ from stvfm.training.task import ForecastTask
 from stvfm.training.trainer import build_trainer, selection_callbacks
 
 
-@dataclass
-class PretrainConfig:
-    """A multi-dataset pre-training run; fields mean what they mean in ``RunConfig``."""
+#: The run settings pre-training reads as ``RunConfig`` does: same meaning, same default (except below).
+SHARED_SETTINGS = ("channel", "steps", "scaling", "model_options", "max_epochs", "max_minutes", "patience",
+                   "batch_size", "limit_train_batches", "precision", "seed", "optim", "accelerator", "data_root",
+                   "progress")
+#: Where pre-training's defaults differ from a run's: an epoch holds every dataset, so fewer of them.
+PRETRAIN_DEFAULTS = {"max_epochs": 50, "patience": 10}
 
-    model: str
-    datasets: list[str]
-    out: str
-    channel: int | None = 0
-    steps: int | None = None
-    scaling: str = "train"
-    model_options: dict[str, Any] = field(default_factory=dict)
-    max_epochs: int = 50
-    max_minutes: float | None = None
-    patience: int = 10
-    batch_size: int | None = None  # None: UniST's rule by the largest grid
-    limit_train_batches: float | int = 1.0
-    precision: str = "32"
-    seed: int = 0
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    accelerator: str = "auto"
-    data_root: str | None = None
-    progress: bool = True
+
+def _shared_field(run_field: dataclasses.Field) -> tuple[str, Any, Any]:
+    if run_field.name in PRETRAIN_DEFAULTS:
+        return run_field.name, run_field.type, field(default=PRETRAIN_DEFAULTS[run_field.name])
+    if run_field.default_factory is not dataclasses.MISSING:
+        return run_field.name, run_field.type, field(default_factory=run_field.default_factory)
+    return run_field.name, run_field.type, field(default=run_field.default)
+
+
+_PretrainSettings = dataclasses.make_dataclass(
+    "_PretrainSettings",
+    [("model", str), ("datasets", list[str]), ("out", str)]
+    + [_shared_field(f) for f in dataclasses.fields(RunConfig) if f.name in SHARED_SETTINGS],
+)
+
+
+@dataclass
+class PretrainConfig(_PretrainSettings):
+    """A multi-dataset pre-training run; its settings are ``RunConfig``'s fields (``SHARED_SETTINGS``),
+    declared there once. ``batch_size`` None: UniST's rule by the largest grid."""
 
     def __post_init__(self) -> None:
         if len(self.datasets) < 2 or len(set(self.datasets)) != len(self.datasets):
@@ -66,13 +72,9 @@ class PretrainConfig:
             raise ConfigError(f"model {self.model!r} is classical: nothing to pre-train")
 
     def run_config(self, dataset: str) -> RunConfig:
-        """The single-dataset settings of one member (protocol, trainer options)."""
-        return RunConfig(model=self.model, dataset=dataset, out=self.out, channel=self.channel, steps=self.steps,
-                         scaling=self.scaling, model_options=self.model_options, max_epochs=self.max_epochs,
-                         max_minutes=self.max_minutes, patience=self.patience,
-                         limit_train_batches=self.limit_train_batches, precision=self.precision, seed=self.seed,
-                         optim=self.optim, accelerator=self.accelerator, data_root=self.data_root,
-                         progress=self.progress)
+        """The single-dataset settings of one member (protocol, trainer options); its own batch rule aside."""
+        shared = {name: getattr(self, name) for name in SHARED_SETTINGS if name != "batch_size"}
+        return RunConfig(model=self.model, dataset=dataset, out=self.out, **shared)
 
 
 def shared_views(model: Forecaster, name: str, datas: dict[str, PreparedData],
