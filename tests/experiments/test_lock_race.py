@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from stvfm.experiments import reproduce as reproduce_module
+from stvfm.experiments import schedule as reproduce_module
 
 ROUNDS = 60
 

@@ -11,6 +11,7 @@ import pytest
 from stvfm.cli.main import main
 from stvfm.errors import ConfigError
 from stvfm.experiments import reproduce as reproduce_module
+from stvfm.experiments import schedule
 from stvfm.experiments.paper import PAPER, paper_figure
 from stvfm.experiments.reproduce import EXPERIMENTS, ReproduceConfig, plan, reproduce, run_key
 from stvfm.models.registry import list_models
@@ -94,8 +95,8 @@ def test_quick_main_runs_every_model_and_writes_the_report(tmp_path, small_city)
 def test_finished_runs_are_reused_and_shared_across_experiments(tmp_path, small_city, monkeypatch):
     reproduce(quick("lambda", small_city, tmp_path))
     trained = []
-    real_fit = reproduce_module.fit
-    monkeypatch.setattr(reproduce_module, "fit", lambda config: trained.append(config.out) or real_fit(config))
+    real_fit = schedule.fit
+    monkeypatch.setattr(schedule, "fit", lambda config: trained.append(config.out) or real_fit(config))
     outcomes, paths = reproduce(quick("pretraining", small_city, tmp_path))
     assert [outcome.status for outcome in outcomes] == ["reused", "trained", "trained"]
     assert len(trained) == 2
@@ -105,7 +106,7 @@ def test_finished_runs_are_reused_and_shared_across_experiments(tmp_path, small_
 
 
 def test_report_only_trains_nothing_and_lists_what_is_missing(tmp_path, small_city, monkeypatch):
-    monkeypatch.setattr(reproduce_module, "fit", lambda config: pytest.fail("report-only must not train"))
+    monkeypatch.setattr(schedule, "fit", lambda config: pytest.fail("report-only must not train"))
     outcomes, paths = reproduce(quick("video", small_city, tmp_path, report_only=True))
     assert {outcome.status.split(":")[0] for outcome in outcomes} == {"missing"}
     assert "## Runs not run yet" in paths["report"].read_text()
@@ -160,14 +161,14 @@ def test_a_failed_run_is_reported_and_the_cli_exits_non_zero(tmp_path, small_cit
 
 
 def test_an_unexpected_error_in_one_fit_fails_that_run_only_and_keeps_its_traceback(tmp_path, small_city, monkeypatch):
-    real_fit = reproduce_module.fit
+    real_fit = schedule.fit
 
     def crashing(config):
         if "simvp" in config.out:
             raise RuntimeError("expected dtype float but got bf16")
         return real_fit(config)
 
-    monkeypatch.setattr(reproduce_module, "fit", crashing)
+    monkeypatch.setattr(schedule, "fit", crashing)
     outcomes, paths = reproduce(quick("video", small_city, tmp_path))
     statuses = {outcome.label: outcome.status for outcome in outcomes}
     assert statuses["SimVP"].startswith("failed: RuntimeError: expected dtype float")

@@ -107,7 +107,7 @@ def test_a_classical_evaluate_into_a_trained_folder_is_refused(run_folder, capsy
 
 
 def test_an_extension_keeps_the_old_metrics_marked_in_progress_until_it_finishes(run_folder, tiny_city, monkeypatch):
-    from stvfm.experiments.reproduce import _finished
+    from stvfm.experiments.schedule import finished_metrics as _finished
 
     old_metrics = (run_folder / "metrics.json").read_bytes()
     monkeypatch.setattr(results, "run_test", lambda *args, **kwargs: (_ for _ in ()).throw(RuntimeError("killed")))
@@ -124,7 +124,7 @@ def test_an_extension_keeps_the_old_metrics_marked_in_progress_until_it_finishes
 
 
 def test_reproduce_reuses_only_the_same_run_and_budget(run_folder, tiny_city):
-    from stvfm.experiments.reproduce import _finished
+    from stvfm.experiments.schedule import finished_metrics as _finished
 
     assert _finished(_config(tiny_city, run_folder))["epochs"] == 1
     assert _finished(_config(tiny_city, run_folder, max_epochs=3)) is None  # a larger budget: fit extends it

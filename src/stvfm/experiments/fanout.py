@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from stvfm.errors import ConfigError
 
 if TYPE_CHECKING:
-    from stvfm.experiments.reproduce import PlannedRun, ReproduceConfig
+    from stvfm.experiments.plan import PlannedRun, ReproduceConfig
     from stvfm.training.runner import RunConfig
 
 
@@ -33,9 +33,9 @@ def executor_for(config: "ReproduceConfig"):
 
 
 def _job(config: "ReproduceConfig", run: "PlannedRun", run_config: "RunConfig") -> tuple[str, dict[str, Any] | None]:
-    from stvfm.experiments.reproduce import _run_or_reuse
+    from stvfm.experiments.schedule import run_or_reuse
 
-    return _run_or_reuse(config, run, run_config, announce=print)
+    return run_or_reuse(config, run, run_config, announce=print)
 
 
 def run_on_executor(config: "ReproduceConfig", planned: list[tuple["PlannedRun", int, "RunConfig"]],
