@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from stvfm.cli.runs import ChannelOption, _channel, console
+from stvfm.cli.options import ChannelOption, channel_index, console
 
 app = typer.Typer(help="The results ledger: small committed records of finished runs, and tables rebuilt from them.",
                   no_args_is_help=True)
@@ -40,6 +40,6 @@ def report_command(
     from stvfm.experiments.ledger_report import report
 
     sources = ledger or [Path(os.environ.get("STVFM_LEDGER") or "docs/results/ledger")]
-    console.print(report(sources, dataset, _channel(channel), out), markup=False, highlight=False)
+    console.print(report(sources, dataset, channel_index(channel), out), markup=False, highlight=False)
     if out:
         console.print(f"written: {out}")

@@ -12,8 +12,10 @@ import warnings
 import typer
 from rich.console import Console
 
+from stvfm.cli import bench as bench_commands
 from stvfm.cli import data as data_commands
 from stvfm.cli import ledger as ledger_commands
+from stvfm.cli import reports as report_commands
 from stvfm.cli import reproduce as reproduce_commands
 from stvfm.cli import runs as run_commands
 from stvfm.cli import search as search_commands
@@ -29,6 +31,8 @@ app = typer.Typer(
 )
 app.add_typer(data_commands.app, name="data")
 app.add_typer(ledger_commands.app, name="ledger")
+report_commands.register(app)
+bench_commands.register(app)
 run_commands.register(app)
 reproduce_commands.register(app)
 search_commands.register(app)

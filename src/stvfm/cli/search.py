@@ -7,21 +7,22 @@ from typing import Annotated, Optional
 
 import typer
 
-from stvfm.cli.runs import (AcceleratorOption, MaxMinutesOption, PrecisionOption, RootOption, _batch_limit, _channel,
-                            console, parse_options, quiet_lightning)
+from stvfm.cli.options import (AcceleratorOption, ChannelOption, DatasetOption, MaxMinutesOption, PrecisionOption,
+                               RootOption, StepsOption, batch_limit, channel_index, console, parse_options,
+                               quiet_lightning)
 
 
 def register(app: typer.Typer) -> None:
     @app.command("search")
     def search_command(
-        dataset: Annotated[str, typer.Option("--dataset", "-d", help="Registered dataset name or path to a generic file.")],
+        dataset: DatasetOption,
         model: Annotated[str, typer.Option("--model", "-m", help="Registered learned model.")] = "stvfm",
         out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for the trial runs and the summary. Default: $STVFM_RUNS/search/STUDY.")] = None,
         storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL shared by every worker. Default: sqlite:///OUT/study.db.")] = None,
         study: Annotated[str, typer.Option(help="Study name inside the storage.")] = "recipe",
         trials: Annotated[int, typer.Option(help="Finished trials the study should reach (all workers together); a rerun continues up to it.")] = 20,
-        channel: Annotated[Optional[int], typer.Option(help="Channel index (default 0); -1 for all channels.")] = None,
-        steps: Annotated[Optional[int], typer.Option(help="Use only the first N steps (default: the dataset's period).")] = None,
+        channel: ChannelOption = None,
+        steps: StepsOption = None,
         max_epochs: Annotated[int, typer.Option(help="Epochs per trial.")] = 10,
         max_minutes: MaxMinutesOption = None,
         limit_train_batches: Annotated[float, typer.Option(help="Fraction (<=1) or count (>1) of training batches per epoch of a trial.")] = 1.0,
@@ -56,8 +57,8 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"--batch-sizes expects comma-separated integers, got {batch_sizes!r}") from None
         config = SearchConfig(
             dataset=dataset, storage=storage or f"sqlite:///{out / 'study.db'}", out=str(out), study_name=study,
-            model=model, trials=trials, channel=_channel(channel), steps=steps, model_options=parse_options(option),
-            max_epochs=max_epochs, max_minutes=max_minutes, limit_train_batches=_batch_limit(limit_train_batches),
+            model=model, trials=trials, channel=channel_index(channel), steps=steps, model_options=parse_options(option),
+            max_epochs=max_epochs, max_minutes=max_minutes, limit_train_batches=batch_limit(limit_train_batches),
             patience=patience, precision=precision, batch_sizes=sizes, seed=seed, sampler_seed=sampler_seed,
             accelerator=accelerator, data_root=data_root,
         )

@@ -89,12 +89,21 @@ def departures(model: str) -> list[str]:
     return list(read_config_file(path).get("departures") or []) if path else []
 
 
+#: Model options that have a flag of their own (ST-VFM's): given as flags, they join ``model_options``.
+MODEL_OPTION_FLAGS = ("backbone", "weights", "variant")
+
+
 def resolve_run_config(flags: dict[str, Any], config_file: str | Path | None = None,
                        use_recipe: bool = True) -> RunConfig:
     """The run's settings: defaults < recipe < ``config_file`` < ``flags`` (only the flags given).
 
-    ``flags`` holds RunConfig fields; ``optim`` and ``model_options`` as partial dicts.
+    ``flags`` holds RunConfig fields; ``optim`` and ``model_options`` as partial dicts, and any of
+    ``MODEL_OPTION_FLAGS``, which win over the same key in ``model_options``.
     """
+    lifted = {key: flags[key] for key in MODEL_OPTION_FLAGS if flags.get(key) is not None}
+    flags = {key: value for key, value in flags.items() if key not in MODEL_OPTION_FLAGS}
+    if lifted:
+        flags["model_options"] = {**flags.get("model_options", {}), **lifted}
     from_file = read_config_file(config_file) if config_file else {}
     model = flags.get("model") or from_file.get("model")
     dataset = flags.get("dataset") or from_file.get("dataset")

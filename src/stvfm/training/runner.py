@@ -1,4 +1,4 @@
-"""Fit and test runs: the library behind ``stvfm fit / test / evaluate``.
+"""Fit, evaluate and test runs: the library behind ``stvfm fit / evaluate / test``.
 
 A run is described by one typed ``RunConfig`` (``training.config``), resolved once and saved
 beside its outputs (``config.yaml``), so every reported metric can be re-run from what sits
@@ -20,7 +20,8 @@ import torch
 from stvfm.data.prepared import PreparedData, prepare_data
 from stvfm.ledger import machine, stop_reason
 from stvfm.models.base import Forecaster
-from stvfm.models.registry import create_model, resolved_options
+from stvfm.errors import ConfigError
+from stvfm.models.registry import create_model, get_model_entry, resolved_options
 from stvfm.training import results
 from stvfm.training.checkpoints import (  # noqa: F401  (re-exported: the runner's names before the split)
     AtomicCheckpointIO, build_checkpoint_model, load_checkpoint, load_model_weights, restore, start_from)
@@ -54,6 +55,14 @@ def fit(config: RunConfig, overwrite: bool = False, callbacks: list | None = Non
     if model.trainable:
         return _train(config, data, task, overwrite, callbacks or [])
     return _fit_classical(config, data, task, overwrite)
+
+
+def evaluate(config: RunConfig, overwrite: bool = False) -> dict[str, Any]:
+    """``stvfm evaluate``: fit a classical baseline on the training split and test it; a learned model is
+    refused, since it would train (that is ``fit``)."""
+    if get_model_entry(config.model).cls.trainable:
+        raise ConfigError(f"model {config.model!r} is learned: use `stvfm fit --model {config.model}`")
+    return fit(config, overwrite=overwrite)
 
 
 def _fit_classical(config: RunConfig, data: PreparedData, task: ForecastTask, overwrite: bool) -> dict[str, Any]:
