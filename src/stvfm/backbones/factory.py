@@ -29,6 +29,16 @@ class BackboneEntry:
     is_video: bool
 
 
+#: Config overrides that make each family a 16-wide, one-layer ViT of the same architecture.
+SMALL_BACKBONE_CONFIGS = {
+    "tiny": {},
+    "dinov2-s": dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2),
+    "clip-b16": dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32),
+    "deit-b": dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32),
+    "videomae-s": dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32),
+}
+
+
 def list_backbones() -> list[BackboneEntry]:
     entries = []
     for name in family_names():

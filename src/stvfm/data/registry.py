@@ -49,6 +49,13 @@ class DatasetSpec:
     start: str = ""
     #: Steps the paper's protocol uses (None = the whole series).
     default_steps: int | None = None
+    #: Steps the whole series holds, so sizes (window counts) are known without reading the files.
+    series_steps: int | None = None
+
+    @property
+    def protocol_steps(self) -> int | None:
+        """Steps the paper's protocol reads; None where the series' length is not recorded."""
+        return self.default_steps or self.series_steps
 
     @property
     def folder(self) -> str:
@@ -100,6 +107,7 @@ register_dataset(
             "Flows Prediction. AAAI 2017."
         ),
         start="2014-04-01",
+        series_steps=183 * 24,
     )
 )
 
@@ -132,6 +140,7 @@ register_dataset(
         ),
         start="2016-01-01",
         default_steps=2880,
+        series_steps=90 * 48,
     )
 )
 

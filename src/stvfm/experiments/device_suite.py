@@ -23,7 +23,8 @@ import torch
 from stvfm.atomic import write_json_atomic
 from stvfm.models.base import ForecastShape
 from stvfm.models.registry import build_config, create_model, list_models
-from stvfm.testing import SMALL_BACKBONE_CONFIGS, make_batch
+from stvfm.backbones.factory import SMALL_BACKBONE_CONFIGS
+from stvfm.data.batch import random_batch
 
 #: bikenyc1's grid: the size a real run meets; quick mode a 4 x 2 grid (ARIMA fits per cell).
 FULL_SHAPE = ForecastShape(channels=1, height=16, width=8, slots_per_day=24)
@@ -69,7 +70,7 @@ def smoke_model(name: str, device: str, quick: bool) -> dict[str, Any]:
         times = np.stack([(np.arange(steps) // 24) % 7, np.arange(steps) % 24], axis=1)
         model.fit_series(values.astype(np.float32), times, train_end=steps)
     model.to(device)
-    batch = {key: value.to(device) for key, value in make_batch(shape, 4).items()}
+    batch = {key: value.to(device) for key, value in random_batch(shape, 4).items()}
     if model.trainable:
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
         model.train()
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
     if args.stage == "city":
-        from stvfm.testing import write_synthetic_city
+        from stvfm.data.synthetic import write_synthetic_city
 
         print(write_synthetic_city(args.out, days=10, height=4, width=4))
         return 0

@@ -23,6 +23,9 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from stvfm.data.datamodule import default_batch_size
+from stvfm.data.registry import get_dataset
+from stvfm.data.series import slots_per_day
+from stvfm.data.windows import ProtocolConfig, chronological_split, window_starts
 from stvfm.errors import ConfigError
 from stvfm.models import create_model
 from stvfm.models.base import ForecastShape
@@ -31,16 +34,11 @@ from stvfm.data.batch import random_batch
 from stvfm.training.optim import OptimConfig
 from stvfm.training.speed import cast_frozen_linears, compile_backbone
 
-#: Grid shapes of the benchmarked datasets (channel 0 only, as the paper's single-channel runs).
-DATASET_SHAPES: dict[str, ForecastShape] = {
-    "bikenyc1": ForecastShape(channels=1, height=16, width=8, slots_per_day=24),
-    "taxinyc1": ForecastShape(channels=1, height=16, width=12, slots_per_day=48),
-}
+#: The datasets timed; their grids and sizes come from the data registry.
+BENCHMARK_DATASETS = ("bikenyc1", "taxinyc1")
 MODES = ("fp32", "bf16-autocast", "bf16-autocast+frozen-bf16")
 #: Timed only when asked for: compiling costs about a minute per shape and grad mode.
 COMPILED_MODE = "bf16-autocast+frozen-bf16+compiled-vit"
-#: Training windows of bikenyc1 (channel 0, paper protocol): the epoch estimate's numerator.
-BIKENYC1_TRAIN_WINDOWS = 3063
 TARGETS = {"bf16_over_fp32_train_throughput": 4.0, "vit_bf16_utilisation": 0.40, "bikenyc1_epoch_seconds": 60.0,
            "epoch_bf16_utilisation": 0.65}
 ACCURACY_CHECK = "not run; see docs/benchmark.md (bf16 vs fp32 accuracy needs full trainings)"
@@ -72,15 +70,29 @@ class BenchmarkConfig:
         return MODES + (COMPILED_MODE,) if self.compile_backbone else MODES
 
     def __post_init__(self) -> None:
-        unknown = [name for name in self.datasets if name not in DATASET_SHAPES]
+        unknown = [name for name in self.datasets if name not in BENCHMARK_DATASETS]
         if unknown or not self.datasets:
-            raise ConfigError(f"benchmark datasets must be among {', '.join(DATASET_SHAPES)}; got {', '.join(self.datasets) or 'none'}")
+            raise ConfigError(f"benchmark datasets must be among {', '.join(BENCHMARK_DATASETS)}; got {', '.join(self.datasets) or 'none'}")
         if self.steps < 1 or self.warmup_steps < 0 or self.threads < 1 or self.matmul_size < 1 or self.matmul_repeats < 1:
             raise ConfigError("steps, threads, matmul_size and matmul_repeats must be >= 1, warmup_steps >= 0")
         if self.epoch_batches is not None and self.epoch_batches < 1:
             raise ConfigError(f"epoch batches must be >= 1, got {self.epoch_batches}")
         if self.batch_size is not None and self.batch_size < 1:
             raise ConfigError(f"batch size must be >= 1, got {self.batch_size}")
+
+
+def dataset_shape(name: str) -> ForecastShape:
+    """A registered dataset's grid and day, one channel (as the paper's single-channel runs)."""
+    spec = get_dataset(name)
+    return ForecastShape(channels=1, height=spec.grid[0], width=spec.grid[1],
+                         slots_per_day=slots_per_day(spec.interval_minutes))
+
+
+def train_windows(name: str) -> int:
+    """Training windows of a registered dataset under the paper's protocol, from its size (no data read)."""
+    protocol = ProtocolConfig()
+    bounds = chronological_split(get_dataset(name).protocol_steps, protocol.split)["train"]
+    return len(window_starts(bounds, protocol.history, protocol.horizon))
 
 
 def run_benchmark(config: BenchmarkConfig) -> dict:
@@ -99,7 +111,7 @@ def run_benchmark(config: BenchmarkConfig) -> dict:
         torch.set_num_threads(threads_before)
     ratios = {name: _ratios(result) for name, result in datasets.items()}
     # seconds one bikenyc1 training epoch would take at each mode's measured throughput
-    epoch_seconds = {mode: BIKENYC1_TRAIN_WINDOWS / values["train_windows_per_s"]
+    epoch_seconds = {mode: train_windows("bikenyc1") / values["train_windows_per_s"]
                      for mode, values in datasets["bikenyc1"]["modes"].items()} if "bikenyc1" in datasets else {}
     return {
         "machine": machine_info(config.threads),
@@ -241,7 +253,7 @@ def whole_epoch(dataset: str, config: BenchmarkConfig, peak_tflops: float) -> di
 
 
 def _bench_dataset(name: str, config: BenchmarkConfig, peaks: dict[str, float]) -> dict:
-    shape = DATASET_SHAPES[name]
+    shape = dataset_shape(name)
     batch_size = config.batch_size or default_batch_size(shape.height, shape.width)
     options = {"backbone": config.backbone, "weights": config.weights, "variant": config.variant, **config.model_options}
     torch.manual_seed(0)
