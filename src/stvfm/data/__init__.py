@@ -1,1 +1,12 @@
-"""Data layer: dataset registry, readers, the windowing protocol, scaling, and the DataModule."""
+"""Data layer: from a dataset name or file to the windows every model reads.
+
+Owns: the dataset registry (``registry``: where files live, grid, interval, size), fetching and
+checksums, readers (``sources``), the series type (``series``), the evaluation protocol
+(``windows``: split, window starts, time features), the one batch contract and its builder
+(``batch``), scaling and the one de-scaling of forecasts (``scaling``), prepared data
+(``prepared``), the Lightning DataModule (``datamodule``) and a synthetic city (``synthetic``).
+
+May import: numpy, torch, lightning, the readers' libraries, ``stvfm.errors``, ``stvfm.atomic``
+and ``stvfm.models.base`` (``ForecastShape`` only); never ``stvfm.training``, ``stvfm.reports``,
+``stvfm.experiments`` or the CLI.
+"""

@@ -1,1 +1,5 @@
-"""Tables, plots and reproduction reports built from run folders."""
+"""Tables and plots built from finished run folders.
+
+May import: numpy, matplotlib, ``stvfm.errors``, ``stvfm.atomic`` and ``stvfm.training.folders``
+(what marks a folder's state); never the rest of ``stvfm.training``, ``stvfm.experiments`` or the CLI.
+"""

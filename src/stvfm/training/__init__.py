@@ -1,1 +1,15 @@
-"""Training and evaluation of registered forecasters: the shared task, metrics, optimiser and schedule."""
+"""Training and evaluation of registered forecasters.
+
+Owns: the run configuration (``config``: ``RunConfig``, its identity / budget / placement roles,
+the protocol a model asks for), checkpoint I/O (``checkpoints``: atomic writes, safe loads,
+rebuilding a checkpoint's model from its recorded options, used by test, predict and
+``--init-from``), the trainer and selection callbacks (``trainer``), claiming a run folder
+(``claim``, ``folders``), the test pass and outputs (``results``), fit / evaluate / test
+(``runner``, which re-exports the names above it used to hold), multi-dataset pre-training
+(``pretrain``), forecasting past a series' end (``inference``), recipes, the shared
+LightningModule (``task``), metrics, optimisers and schedules, speed-ups and the benchmarks.
+
+May import: ``stvfm.data``, ``stvfm.models``, ``stvfm.ledger``, ``stvfm.atomic``, ``stvfm.errors``,
+torch and lightning; never ``stvfm.reports`` (``folders`` is read by it), ``stvfm.experiments``,
+the CLI or ``stvfm.testing``.
+"""
