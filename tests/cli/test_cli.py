@@ -163,7 +163,7 @@ def test_data_fetch_from_a_mirror_then_load(capsys, tmp_path, shared_data_dir):
 
 def test_default_run_folders_live_under_stvfm_runs(capsys, tmp_path, monkeypatch):
     from stvfm.runs_root import runs_root
-    from stvfm.training.benchmark import AccuracyCheckConfig
+    from stvfm.training.accuracy_check import AccuracyCheckConfig
 
     monkeypatch.delenv("STVFM_RUNS", raising=False)
     assert str(runs_root()) == "runs"

@@ -88,7 +88,7 @@ def test_unknown_dataset_is_a_config_error():
 
 
 def test_cost_scaling_counts_every_case_and_times_the_affordable_ones(tmp_path, capsys):
-    from stvfm.training.benchmark import ScalingConfig, cost_scaling
+    from stvfm.training.cost_scaling import ScalingConfig, cost_scaling
 
     config = ScalingConfig(grids=(4, 8, 16), histories=(6, 12), base_grid=4, backbone="tiny", model_options=TINY,
                            time_up_to_gflop=0.05, steps=1)
@@ -106,7 +106,7 @@ def test_cost_scaling_counts_every_case_and_times_the_affordable_ones(tmp_path, 
 
 def test_bf16_accuracy_check_trains_both_precisions_on_one_schedule(tmp_path):
     from stvfm.testing import SMALL_BACKBONE_CONFIGS
-    from stvfm.training.benchmark import AccuracyCheckConfig, bf16_accuracy_check
+    from stvfm.training.accuracy_check import AccuracyCheckConfig, bf16_accuracy_check
     from stvfm.testing import write_synthetic_city
 
     city = write_synthetic_city(tmp_path / "city.npz", days=10, height=4, width=4)
@@ -154,7 +154,7 @@ def test_cli_bench_epoch_adds_the_whole_epoch_figure(tmp_path, shared_data_dir):
     assert result["targets"]["epoch_bf16_utilisation"]["value"] == epoch["epoch_utilisation"]
 def test_the_accuracy_check_trains_on_the_accelerator_it_is_given(monkeypatch):
     from stvfm.training import runner
-    from stvfm.training.benchmark import AccuracyCheckConfig, bf16_accuracy_check
+    from stvfm.training.accuracy_check import AccuracyCheckConfig, bf16_accuracy_check
 
     seen = []
     monkeypatch.setattr(runner, "fit", lambda config: seen.append(config) or {"rmse": 1.0, "mae": 1.0, "train_seconds": 0.0})

@@ -39,7 +39,7 @@ def bench_command(
         _bench_scaling(out, backbone, variant, parse_options(option))
         return
     if accuracy:
-        from stvfm.training.benchmark import AccuracyCheckConfig, bf16_accuracy_check
+        from stvfm.training.accuracy_check import AccuracyCheckConfig, bf16_accuracy_check
 
         check = bf16_accuracy_check(AccuracyCheckConfig(
             dataset=datasets.split(",")[0].strip(), out=str(out.with_suffix("")), train_batches=accuracy_batches,
@@ -97,7 +97,7 @@ def _bench_scaling(out: Path, backbone: str, variant: str, options: dict[str, An
     from rich import box
 
     from stvfm.atomic import write_json_atomic
-    from stvfm.training.benchmark import ScalingConfig, cost_scaling
+    from stvfm.training.cost_scaling import ScalingConfig, cost_scaling
 
     result = cost_scaling(ScalingConfig(backbone=backbone, variant=variant, model_options=options))
     write_json_atomic(out, result)

