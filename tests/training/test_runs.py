@@ -69,7 +69,7 @@ def test_predict_rebuilds_an_old_record_as_test_does(tiny_run, tmp_path, monkeyp
     option's former default (1.0), not today's, and forecasts the horizon after the input's end."""
     from stvfm.testing import write_synthetic_city
     from stvfm.training import checkpoints
-    from stvfm.training.inference import forecast_after_end
+    from stvfm.training.inference import predict
 
     config, _ = tiny_run
     saved = torch.load(Path(config.out) / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
@@ -84,7 +84,7 @@ def test_predict_rebuilds_an_old_record_as_test_does(tiny_run, tmp_path, monkeyp
     create = checkpoints.create_model
     monkeypatch.setattr(checkpoints, "create_model",
                         lambda name, grid, **options: built.append(options) or create(name, grid, **options))
-    forecast = forecast_after_end(old, city, tmp_path / "forecast.npz", accelerator="cpu")
+    forecast = predict(old, city, tmp_path / "forecast.npz", accelerator="cpu")
     assert [options["calendar_init_std"] for options in built] == [1.0]
     assert forecast.values.shape == (shape["horizon"], shape["channels"], shape["height"], shape["width"])
     _, _, tested = checkpoints.restore(old)

@@ -183,9 +183,9 @@ def predict_command(
     accelerator: AcceleratorOption = "auto",
 ) -> None:
     """Forecast the steps after the end of a series, in original units, with timestamps."""
-    from stvfm.training.inference import forecast_after_end
+    from stvfm.training.inference import predict
 
-    series = forecast_after_end(checkpoint, input, output, accelerator=accelerator)
+    series = predict(checkpoint, input, output, accelerator=accelerator)
     console.print(f"[green]ok[/] {series.values.shape[0]} steps from {series.timestamps[0]} to "
                   f"{series.timestamps[-1]} written to {output}")
 

@@ -1,4 +1,4 @@
-"""Forecasting past the end of a user's series with a trained checkpoint (``stvfm predict``)."""
+"""``stvfm predict``: forecasting past the end of a user's series with a trained checkpoint."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def future_batch(values: np.ndarray, timestamps: np.ndarray, interval_minutes: i
     return {key: value.unsqueeze(0) for key, value in window.items()}
 
 
-def forecast_after_end(checkpoint_path: str | os.PathLike, input_path: str | os.PathLike,
+def predict(checkpoint_path: str | os.PathLike, input_path: str | os.PathLike,
                        output_path: str | os.PathLike, accelerator: str = "auto") -> GridSeries:
     """The horizon after the series' last step, on the accelerator when there is one (``auto``)."""
     output = Path(output_path)
