@@ -10,7 +10,7 @@ import torch
 from robust_helpers import fit_command
 from stvfm.cli.main import main
 from stvfm.errors import OutputError
-from stvfm.training.runner import AtomicCheckpointIO, load_checkpoint
+from stvfm.training.checkpoints import AtomicCheckpointIO, load_checkpoint
 
 
 def _failing_save(real_save, fail_at: int):

@@ -24,7 +24,7 @@ from stvfm.data.prepared import prepare_data
 from stvfm.data.series import GridSeries
 from stvfm.data.sources.stresnet_h5 import read_stresnet_h5
 from stvfm.errors import CheckpointError, DataError, StvfmError
-from stvfm.training.runner import load_checkpoint
+from stvfm.training.checkpoints import load_checkpoint
 
 SETTINGS = settings(max_examples=25, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from robust_helpers import child_env, fit_command, run_to_end
-from stvfm.training.runner import load_checkpoint
+from stvfm.training.checkpoints import load_checkpoint
 
 EPOCHS = 8
 SAME_KEYS = ("mae", "rmse", "per_horizon", "n_windows", "n_points", "epochs", "best_val_score", "parameters")

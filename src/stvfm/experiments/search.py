@@ -16,7 +16,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,8 @@ from stvfm.atomic import write_json_atomic, write_text_atomic
 from stvfm.errors import ConfigError
 from stvfm.models.registry import resolved_options
 from stvfm.training.optim import OptimConfig
-from stvfm.training.runner import SELECTION_METRIC, RunConfig, fit
+from stvfm.training.runner import RunConfig, fit
+from stvfm.training.trainer import SELECTION_METRIC
 
 #: What is searched: name -> (low, high, log scale); ``batch_size`` draws from ``SearchConfig.batch_sizes``.
 #: The warm-up is a fraction of the trial's epochs, so one study can mix budgets without changing its space.

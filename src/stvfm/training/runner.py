@@ -18,17 +18,16 @@ import lightning as L
 import torch
 
 from stvfm.data.prepared import PreparedData, prepare_data
+from stvfm.errors import ConfigError
 from stvfm.ledger import machine, stop_reason
 from stvfm.models.base import Forecaster
-from stvfm.errors import ConfigError
 from stvfm.models.registry import create_model, get_model_entry, resolved_options
 from stvfm.training import results
-from stvfm.training.checkpoints import (  # noqa: F401  (re-exported: the runner's names before the split)
-    AtomicCheckpointIO, build_checkpoint_model, load_checkpoint, load_model_weights, restore, start_from)
+from stvfm.training.checkpoints import load_checkpoint, restore, start_from
 from stvfm.training.claim import accept_folder, logged_rows, prepend_rows
-from stvfm.training.config import BUDGET, IDENTITY, PLACEMENT, RunConfig, protocol_for  # noqa: F401
+from stvfm.training.config import BUDGET, IDENTITY, PLACEMENT, RunConfig, protocol_for  # noqa: F401  (re-exported)
 from stvfm.training.metrics import ForecastMetrics
-from stvfm.training.results import data_record, parameter_counts  # noqa: F401
+from stvfm.training.results import data_record
 from stvfm.training.speed import cast_frozen_linears, compile_backbone
 from stvfm.training.task import ForecastTask
 from stvfm.training.trainer import SELECTION_METRIC, build_trainer, data_module, selection_callbacks
