@@ -119,10 +119,10 @@ def _objective(trial, config: SearchConfig) -> float:
     run = trial_run_config(trial, config)
     trial.set_user_attr("folder", run.out)
     metrics = fit(run, callbacks=[PyTorchLightningPruningCallback(trial, monitor=SELECTION_METRIC)])
-    if metrics.get("best_val_loss") is None:
+    if metrics.get("best_val_score") is None:
         raise optuna.TrialPruned("the trial's budget ended before its first validation")
     trial.set_user_attr("epochs", metrics["epochs"])
-    return float(metrics["best_val_loss"])
+    return float(metrics["best_val_score"])
 
 
 def open_study(config: SearchConfig):
