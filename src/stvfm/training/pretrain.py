@@ -179,8 +179,8 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
                          data_record={name: data_record(data) for name, data in datas.items()})
     batch_size = config.batch_size or min(default_batch_size(s.height, s.width) for s in shapes.values())
     module = MultiGridDataModule(datas, batch_size, config.seed)
-    checkpoints, stopper = selection_callbacks(out, "val/loss", config.patience)
-    trainer = build_trainer(config.run_config(config.datasets[0]), out, [checkpoints, stopper], config.max_epochs)
+    checkpoints, _, selection = selection_callbacks(out, "val/loss", config.patience)
+    trainer = build_trainer(config.run_config(config.datasets[0]), out, selection, config.max_epochs)
     started = time.perf_counter()
     trainer.fit(task, datamodule=module)
     seconds = time.perf_counter() - started

@@ -81,8 +81,8 @@ def _train(config: RunConfig, data: PreparedData, task: ForecastTask, overwrite:
     run from ``last.ckpt``), then test at the best checkpoint."""
     started = time.perf_counter()
     out = Path(config.out)
-    checkpoints, stopper = selection_callbacks(out, SELECTION_METRIC, config.patience)
-    trainer = build_trainer(config, out, callbacks=[checkpoints, stopper, *callbacks], max_epochs=config.max_epochs)
+    checkpoints, stopper, selection = selection_callbacks(out, SELECTION_METRIC, config.patience)
+    trainer = build_trainer(config, out, callbacks=[*selection, *callbacks], max_epochs=config.max_epochs)
     module = data_module(data, config, trainer)
     ckpt_last = out / "checkpoints" / "last.ckpt"
     resumed_epoch = accept_folder(config, out, overwrite)

@@ -76,9 +76,14 @@ def data_module(data: PreparedData, config: RunConfig, trainer: L.Trainer) -> Gr
 
 
 def selection_callbacks(out: Path, monitor: str, patience: int) -> tuple:
-    """(best and last checkpoint, early stopping), both on ``monitor`` (lower is better)."""
+    """(best checkpoint, early stopping, every callback to give the trainer), all on ``monitor`` (lower
+    is better). ``best.ckpt`` follows ``monitor``; ``last.ckpt``, the point a run resumes from, is
+    rewritten after every epoch by a callback of its own (Lightning 2.6's ``save_last`` writes it only
+    in epochs that improve ``best``, so a resume would redo the others)."""
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
-    checkpoints = ModelCheckpoint(dirpath=str(out / "checkpoints"), filename="best", monitor=monitor,
-                                  mode="min", save_last=True, save_top_k=1)
-    return checkpoints, EarlyStopping(monitor=monitor, mode="min", patience=patience)
+    folder = str(out / "checkpoints")
+    best = ModelCheckpoint(dirpath=folder, filename="best", monitor=monitor, mode="min", save_top_k=1)
+    latest = ModelCheckpoint(dirpath=folder, filename="last", save_top_k=1, enable_version_counter=False)
+    stopper = EarlyStopping(monitor=monitor, mode="min", patience=patience)
+    return best, stopper, [best, latest, stopper]
