@@ -20,7 +20,8 @@ import pytest
 import torch.distributed
 
 from robust_helpers import fit_command, run_to_end
-from stvfm.training.runner import RunConfig, evaluate_checkpoint, fit
+from stvfm.training.recipes import resolve_run_config
+from stvfm.training.runner import evaluate_checkpoint, fit
 
 pytestmark = pytest.mark.skipif(
     not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
@@ -32,9 +33,11 @@ def test_two_process_ddp_fit_matches_one_process(tmp_path, tiny_city):
     one, two = tmp_path / "one", tmp_path / "two"
     run_to_end(fit_command(tiny_city, two, "--devices", "2", "--strategy", "ddp_spawn", epochs=2, batch_size=8),
                timeout=480)
-    # the 1-process reference in this process (saves a start-up); the same settings fit_command gives the CLI
-    single = fit(RunConfig(model="stid", dataset=str(tiny_city), out=str(one), max_epochs=2, batch_size=16,
-                           precision="32", accelerator="cpu", seed=3, patience=50, progress=False))
+    # the 1-process reference in this process (saves a start-up); the same settings fit_command gives the CLI,
+    # the model's recipe included
+    single = fit(resolve_run_config(dict(model="stid", dataset=str(tiny_city), out=str(one), max_epochs=2,
+                                         batch_size=16, precision="32", accelerator="cpu", seed=3, patience=50,
+                                         progress=False)))
     parallel = json.loads((two / "metrics.json").read_text())
     for key in ("n_windows", "n_points", "epochs", "parameters"):
         assert parallel[key] == single[key], key
