@@ -113,3 +113,18 @@ def test_fan_out_through_submitit_local_executor(tmp_path, small_city):
     again, _ = reproduce(config)  # a second pass reuses every finished run, submitting nothing
     assert {outcome.status for outcome in again} == {"reused"}
     assert paths["report"].is_file()
+
+
+def test_gaps_are_judged_against_whichever_seed_spread_is_known():
+    from stvfm.experiments.ledger_report import LedgerRow, _verdict
+
+    def row(label, rmses, stop="time cap"):
+        return LedgerRow(label, [{"model": label, "stop_reason": stop, "rmse": value, "seed": seed}
+                                 for seed, value in enumerate(rmses)])
+
+    closed = row("ha-week", [10.0], stop="not trained")
+    assert _verdict(row("stid", [10.0, 10.6, 10.3]), closed) == "within the seed spread"  # gap 0.3, std 0.3
+    assert _verdict(row("stid", [11.0, 11.1, 11.2]), closed) == "beyond the seed spread"
+    assert _verdict(row("tau", [10.1]), closed) == "a learned row has one seed: spread unknown"
+    assert _verdict(row("tau", [10.1]), row("stvfm", [9.0, 9.5, 10.0])) == "within the seed spread"
+    assert _verdict(row("ha-day", [12.0], stop="not trained"), closed) == "both closed form"

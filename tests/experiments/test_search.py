@@ -38,7 +38,7 @@ def test_a_two_trial_search_resumes_from_its_sqlite_file(city, tmp_path):
     assert search(config(city, tmp_path, trials=2))["trials"] == second["trials"]  # target reached: nothing runs
     for trial in second["trials"]:
         assert trial["state"] == "COMPLETE" and set(trial["params"]) == {
-            "batch_size", "lr", "weight_decay", "warmup_fraction", "dropout", "flow_weight"}
+            "batch_size", "lr", "weight_decay", "warmup_fraction", "dropout", "flow_weight", "ema_decay"}
         assert trial["value"] == pytest.approx(trial["validation"]["val_mse_st"])
         assert trial["validation"]["val_rmse"] > 0 and trial["epochs"] == 2
     # the pruning callback reported every epoch's validation figure to the study

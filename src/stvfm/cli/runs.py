@@ -81,6 +81,7 @@ def fit_command(
     lr: LrOption = None,
     weight_decay: Annotated[Optional[float], typer.Option(help="Weight decay (default: the recipe's).")] = None,
     warmup_epochs: WarmupOption = None,
+    ema_decay: Annotated[Optional[float], typer.Option(help="Validate, select and test an exponential moving average of the weights with this decay (e.g. 0.999; 0: none, the default).")] = None,
     precision: PrecisionOption = None,
     compile_backbone: Annotated[Optional[bool], typer.Option("--compile-backbone", help="torch.compile the frozen ViT. Measure first with `stvfm bench --compile-backbone`: on the 2-core dev CPU a training step was 1.12x faster with 1 thread but 0.88x with 2 (docs/benchmark.md).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for weights, shuffling and dropout (default 0).")] = None,
@@ -100,7 +101,7 @@ def fit_command(
 
     quiet_lightning()
     options = parse_options(option)
-    optim = given(lr=lr, weight_decay=weight_decay, warmup_epochs=warmup_epochs)
+    optim = given(lr=lr, weight_decay=weight_decay, warmup_epochs=warmup_epochs, ema_decay=ema_decay)
     flags = given(**{
         "model": model, "dataset": dataset, "out": str(out),
         "channel": channel_index(channel) if channel is not None else None, "steps": steps, "scaling": scaling,

@@ -97,13 +97,17 @@ def ledger_rows(records: list[dict[str, Any]], dataset: str, channel: int | None
 
 
 def _verdict(row: LedgerRow, best: LedgerRow) -> str:
+    """Whether the RMSE gap to the best row is more than twice the wider seed spread of the two; a
+    closed-form row has none (0), a learned row with one seed an unknown one (left out)."""
     if row is best:
         return "best"
     (mean, spread), (best_mean, best_spread) = row.stat("rmse"), best.stat("rmse")
-    if math.isnan(spread) or math.isnan(best_spread):
+    spreads = [value for value in (spread, best_spread) if not math.isnan(value)]
+    if not row.learned and not best.learned:
+        return "both closed form"
+    if not spreads or (len(spreads) == 1 and spreads[0] == 0.0):
         return "a learned row has one seed: spread unknown"
-    widest = max(spread, best_spread)
-    return "beyond the seed spread" if mean - best_mean > 2 * widest else "within the seed spread"
+    return "beyond the seed spread" if mean - best_mean > 2 * max(spreads) else "within the seed spread"
 
 
 def _format(stat: tuple[float, float], with_spread: bool) -> str:

@@ -1,8 +1,8 @@
 """``stvfm search``: an Optuna search of the training recipe, chosen on validation only.
 
 Each trial is an ordinary ``fit`` run in ``OUT/trials/trial-N`` with a recipe drawn from
-``SPACE`` (learning rate, batch size, warm-up, weight decay, and the model's dropout and flow
-weight where it has them and ``--set`` does not fix them), under one per-trial budget (epochs,
+``SPACE`` (learning rate, batch size, warm-up, weight decay, EMA weight averaging, and the
+model's dropout and flow weight where it has them and ``--set`` does not fix them), under one per-trial budget (epochs,
 training batches, minutes). Its objective is the best validation ``SELECTION_METRIC`` the run's
 checkpoint kept; test figures are never read. The study lives in an RDB storage (SQLite), so a
 search resumes after a kill and several workers can share it: ``trials`` is the total the
@@ -37,6 +37,8 @@ SPACE: dict[str, tuple[float, float, bool]] = {
     "flow_weight": (0.1, 2.0, True),  # model option (ST-VFM's lambda), where the model has it
 }
 MODEL_OPTIONS = ("dropout", "flow_weight")
+#: EMA decays tried (0: none); at batch 8 a taxinyc1 epoch is 250 steps, so 0.999 averages over ~4 epochs.
+EMA_DECAYS = (0.0, 0.99, 0.999)
 #: Seconds between a running trial's heartbeats, and silence after which its worker counts as dead.
 HEARTBEAT_S, GRACE_S = 30, 120
 SUMMARY_NAME = "search-summary"
@@ -99,7 +101,8 @@ def trial_run_config(trial, config: SearchConfig) -> RunConfig:
 
     batch_size = trial.suggest_categorical("batch_size", list(config.batch_sizes))
     optim = OptimConfig(lr=_suggest(trial, "lr"), weight_decay=_suggest(trial, "weight_decay"),
-                        warmup_epochs=_suggest(trial, "warmup_fraction") * config.max_epochs)
+                        warmup_epochs=_suggest(trial, "warmup_fraction") * config.max_epochs,
+                        ema_decay=trial.suggest_categorical("ema_decay", list(EMA_DECAYS)))
     options = {**config.model_options, **{name: _suggest(trial, name) for name in config.searched_options}}
     frozen = next(past for past in trial.study.get_trials(deepcopy=False) if past.number == trial.number)
     number = RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
@@ -191,6 +194,7 @@ def write_summary(study, config: SearchConfig) -> dict[str, Any]:
                "channel": config.channel, "model": config.model, "fixed_model_options": config.model_options,
                "objective": f"lowest best-checkpoint {SELECTION_METRIC} (validation, scaled units); test never read",
                "budget_per_trial": config.budget(), "batch_sizes": list(config.batch_sizes),
+               "ema_decays": list(EMA_DECAYS),
                "space": {name: SPACE[name] for name in ("lr", "weight_decay", "warmup_fraction",
                                                         *config.searched_options)},
                "trials_target": config.trials, "best": best, "trials": trials}
@@ -209,7 +213,7 @@ def _number(value: Any) -> str:
 
 def _markdown(summary: dict[str, Any]) -> str:
     budget = summary["budget_per_trial"]
-    params = list(summary["space"]) + ["batch_size"]
+    params = list(summary["space"]) + ["batch_size", "ema_decay"]
     lines = [f"# Recipe search `{summary['study']}`: {summary['model']} on {summary['dataset']} "
              f"(channel {summary['channel']})", "",
              f"Objective: {summary['objective']}. Budget per trial: {json.dumps(budget)}; batch sizes "

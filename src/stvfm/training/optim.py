@@ -29,6 +29,7 @@ class OptimConfig:
     milestones: tuple[int, ...] = ()  # "multistep": epochs at which the rate is multiplied by gamma
     gamma: float = 0.5  # "multistep" factor
     pct_start: float = 0.3  # "onecycle": share of the steps spent rising to lr
+    ema_decay: float = 0.0  # > 0: validate, select and test an exponential moving average of the weights
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -39,6 +40,8 @@ class OptimConfig:
             raise ConfigError("lr must be > 0; weight_decay, warmup_epochs, min_lr and grad_clip must be >= 0")
         if not 0 < self.gamma <= 1 or not 0 < self.pct_start < 1:
             raise ConfigError("gamma must be in (0, 1] and pct_start in (0, 1)")
+        if not 0 <= self.ema_decay < 1:
+            raise ConfigError(f"ema_decay must be in [0, 1) (0: no averaging), got {self.ema_decay}")
         # YAML and JSON give lists; one type keeps equal configs equal (run identity compares them)
         object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
         if any(m < 1 for m in self.milestones) or list(self.milestones) != sorted(set(self.milestones)):

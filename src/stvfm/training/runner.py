@@ -30,7 +30,8 @@ from stvfm.training.metrics import ForecastMetrics
 from stvfm.training.results import data_record
 from stvfm.training.speed import cast_frozen_linears, compile_backbone
 from stvfm.training.task import ForecastTask
-from stvfm.training.trainer import SELECTION_METRIC, build_trainer, data_module, selection_callbacks
+from stvfm.training.trainer import (SELECTION_METRIC, build_trainer, data_module, end_weight_averaging,
+                                    selection_callbacks, weight_averaging)
 
 
 def fit(config: RunConfig, overwrite: bool = False, callbacks: list | None = None) -> dict[str, Any]:
@@ -82,7 +83,8 @@ def _train(config: RunConfig, data: PreparedData, task: ForecastTask, overwrite:
     started = time.perf_counter()
     out = Path(config.out)
     checkpoints, stopper, selection = selection_callbacks(out, SELECTION_METRIC, config.patience)
-    trainer = build_trainer(config, out, callbacks=[*selection, *callbacks], max_epochs=config.max_epochs)
+    trainer = build_trainer(config, out, callbacks=[*selection, *weight_averaging(config.optim), *callbacks],
+                            max_epochs=config.max_epochs)
     module = data_module(data, config, trainer)
     ckpt_last = out / "checkpoints" / "last.ckpt"
     resumed_epoch = accept_folder(config, out, overwrite)
@@ -93,6 +95,7 @@ def _train(config: RunConfig, data: PreparedData, task: ForecastTask, overwrite:
     # Lightning's CSVLogger deletes logs/metrics.csv when it starts: keep the epochs a resumed run does not redo
     logged_before = logged_rows(out / "logs" / "metrics.csv", before_epoch=resumed_epoch + 1) if resume else []
     trainer.fit(task, datamodule=module, ckpt_path=resume)
+    end_weight_averaging(trainer)
     train_seconds = time.perf_counter() - started
     epochs, best_val_score = _training_record(trainer, checkpoints, ckpt_last)
     extra = dict(epochs=epochs, train_seconds=train_seconds, seconds_per_epoch=train_seconds / max(1, epochs),

@@ -12,6 +12,7 @@ from stvfm.data.prepared import PreparedData
 from stvfm.errors import ConfigError
 from stvfm.training.checkpoints import AtomicCheckpointIO
 from stvfm.training.config import RunConfig, lightning_precision
+from stvfm.training.optim import OptimConfig
 
 #: What early stopping and the best checkpoint watch, for every model and variant: the validation
 #: MSE of the forecast itself (scaled units), never a loss with an auxiliary term such as ST-VFM's flow.
@@ -73,6 +74,23 @@ def data_module(data: PreparedData, config: RunConfig, trainer: L.Trainer) -> Gr
                           num_workers=config.num_workers, seed=config.seed, pin_memory=on_cuda(trainer))
 
 
+def weight_averaging(optim: OptimConfig) -> list:
+    """Lightning's EMA callback when the recipe asks for one: validation, both checkpoints' weights
+    and so the test all use the average, while training continues from the raw weights (kept in
+    the checkpoint beside it, so a resume restores both)."""
+    if not optim.ema_decay:
+        return []
+    from lightning.pytorch.callbacks import EMAWeightAveraging
+
+    return [EMAWeightAveraging(decay=optim.ema_decay)]
+
+
+def end_weight_averaging(trainer: L.Trainer) -> None:
+    """After fit: the EMA callback would load a checkpoint's raw weights over its average when the
+    test restores ``best.ckpt``; the test must see the average, which is the checkpoint's ``state_dict``."""
+    from lightning.pytorch.callbacks import WeightAveraging
+
+    trainer.callbacks = [callback for callback in trainer.callbacks if not isinstance(callback, WeightAveraging)]
 
 
 def selection_callbacks(out: Path, monitor: str, patience: int) -> tuple:
