@@ -92,14 +92,14 @@ def test_tiny_has_no_hub_model():
 
 @pytest.mark.parametrize("name", sorted(SMALL_CONFIGS))
 def test_short_cpu_sequences_run_eager_attention_with_the_same_result(name, monkeypatch):
-    import stvfm.backbones.base as base
+    import stvfm.attention as attention
 
     torch.manual_seed(0)
     backbone = create_backbone(name, weights="random", **SMALL_CONFIGS[name])
     tokens = random_tokens(backbone, length=7)
     eager = backbone(tokens)
     assert backbone.model_config._attn_implementation == "eager"
-    monkeypatch.setattr(base, "EAGER_ATTENTION_MAX_TOKENS", 6)  # now 7 tokens count as long
+    monkeypatch.setattr(attention, "EAGER_ATTENTION_MAX_TOKENS", 6)  # now 7 tokens count as long
     fused = backbone(tokens)
     assert backbone.model_config._attn_implementation == "sdpa"
     # the blocks read the same config object, so the switch really changes their kernel

@@ -22,16 +22,10 @@ import torch
 from torch import nn
 
 from stvfm.errors import ConfigError
+from stvfm.attention import eager_attention_wins
 
 if TYPE_CHECKING:  # transformers loads only with the first family (seconds)
     from transformers import PretrainedConfig, PreTrainedModel
-
-#: On CPU, sequences up to this many tokens run eager attention rather than SDPA's flash
-#: kernel: for ViT-S fwd+bwd in bf16 on the 2-core dev box eager was 16-30% faster from 32 to
-#: 384 tokens and still 9% at 768 (docs/benchmark.md). Longer sequences keep SDPA, whose
-#: memory does not grow with the square of the length.
-EAGER_ATTENTION_MAX_TOKENS = 1024
-
 
 @dataclass(frozen=True)
 class WeightsInfo:
@@ -88,11 +82,10 @@ class VisionBackbone(nn.Module):
         return out[0] if isinstance(out, tuple) else out
 
     def select_attention(self, tokens: torch.Tensor) -> None:
-        """Eager attention for short sequences on CPU, SDPA otherwise (see EAGER_ATTENTION_MAX_TOKENS)."""
+        """The Hugging Face blocks' attention by the project's one rule (``eager_attention_wins``)."""
         if self.model_config is None:
             return
-        eager = tokens.device.type == "cpu" and tokens.shape[1] <= EAGER_ATTENTION_MAX_TOKENS
-        self.model_config._attn_implementation = "eager" if eager else "sdpa"
+        self.model_config._attn_implementation = "eager" if eager_attention_wins(tokens, tokens) else "sdpa"
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         self.select_attention(tokens)

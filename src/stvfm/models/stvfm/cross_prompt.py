@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stvfm.attention import attention
+
 
 class CrossPromptAttention(nn.Module):
     """Multi-head self-attention whose keys/values are extended by prompt tokens.
@@ -19,6 +21,7 @@ class CrossPromptAttention(nn.Module):
     (eq. 10), so the branch decides per query how much to listen to the other branch. No
     dropout on the attention weights: it would force SDPA's unfused path, which holds the
     whole (N_s x 2 N_s) matrix per head and frame (3 GB and 100 s per step on a 128x128 grid).
+    Short sequences on CPU run eagerly instead (``stvfm.attention``): same function, faster there.
     """
 
     def __init__(self, dim: int, heads: int):
@@ -35,9 +38,7 @@ class CrossPromptAttention(nn.Module):
         prompt_key, prompt_value = (
             self.prompt_kv(prompts).view(batch, prompts.shape[1], 2, self.heads, head_dim).permute(2, 0, 3, 1, 4)
         )
-        mixed = F.scaled_dot_product_attention(
-            query, torch.cat([key, prompt_key], dim=2), torch.cat([value, prompt_value], dim=2),
-        )
+        mixed = attention(query, torch.cat([key, prompt_key], dim=2), torch.cat([value, prompt_value], dim=2))
         return self.out(mixed.transpose(1, 2).reshape(batch, length, dim))
 
 
