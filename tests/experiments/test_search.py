@@ -8,7 +8,9 @@ import pytest
 
 from stvfm.cli.main import main
 from stvfm.errors import ConfigError
+import stvfm.experiments.search as search_module
 from stvfm.experiments.search import SearchConfig, search
+from stvfm.training.recipes import resolve_run_config
 from stvfm.testing import write_synthetic_city
 
 TINY = {"backbone": "tiny", "weights": "random", "temporal_dim": 16, "temporal_heads": 2, "encoder_layers": 1,
@@ -64,3 +66,17 @@ def test_cli_search_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     assert main(["search", "--dataset", "bikenyc1", "--storage", "study.db", "--out", str(tmp_path)]) == 2
     assert main(["search", "--dataset", "bikenyc1", "--batch-sizes", "8,x", "--out", str(tmp_path)]) == 2
     assert "--batch-sizes" in capsys.readouterr().err
+
+
+def test_a_trial_starts_from_the_models_recipe(city, tmp_path):
+    import optuna
+
+    study = optuna.create_study()
+    trial = study.ask()
+    run = search_module.trial_run_config(trial, config(city, tmp_path, trials=1))
+    recipe = resolve_run_config({"model": "stvfm", "dataset": str(city), "out": str(tmp_path)})
+    assert run.precision == recipe.precision == "bf16"  # not given: the recipe's
+    assert run.optim.schedule == recipe.optim.schedule and run.optim.min_lr == recipe.optim.min_lr
+    assert run.optim.lr == trial.params["lr"] and run.optim.ema_decay == trial.params["ema_decay"]
+    assert run.batch_size == trial.params["batch_size"] and run.max_epochs == 2
+    assert run.model_options["temporal_dim"] == TINY["temporal_dim"]

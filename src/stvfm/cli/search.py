@@ -28,14 +28,14 @@ def register(app: typer.Typer) -> None:
         limit_train_batches: Annotated[float, typer.Option(help="Fraction (<=1) or count (>1) of training batches per epoch of a trial.")] = 1.0,
         patience: Annotated[int, typer.Option(help="Early-stopping patience within a trial.")] = 20,
         batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes to choose from.")] = "8,16,32",
-        precision: PrecisionOption = "32",
+        precision: PrecisionOption = None,
         seed: Annotated[int, typer.Option(help="Training seed of every trial.")] = 0,
         sampler_seed: Annotated[Optional[int], typer.Option(help="Seed of the TPE sampler (default: none, so workers draw differently).")] = None,
         accelerator: AcceleratorOption = "auto",
         option: Annotated[Optional[list[str]], typer.Option("--set", help="Model option KEY=VALUE fixed for every trial (not searched), repeatable.")] = None,
         data_root: RootOption = None,
     ) -> None:
-        """Search lr, batch size, warm-up, weight decay, dropout and flow weight for the lowest validation error."""
+        """Search lr, batch size, warm-up, weight decay, EMA decay, dropout and flow weight for the lowest validation error."""
         from stvfm.errors import ConfigError
 
         try:

@@ -1,9 +1,10 @@
 """``stvfm search``: an Optuna search of the training recipe, chosen on validation only.
 
-Each trial is an ordinary ``fit`` run in ``OUT/trials/trial-N`` with a recipe drawn from
-``SPACE`` (learning rate, batch size, warm-up, weight decay, EMA weight averaging, and the
-model's dropout and flow weight where it has them and ``--set`` does not fix them), under one per-trial budget (epochs,
-training batches, minutes). Its objective is the best validation ``SELECTION_METRIC`` the run's
+Each trial is an ordinary ``fit`` run in ``OUT/trials/trial-N``: the model's recipe
+(``stvfm/recipes``) for everything not searched, with a draw from ``SPACE`` (learning rate,
+batch size, warm-up, weight decay, EMA weight averaging, and the model's dropout and flow
+weight where it has them and ``--set`` does not fix them), under one per-trial budget
+(epochs, training batches, minutes). Its objective is the best validation ``SELECTION_METRIC`` the run's
 checkpoint kept; test figures are never read. The study lives in an RDB storage (SQLite), so a
 search resumes after a kill and several workers can share it: ``trials`` is the total the
 study should reach, a trial whose worker died (no heartbeat) is retried with the same recipe
@@ -23,7 +24,7 @@ from typing import Any
 from stvfm.atomic import write_json_atomic, write_text_atomic
 from stvfm.errors import ConfigError
 from stvfm.models.registry import resolved_options
-from stvfm.training.optim import OptimConfig
+from stvfm.training.recipes import resolve_run_config
 from stvfm.training.runner import RunConfig, fit
 from stvfm.training.trainer import SELECTION_METRIC
 
@@ -61,7 +62,7 @@ class SearchConfig:
     max_minutes: float | None = None  # per trial
     limit_train_batches: float | int = 1.0
     patience: int = 20
-    precision: str = "32"
+    precision: str | None = None  # None: the model's recipe's
     batch_sizes: tuple[int, ...] = (8, 16, 32)
     seed: int = 0  # training seed of every trial: recipes differ, not luck
     sampler_seed: int | None = None  # None: workers sharing a study draw differently
@@ -96,23 +97,26 @@ def _suggest(trial, name: str) -> float:
 
 
 def trial_run_config(trial, config: SearchConfig) -> RunConfig:
-    """The ``fit`` run of one trial; a retried trial gets the folder of the trial it repeats, to resume there."""
+    """The ``fit`` run of one trial: the model's recipe, with the study's budget and fixed options and
+    the trial's draws over it; a retried trial gets the folder of the trial it repeats, to resume there."""
     from optuna.storages import RetryHeartbeatStaleTrialCallback
 
     batch_size = trial.suggest_categorical("batch_size", list(config.batch_sizes))
-    optim = OptimConfig(lr=_suggest(trial, "lr"), weight_decay=_suggest(trial, "weight_decay"),
-                        warmup_epochs=_suggest(trial, "warmup_fraction") * config.max_epochs,
-                        ema_decay=trial.suggest_categorical("ema_decay", list(EMA_DECAYS)))
+    optim = {"lr": _suggest(trial, "lr"), "weight_decay": _suggest(trial, "weight_decay"),
+             "warmup_epochs": _suggest(trial, "warmup_fraction") * config.max_epochs,
+             "ema_decay": trial.suggest_categorical("ema_decay", list(EMA_DECAYS))}
     options = {**config.model_options, **{name: _suggest(trial, name) for name in config.searched_options}}
     frozen = next(past for past in trial.study.get_trials(deepcopy=False) if past.number == trial.number)
     number = RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
     folder = Path(config.out) / "trials" / f"trial-{trial.number if number is None else number}"
-    return RunConfig(model=config.model, dataset=config.dataset, out=str(folder), channel=config.channel,
-                     steps=config.steps, model_options=options, max_epochs=config.max_epochs,
-                     max_minutes=config.max_minutes, patience=config.patience, batch_size=batch_size,
-                     limit_train_batches=config.limit_train_batches, precision=config.precision, seed=config.seed,
-                     optim=optim, accelerator=config.accelerator, data_root=config.data_root,
-                     progress=config.progress)
+    flags = {"model": config.model, "dataset": config.dataset, "out": str(folder), "channel": config.channel,
+             "steps": config.steps, "model_options": options, "max_epochs": config.max_epochs,
+             "max_minutes": config.max_minutes, "patience": config.patience, "batch_size": batch_size,
+             "limit_train_batches": config.limit_train_batches, "precision": config.precision,
+             "seed": config.seed, "optim": optim, "accelerator": config.accelerator, "data_root": config.data_root,
+             "progress": config.progress}
+    given = {key: value for key, value in flags.items() if value is not None or key == "channel"}  # None: all channels
+    return resolve_run_config(given)
 
 
 def _objective(trial, config: SearchConfig) -> float:
@@ -192,6 +196,7 @@ def write_summary(study, config: SearchConfig) -> dict[str, Any]:
     best = min(complete, key=lambda trial: trial["value"]) if complete else None
     summary = {"study": config.study_name, "storage": config.storage, "dataset": config.dataset,
                "channel": config.channel, "model": config.model, "fixed_model_options": config.model_options,
+               "base": f"the {config.model} recipe (stvfm/recipes), its per-dataset overrides included",
                "objective": f"lowest best-checkpoint {SELECTION_METRIC} (validation, scaled units); test never read",
                "budget_per_trial": config.budget(), "batch_sizes": list(config.batch_sizes),
                "ema_decays": list(EMA_DECAYS),
@@ -216,7 +221,7 @@ def _markdown(summary: dict[str, Any]) -> str:
     params = list(summary["space"]) + ["batch_size", "ema_decay"]
     lines = [f"# Recipe search `{summary['study']}`: {summary['model']} on {summary['dataset']} "
              f"(channel {summary['channel']})", "",
-             f"Objective: {summary['objective']}. Budget per trial: {json.dumps(budget)}; batch sizes "
+             f"Base: {summary['base']}. Objective: {summary['objective']}. Budget per trial: {json.dumps(budget)}; batch sizes "
              f"{summary['batch_sizes']}; fixed model options {json.dumps(summary['fixed_model_options'])}. "
              f"Storage `{summary['storage']}`.", ""]
     best = summary["best"]
