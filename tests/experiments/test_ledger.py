@@ -128,3 +128,16 @@ def test_gaps_are_judged_against_whichever_seed_spread_is_known():
     assert _verdict(row("tau", [10.1]), closed) == "a learned row has one seed: spread unknown"
     assert _verdict(row("tau", [10.1]), row("stvfm", [9.0, 9.5, 10.0])) == "within the seed spread"
     assert _verdict(row("ha-day", [12.0], stop="not trained"), closed) == "both closed form"
+
+
+def test_compare_puts_ledger_records_beside_run_folders(ledger_with_runs, tmp_path):
+    from stvfm.reports.tables import comparison_rows
+
+    root, ledger = ledger_with_runs
+    copied = tmp_path / "ledger"
+    shutil.copytree(ledger, copied)
+    one_record = next(path for path in copied.rglob("ha-week*.json"))
+    rows = comparison_rows([copied, root / "stid-0"])  # three records + one run folder
+    assert sorted(row[0] for row in rows) == ["ha-week", "stid", "stid", "stid"]
+    assert [row[0] for row in comparison_rows([one_record])] == ["ha-week"]
+    assert main(["compare", str(copied), str(root / "stid-0")]) == 0

@@ -11,7 +11,7 @@ from rich.table import Table
 from stvfm.cli.options import console
 
 def compare_command(
-    runs: Annotated[list[Path], typer.Argument(help="Run folders (or metrics.json files) to put side by side.")],
+    runs: Annotated[list[Path], typer.Argument(help="Run folders (or metrics.json files) and ledger folders (or records) to put side by side.")],
     markdown: Annotated[Optional[Path], typer.Option(help="Also write the table as Markdown to this file.")] = None,
 ) -> None:
     """One table of test RMSE / MAE over several runs, with the weights each really used."""

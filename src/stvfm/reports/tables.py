@@ -36,10 +36,28 @@ def load_metrics(run: str | Path) -> dict[str, Any]:
 COLUMNS = ("model", "dataset", "channel", "RMSE", "MAE", "windows", "weights", "epochs", "s/epoch")
 
 
+def _results(source: str | Path) -> list[dict[str, Any]]:
+    """The results one argument names: a run folder or its metrics.json, or a ledger folder (its
+    records, searched recursively) or one ledger record: finished runs and records mix in one table."""
+    from stvfm.ledger import read_records
+
+    path = Path(source)
+    if path.is_dir() and not (path / "metrics.json").exists() and any(path.rglob("*.json")):
+        return read_records([path])
+    if path.is_file() and path.name != "metrics.json":
+        try:
+            if json.loads(path.read_text()).get("schema") is not None:
+                return read_records([path])
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            pass  # not a record: load_metrics says what is wrong with it
+    return [load_metrics(path)]
+
+
 def comparison_rows(runs: list[str | Path]) -> list[tuple[str, ...]]:
-    """One row per run, best RMSE first, naming the weights each model really used."""
+    """One row per run or ledger record, best RMSE first, naming the weights each model really used."""
     rows = []
-    for payload in sorted((load_metrics(run) for run in runs), key=lambda p: p["rmse"]):
+    results = [result for source in runs for result in _results(source)]
+    for payload in sorted(results, key=lambda p: p["rmse"]):
         weights = (payload.get("weights") or {}).get("label", "-")
         name = payload["model"] + (f" ({payload['variant']})" if payload.get("variant") else "")
         per_epoch = payload.get("seconds_per_epoch")
