@@ -141,3 +141,16 @@ def test_compare_puts_ledger_records_beside_run_folders(ledger_with_runs, tmp_pa
     assert sorted(row[0] for row in rows) == ["ha-week", "stid", "stid", "stid"]
     assert [row[0] for row in comparison_rows([one_record])] == ["ha-week"]
     assert main(["compare", str(copied), str(root / "stid-0")]) == 0
+
+
+def test_crowd_and_cellular_go_on_the_papers_thousand_scale_in_the_direction_the_data_says():
+    from stvfm.experiments.ledger_report import LedgerRow, render
+    from stvfm.experiments.paper import paper_scale
+
+    assert paper_scale("crowd", 0.2) == 1e3 and paper_scale("cellular", 5000.0) == 1e-3
+    assert paper_scale("bikenyc1", 0.2) == 1.0 and paper_scale("crowd", None) == 1.0
+    record = {"model": "stid", "stop_reason": "early stop", "rmse": 0.004, "mae": 0.002, "seed": 0, "epochs": 3,
+              "scaling": {"minimum": 0.0, "maximum": 0.5}}
+    text = render([LedgerRow("stid", [record])], "crowd", 0, ["ledger"])
+    assert "| stid | 4.000 | 2.000 | 3.85 / 1.63 |" in text
+    assert "x 1000" not in render([LedgerRow("stid", [record])], "bikenyc1", 0, ["ledger"])

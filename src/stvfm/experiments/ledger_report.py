@@ -16,7 +16,7 @@ from typing import Any
 
 from stvfm.atomic import write_text_atomic
 from stvfm.errors import DataError
-from stvfm.experiments.paper import paper_figure
+from stvfm.experiments.paper import paper_figure, paper_scale
 from stvfm.ledger import identity, read_records
 
 #: Paper rows for ST-VFM variants (main table rows are model names).
@@ -133,6 +133,14 @@ def render(rows: list[LedgerRow], dataset: str, channel: int | None, sources: li
         lines.append(f"| {row.label} | {_format(row.stat('rmse'), several)} | {_format(row.stat('mae'), several)} | {paper_text} | "
                      f"{', '.join(map(str, row.seeds))} | {row.budget} | {row.trend} | {row.weights} | "
                      f"{_verdict(row, best)} |")
+    scale = paper_scale(dataset, (best.records[0].get("scaling") or {}).get("maximum"))
+    if scale != 1.0:
+        lines += ["", f"On the paper's printed scale (our errors x {scale:g}, as it scales {dataset} after UniST):", "",
+                  "| model | RMSE | MAE | paper RMSE / MAE |", "|---|---|---|---|"]
+        for row in rows:
+            paper = paper_figure("main", _PAPER_ROW.get(row.model, row.model), dataset)
+            lines.append(f"| {row.label} | {row.stat('rmse')[0] * scale:.3f} | {row.stat('mae')[0] * scale:.3f} | "
+                         f"{f'{paper[0]:g} / {paper[1]:g}' if paper else '-'} |")
     capped = [row.label for row in rows if any(r["stop_reason"] in ("time cap", "epoch cap") for r in row.records)]
     lines += ["", f"Stopped by a cap (not converged): {', '.join(capped) if capped else 'none'}."]
     return "\n".join(lines) + "\n"
