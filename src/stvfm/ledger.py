@@ -53,7 +53,9 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "torch": torch.__version__}
+    # the 15-minute load average when the run ended: above the run's own threads, it shared the cores
+    load = round(os.getloadavg()[2], 2) if hasattr(os, "getloadavg") else None
+    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "torch": torch.__version__, "load_15min": load}
 
 
 def stop_reason(epochs: int, max_epochs: int, train_seconds: float, max_minutes: float | None,

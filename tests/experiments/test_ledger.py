@@ -44,6 +44,7 @@ def test_every_fit_leaves_a_record_with_the_schema(ledger_with_runs):
     assert [point["epoch"] for point in stid["val_curve"]] == [0, 1] and "val/mse_st" in stid["val_curve"][0]
     assert stid["settings"]["optim"]["optimizer"] == "adam"  # the recipe, resolved
     assert stid["selection_metric"] == "val/mse_st" and stid["threads"] >= 1 and stid["machine"]["cores"]
+    assert stid["machine"]["load_15min"] >= 0  # readers can tell a run that shared its cores
     assert "checkpoint" not in stid and not any(path.suffix != ".json" for path in ledger.rglob("*") if path.is_file())
     classical = next(record for record in records if record["model"] == "ha-week")
     assert classical["stop_reason"] == "not trained"

@@ -49,13 +49,15 @@ class LedgerRow:
 
     @property
     def budget(self) -> str:
-        """Epochs run, training minutes and threads of each seed, and why each stopped."""
+        """Epochs run, training minutes, threads (and the machine's load, where recorded) of each seed, and why each stopped."""
         if not self.learned:
             return "closed form"
         parts = []
         for record in sorted(self.records, key=lambda r: r["seed"]):
             minutes = (record.get("train_seconds") or 0) / 60
-            parts.append(f"{record['epochs']} ep, {minutes:.0f} min x {record.get('threads') or '?'} thr, "
+            load = (record.get("machine") or {}).get("load_15min")
+            shared = f" (load {load:g})" if load is not None else ""
+            parts.append(f"{record['epochs']} ep, {minutes:.0f} min x {record.get('threads') or '?'} thr{shared}, "
                          f"{record['stop_reason']}")
         return "; ".join(parts)
 
