@@ -25,6 +25,14 @@ def positive(value) -> bool:
 
 def check_result(result: dict, datasets: tuple[str, ...], modes: tuple[str, ...] = MODES) -> None:
     assert positive(result["peak_tflops"]["fp32"]) and positive(result["peak_tflops"]["bf16"])
+    # the ceiling is the higher of the peaks measured before and after the timed work
+    measured = result["peak_tflops_measured"]
+    for dtype in ("fp32", "bf16"):
+        assert result["peak_tflops"][dtype] == max(measured["start"][dtype], measured["end"][dtype])
+    for figures in result["datasets"].values():
+        for mode, row in figures["modes"].items():
+            peak = result["peak_tflops"]["fp32" if mode == "fp32" else "bf16"]
+            assert math.isclose(row["train_utilisation"], row["train_tflops"] / peak)
     assert result["machine"]["threads"] >= 1 and result["machine"]["cpu"] and result["machine"]["torch"]
     assert set(result["datasets"]) == set(datasets)
     for name in datasets:
