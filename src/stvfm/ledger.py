@@ -163,7 +163,7 @@ def read_records(paths: list[str | Path]) -> list[dict[str, Any]]:
         for file in files:
             try:
                 payload = json.loads(file.read_text())
-            except (OSError, json.JSONDecodeError) as error:
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
                 raise DataError(f"{file}: not a readable ledger record ({error})") from None
             records.append(check_record(payload, file) | {"ledger_file": str(file)})
     return records

@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import nn
 
-from stvfm.errors import ConfigError
 from stvfm.attention import eager_attention_wins
+from stvfm.errors import ConfigError
 
 if TYPE_CHECKING:  # transformers loads only with the first family (seconds)
     from transformers import PretrainedConfig, PreTrainedModel
+
 
 @dataclass(frozen=True)
 class WeightsInfo:

@@ -117,6 +117,11 @@ def _format(stat: tuple[float, float], with_spread: bool) -> str:
     return f"{mean:.3f} ± {spread:.3f}" if with_spread else f"{mean:.3f}"
 
 
+def _paper_text(row: LedgerRow, dataset: str) -> str:
+    paper = paper_figure("main", _PAPER_ROW.get(row.model, row.model), dataset)
+    return f"{paper[0]:g} / {paper[1]:g}" if paper else "-"
+
+
 def render(rows: list[LedgerRow], dataset: str, channel: int | None, sources: list[str]) -> str:
     if not rows:
         raise DataError(f"no ledger records for {dataset} channel {channel} in {', '.join(sources)}")
@@ -129,10 +134,8 @@ def render(rows: list[LedgerRow], dataset: str, channel: int | None, sources: li
              "| model | RMSE | MAE | paper RMSE / MAE | seeds | budget per seed | val RMSE, last epochs | weights | vs best |",
              "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
-        paper = paper_figure("main", _PAPER_ROW.get(row.model, row.model), dataset)
-        paper_text = f"{paper[0]:g} / {paper[1]:g}" if paper else "-"
         several = row.learned and len(row.records) > 1
-        lines.append(f"| {row.label} | {_format(row.stat('rmse'), several)} | {_format(row.stat('mae'), several)} | {paper_text} | "
+        lines.append(f"| {row.label} | {_format(row.stat('rmse'), several)} | {_format(row.stat('mae'), several)} | {_paper_text(row, dataset)} | "
                      f"{', '.join(map(str, row.seeds))} | {row.budget} | {row.trend} | {row.weights} | "
                      f"{_verdict(row, best)} |")
     scale = paper_scale(dataset, (best.records[0].get("scaling") or {}).get("maximum"))
@@ -140,9 +143,8 @@ def render(rows: list[LedgerRow], dataset: str, channel: int | None, sources: li
         lines += ["", f"On the paper's printed scale (our errors x {scale:g}, as it scales {dataset} after UniST):", "",
                   "| model | RMSE | MAE | paper RMSE / MAE |", "|---|---|---|---|"]
         for row in rows:
-            paper = paper_figure("main", _PAPER_ROW.get(row.model, row.model), dataset)
             lines.append(f"| {row.label} | {row.stat('rmse')[0] * scale:.3f} | {row.stat('mae')[0] * scale:.3f} | "
-                         f"{f'{paper[0]:g} / {paper[1]:g}' if paper else '-'} |")
+                         f"{_paper_text(row, dataset)} |")
     capped = [row.label for row in rows if any(r["stop_reason"] in ("time cap", "epoch cap") for r in row.records)]
     lines += ["", f"Stopped by a cap (not converged): {', '.join(capped) if capped else 'none'}."]
     return "\n".join(lines) + "\n"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+
 class FullPrecisionLinear(nn.Linear):
     """An ``nn.Linear`` that computes in fp32 even under bf16 autocast.
 

@@ -46,10 +46,9 @@ def _results(source: str | Path) -> list[dict[str, Any]]:
         return read_records([path])
     if path.is_file() and path.name != "metrics.json":
         try:
-            if json.loads(path.read_text()).get("schema") is not None:
-                return read_records([path])
-        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-            pass  # not a record: load_metrics says what is wrong with it
+            return read_records([path])
+        except DataError:
+            pass  # not a ledger record: load_metrics says what is wrong with it as a metrics file
     return [load_metrics(path)]
 
 

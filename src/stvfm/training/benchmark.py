@@ -110,7 +110,7 @@ def run_benchmark(config: BenchmarkConfig) -> dict:
                 datasets[name]["epoch"] = whole_epoch(name, config, peak)
         measured["end"] = _peaks(config)
         peaks = {dtype: max(measured["start"][dtype], measured["end"][dtype]) for dtype in peaks}
-        _against_peaks(datasets, measured["start"], peaks)
+        _against_peaks(datasets, peaks)
     finally:
         torch.set_num_threads(threads_before)
     ratios = {name: _ratios(result) for name, result in datasets.items()}
@@ -134,7 +134,7 @@ def _peaks(config: BenchmarkConfig) -> dict[str, float]:
     return {"fp32": matmul_peak_tflops(torch.float32, config), "bf16": matmul_peak_tflops(torch.bfloat16, config)}
 
 
-def _against_peaks(datasets: dict, used: dict[str, float], peaks: dict[str, float]) -> None:
+def _against_peaks(datasets: dict, peaks: dict[str, float]) -> None:
     """Utilisations against the higher of the peaks measured before and after the timed work.
 
     On a shared or frequency-scaling host one square matmul's best time moves between runs (the
@@ -143,14 +143,13 @@ def _against_peaks(datasets: dict, used: dict[str, float], peaks: dict[str, floa
     ceiling: utilisations err low, never above what the machine did."""
     for result in datasets.values():
         for mode, row in result["modes"].items():
-            dtype = "fp32" if mode == "fp32" else "bf16"
-            for key in ("train_utilisation", "vit_utilisation"):
-                row[key] *= used[dtype] / peaks[dtype]
+            peak = peaks["fp32" if mode == "fp32" else "bf16"]
+            row["train_utilisation"], row["vit_utilisation"] = row["train_tflops"] / peak, row["vit_tflops"] / peak
         epoch = result.get("epoch")
         if epoch and epoch["device"] == "cpu":
-            for key in [key for key in epoch if key.endswith("_utilisation")]:
-                epoch[key] *= epoch["peak_tflops"] / peaks["bf16"]
             epoch["peak_tflops"] = peaks["bf16"]
+            for part in ("train", "val", "epoch"):
+                epoch[f"{part}_utilisation"] = epoch[f"{part}_tflop"] / epoch[f"{part}_s"] / peaks["bf16"]
 
 
 def machine_info(threads: int) -> dict:
