@@ -144,6 +144,26 @@ def test_compare_puts_ledger_records_beside_run_folders(ledger_with_runs, tmp_pa
     assert main(["compare", str(copied), str(root / "stid-0")]) == 0
 
 
+def test_a_reproduce_report_takes_records_of_the_same_run_and_budget_from_the_ledger(ledger_with_runs, small_city,
+                                                                                   tmp_path):
+    _, ledger = ledger_with_runs
+    alone = tmp_path / "fresh-clone"
+    shutil.copytree(ledger, alone / "ledger")  # no run folders: a clone of the repository
+    config = dict(experiment="main", dataset=str(small_city), out=str(alone / "runs"), recipes=True, max_epochs=2,
+                  limit_train_batches=2, batch_size=16, seeds=(0, 1), report_only=True, progress=False)
+    outcomes, paths = reproduce(ReproduceConfig(**config, ledger=str(alone / "ledger")))
+    from_ledger = {(outcome.label, outcome.seed) for outcome in outcomes if outcome.status == "from ledger"}
+    assert from_ledger == {("stid", 0), ("stid", 1), ("ha-week", 0)}
+    stid = next(outcome for outcome in outcomes if outcome.label == "stid" and outcome.seed == 1)
+    assert stid.folder.parent == alone / "ledger" / small_city.stem and stid.metrics["seed"] == 1
+    report_text = paths["report"].read_text()
+    assert "| stid | - | 2/2 |" in report_text and "every model at its own recipe" in report_text
+    assert "--ledger" in report_text and "horizons.png" in report_text  # the figure reads the records too
+    # another budget is another run: its records never fill this table
+    outcomes, _ = reproduce(ReproduceConfig(**config | {"max_epochs": 3}, ledger=str(alone / "ledger")))
+    assert {outcome.label for outcome in outcomes if outcome.status == "from ledger"} == {"ha-week"}
+
+
 def test_crowd_and_cellular_go_on_the_papers_thousand_scale_in_the_direction_the_data_says():
     from stvfm.experiments.ledger_report import LedgerRow, render
     from stvfm.experiments.paper import paper_scale

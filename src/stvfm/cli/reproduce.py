@@ -20,6 +20,7 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for the runs and the report (shared by experiments: runs are reused). Default: $STVFM_RUNS/reproduce (STVFM_RUNS defaults to runs).")] = None,
         report_dir: Annotated[Optional[Path], typer.Option(help="Folder for the report, CSV and figure (default: --out).")] = None,
         report_only: Annotated[bool, typer.Option(help="Train nothing: write the report from the runs finished so far.")] = False,
+        ledger: Annotated[Optional[Path], typer.Option(help="Ledger folder: a record of the same run and budget stands in for a run with no finished folder (e.g. docs/results/ledger on a fresh clone).")] = None,
         quick: Annotated[bool, typer.Option(help="Smoke run: one seed, one short epoch per fit. The numbers mean nothing.")] = False,
         seed: Annotated[Optional[list[int]], typer.Option(help="Seed, repeatable (default 0 1 2; 0 with --quick).")] = None,
         channel: ChannelOption = None,
@@ -45,7 +46,7 @@ def register(app: typer.Typer) -> None:
         config = ReproduceConfig(
             experiment=experiment, dataset=dataset, out=str(out), quick=quick,
             report_dir=None if report_dir is None else str(report_dir), report_only=report_only,
-            seeds=tuple(seed) if seed else None, channel=channel_index(channel), steps=steps, max_epochs=max_epochs,
+            ledger=None if ledger is None else str(ledger), seeds=tuple(seed) if seed else None, channel=channel_index(channel), steps=steps, max_epochs=max_epochs,
             max_minutes=max_minutes, precision=precision, warmup_epochs=warmup_epochs,
             limit_train_batches=None if limit_train_batches is None else batch_limit(limit_train_batches), batch_size=batch_size, data_root=data_root,
             model_options=parse_options(option), recipes=recipes, executor=executor, **given(lr=lr),

@@ -83,6 +83,9 @@ class ReproduceConfig:
     quick: bool = False
     report_dir: str | None = None  # None: ``out``; e.g. docs/results to keep reports apart from the runs
     report_only: bool = False  # train nothing: report the finished runs, list the others as not run
+    # Ledger folder whose records stand in for runs of the same settings and budget that have no
+    # finished folder here (a report rebuilt on a fresh clone, results gathered elsewhere).
+    ledger: str | None = None
     seeds: tuple[int, ...] | None = None  # None: (0, 1, 2), or (0,) with quick
     channel: int | None = 0
     steps: int | None = None
@@ -200,6 +203,8 @@ def reproduce_command(config: ReproduceConfig) -> str:
         parts.append(f"--precision {config.precision}")
     if config.recipes:
         parts.append("--recipes")
+    if config.ledger:
+        parts.append(f"--ledger {config.ledger}")
     if config.lr != OptimConfig.lr:
         parts.append(f"--lr {config.lr:g}")
     parts += [f"--set {key}={value}" for key, value in config.model_options.items()]

@@ -66,6 +66,15 @@ def _spread_verdict(row: ReportRow, reference: ReportRow | None) -> str:
     return f"{gap:+.3f}, {verdict} seed spread"
 
 
+def _recipe_budget(config: ReproduceConfig) -> str:
+    """What a report of runs at their own recipes can say for all of them: the limits given on top."""
+    given = [f"{name} {value}" for name, value in (
+        ("max epochs", config.max_epochs), ("precision", config.precision), ("batch size", config.batch_size),
+        ("training batches per epoch", config.limit_train_batches), ("warm-up epochs", config.warmup_epochs))
+        if value is not None]
+    return "every model at its own recipe (src/stvfm/recipes)" + "".join(f", {part}" for part in given)
+
+
 def _format(stat: tuple[float, float] | None) -> str:
     if stat is None:
         return "-"
@@ -92,9 +101,10 @@ def write_report(config: ReproduceConfig, outcomes: list[RunOutcome]) -> dict[st
         f"# {config.experiment} on {dataset} (channel {config.channel})", "",
         f"Test split, original units. Seeds: {', '.join(map(str, config.seed_list))}; "
         f"mode: {'quick (smoke run, numbers mean nothing)' if config.quick else 'full'}; "
-        f"max epochs {settings.max_epochs}, precision {config.precision}, lr {config.lr:g}, "
-        f"warm-up {config.warmup:g} epochs, batch size {settings.batch_size or 'by grid size'}"
-        + (f", {config.train_batches} training batches per epoch" if config.train_batches != 1.0 else "")
+        + (_recipe_budget(config) if config.recipes else
+           f"max epochs {settings.max_epochs}, precision {config.precision}, lr {config.lr:g}, "
+           f"warm-up {config.warmup:g} epochs, batch size {settings.batch_size or 'by grid size'}"
+           + (f", {config.train_batches} training batches per epoch" if config.train_batches != 1.0 else ""))
         + (f", at most {config.max_minutes:g} min per run" if config.max_minutes else "")
         + "".join(f", {key} = {value} for every run that has it" for key, value in config.model_options.items()) + ".",
         "Mean ± sample std over seeds. Paper: the published figure for the same dataset column, "

@@ -14,12 +14,16 @@ from typing import Any, Callable
 from stvfm.atomic import write_text_atomic
 from stvfm.errors import ConfigError, StvfmError
 from stvfm.experiments.plan import PlannedRun, ReproduceConfig
+from stvfm.ledger import read_records
+from stvfm.models.registry import get_model_entry
 from stvfm.reports.tables import load_metrics
 from stvfm.training.folders import in_progress
 from stvfm.training.runner import RunConfig, fit
 
 #: File that marks a run folder as being trained by a process (host:pid inside).
 LOCK_NAME = ".running"
+#: Status of a run whose result comes from a ledger record rather than its folder.
+LEDGER_STATUS = "from ledger"
 #: Why the last attempt at a run failed (its traceback for an unexpected error), read by --report-only.
 ERROR_NAME = "error.txt"
 
@@ -29,7 +33,7 @@ class RunOutcome:
     label: str
     seed: int
     folder: Path
-    status: str  # "trained" | "reused" | "failed: <reason>" | "busy: <owner>" | "missing: <why>"
+    status: str  # "trained" | "reused" | "from ledger" | "failed: <reason>" | "busy: <owner>" | "missing: <why>"
     metrics: dict[str, Any] | None
 
 
@@ -49,19 +53,39 @@ def finished_metrics(config: RunConfig) -> dict[str, Any] | None:
 
 
 def run_all(config: ReproduceConfig, announce: Callable[[str], None] = lambda message: None) -> list[RunOutcome]:
-    """Every planned run and seed: reused when finished, fitted (or resumed) otherwise, left to its owner when busy."""
+    """Every planned run and seed: reused when finished (in its folder or the ledger), fitted (or
+    resumed) otherwise, left to its owner when busy."""
     planned = [(run, seed, config.run_config(run, seed)) for run in config.planned_runs() for seed in config.seeds_for(run)]
+    records = read_records([config.ledger]) if config.ledger else []
+    # a finished folder first (it holds the predictions the report's maps draw), else a record of the same run
+    finished = [finished_metrics(run_config) for _, _, run_config in planned]
+    recorded = [None if metrics is not None else ledger_metrics(run_config, records)
+                for (_, _, run_config), metrics in zip(planned, finished)]
     if config.executor != "local" and not config.report_only:
         from stvfm.experiments.fanout import run_on_executor
 
-        finished = [finished_metrics(run_config) for _, _, run_config in planned]
-        pending = [item for item, metrics in zip(planned, finished) if metrics is None]
+        pending = [item for item, metrics, record in zip(planned, finished, recorded) if metrics is None and not record]
         sent = iter(run_on_executor(config, pending, announce) if pending else [])
-        results = [("reused", metrics) if metrics is not None else next(sent) for metrics in finished]
+        results = [("reused", metrics) if metrics is not None else (LEDGER_STATUS, record) if record else next(sent)
+                   for metrics, record in zip(finished, recorded)]
     else:
-        results = [run_or_reuse(config, run, run_config, announce) for run, _, run_config in planned]
-    return [RunOutcome(run.label, seed, Path(run_config.out), *result)
-            for (run, seed, run_config), result in zip(planned, results)]
+        results = [(LEDGER_STATUS, record) if record else run_or_reuse(config, run, run_config, announce)
+                   for (run, _, run_config), record in zip(planned, recorded)]
+    # a result from the ledger points at its record, which tables and plots read like a metrics.json
+    return [RunOutcome(run.label, seed, Path(record["ledger_file"] if record else run_config.out), status, metrics)
+            for (run, seed, run_config), record, (status, metrics) in zip(planned, recorded, results)]
+
+
+def ledger_metrics(config: RunConfig, records: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The newest ledger record of this very run: the same identity and, for a trained model, the
+    same budget (a record of another budget is another row of a table, never this one)."""
+    trainable = get_model_entry(config.model).cls.trainable
+    matching = []
+    for record in records:
+        recorded = RunConfig.from_record(record["settings"], record["ledger_file"])
+        if not config.identity_differences(recorded) and (not trainable or recorded.budget() == config.budget()):
+            matching.append(record)
+    return max(matching, key=lambda record: record["recorded_at"], default=None)
 
 
 def run_or_reuse(config: ReproduceConfig, run: PlannedRun, run_config: RunConfig,

@@ -11,7 +11,7 @@ from typing import Any
 
 from stvfm.data.windows import ProtocolConfig
 from stvfm.errors import CheckpointError, ConfigError, StvfmError
-from stvfm.models.registry import build_config, recorded_options, resolved_options
+from stvfm.models.registry import build_config, get_model_entry, recorded_options, resolved_options
 from stvfm.training.optim import OptimConfig
 
 #: What a field of ``RunConfig`` is to the run's identity (``field(metadata={"role": ...})``):
@@ -19,6 +19,8 @@ from stvfm.training.optim import OptimConfig
 #: - budget: how long the same run trains; a larger budget extends a run rather than making another.
 #: - placement: where and how fast it runs (folder, devices, workers, progress); results do not depend on it.
 IDENTITY, BUDGET, PLACEMENT = "identity", "budget", "placement"
+#: Identity fields that only decide how a model trains, so none of a closed-form model's.
+TRAINING_ONLY = ("batch_size", "limit_train_batches", "precision", "init_from", "optim")
 
 
 def _role(role: str, default: Any = dataclasses.MISSING, **kwargs: Any) -> Any:
@@ -82,10 +84,13 @@ class RunConfig:
         return {f.name: values[f.name] for f in dataclasses.fields(self) if f.metadata["role"] == role}
 
     def identity(self) -> dict[str, Any]:
-        """The fields that identify the run, model options with every default filled in."""
+        """The fields that identify the run, model options with every default filled in; a model
+        that is not trained (a closed form) is not told apart by how training would have run."""
         identity = self._fields(IDENTITY)
         try:
             identity["model_options"] = resolved_options(self.model, self.model_options)
+            if not get_model_entry(self.model).cls.trainable:
+                identity = {key: value for key, value in identity.items() if key not in TRAINING_ONLY}
         except StvfmError:
             pass
         return identity
@@ -96,7 +101,7 @@ class RunConfig:
     def identity_differences(self, other: "RunConfig") -> list[str]:
         """Names of the identity fields on which ``other`` is another run."""
         mine, theirs = self.identity(), other.identity()
-        return [key for key in mine if mine[key] != theirs[key]]
+        return [key for key in mine | theirs if mine.get(key) != theirs.get(key)]
 
     def validate(self) -> None:
         """Refuse settings that would silently run something else than asked, before anything is written."""
