@@ -55,7 +55,9 @@ def machine() -> dict[str, Any]:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     # the 15-minute load average when the run ended: above the run's own threads, it shared the cores
     load = round(os.getloadavg()[2], 2) if hasattr(os, "getloadavg") else None
-    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "torch": torch.__version__, "load_15min": load}
+    # the vector units torch dispatches to (AVX2 or AVX512): one CPU name covers hosts whose speeds differ 2x
+    return {"cpu": cpu, "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cores": os.cpu_count(),
+            "gpu": gpu, "torch": torch.__version__, "load_15min": load}
 
 
 def stop_reason(epochs: int, max_epochs: int, train_seconds: float, max_minutes: float | None,
