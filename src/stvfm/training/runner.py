@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from stvfm.training import results
 from stvfm.training.checkpoints import load_checkpoint, restore, start_from
 from stvfm.training.claim import accept_folder, logged_rows, prepend_rows
 from stvfm.training.config import BUDGET, IDENTITY, PLACEMENT, RunConfig, protocol_for  # noqa: F401  (re-exported)
+from stvfm.training.config import native_precision
 from stvfm.training.metrics import ForecastMetrics
 from stvfm.training.results import data_record
 from stvfm.training.speed import cast_frozen_linears, compile_backbone
@@ -145,6 +147,10 @@ def _training_record(trainer: L.Trainer, checkpoints, last: Path) -> tuple[int, 
 def _speed_up(model: Forecaster, config: RunConfig) -> None:
     """Under bf16, frozen layers are stored in bf16 once (autocast would cast them at every step anyway)."""
     if config.precision == "bf16":
+        if model.trainable and native_precision(config.accelerator) != "bf16":
+            warnings.warn("bf16 asked for on a device without native bf16 arithmetic (a CPU without AVX512-BF16 "
+                          "or AMX, a GPU before Ampere): it is emulated, many times slower than fp32; "
+                          "--precision auto chooses fp32 here", stacklevel=2)
         cast_frozen_linears(model, torch.bfloat16)
     if config.compile_backbone:
         compile_backbone(model)
