@@ -46,7 +46,8 @@ def register(app: typer.Typer) -> None:
         config = ReproduceConfig(
             experiment=experiment, dataset=dataset, out=str(out), quick=quick,
             report_dir=None if report_dir is None else str(report_dir), report_only=report_only,
-            ledger=None if ledger is None else str(ledger), seeds=tuple(seed) if seed else None, channel=channel_index(channel), steps=steps, max_epochs=max_epochs,
+            ledger=None if ledger is None else str(ledger),
+            seeds=tuple(seed) if seed else None, channel=channel_index(channel), steps=steps, max_epochs=max_epochs,
             max_minutes=max_minutes, precision=precision, warmup_epochs=warmup_epochs,
             limit_train_batches=None if limit_train_batches is None else batch_limit(limit_train_batches), batch_size=batch_size, data_root=data_root,
             model_options=parse_options(option), recipes=recipes, executor=executor, **given(lr=lr),

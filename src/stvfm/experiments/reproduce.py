@@ -6,7 +6,8 @@ differ from the model's defaults, so a configuration shared by several experimen
 full appears in all of them) is trained once. A folder whose ``metrics.json`` was written by
 the same run (``RunConfig.identity``) and budget is reused; one of a smaller budget is extended;
 one of another run stops the command; a folder with only ``last.ckpt`` resumes. With a ledger
-(``--ledger``), a record of the same run and budget stands in for a run with no finished folder. A run that fails is reported as failed, never dropped.
+(``--ledger``), a record of the same run and budget stands in for a run with no finished folder.
+A run that fails is reported as failed, never dropped.
 
 Several processes (cores, machines sharing a file system) can run the same experiment into one
 ``OUT``: each claims a run with a ``.running`` file before fitting it and leaves runs claimed by
