@@ -128,6 +128,17 @@ def test_fan_out_through_submitit_local_executor(tmp_path, small_city):
     assert paths["report"].is_file()
 
 
+def test_the_validation_trend_is_the_lowest_seeds_whatever_order_records_came_in():
+    from stvfm.experiments.ledger_report import LedgerRow
+
+    def record(seed, curve):
+        return {"model": "stid", "stop_reason": "time cap", "seed": seed,
+                "val_curve": [{"epoch": epoch, "val/rmse": value} for epoch, value in enumerate(curve)]}
+
+    row = LedgerRow("stid", [record(1, [9.0, 8.0]), record(0, [7.0, 6.5, 6.4, 6.3])])  # seed 0 re-recorded last
+    assert row.trend == "6.50 > 6.40 > 6.30"
+
+
 def test_gaps_are_judged_against_whichever_seed_spread_is_known():
     from stvfm.experiments.ledger_report import LedgerRow, _verdict
 

@@ -63,8 +63,9 @@ class LedgerRow:
 
     @property
     def trend(self) -> str:
-        """Validation RMSE of the last three epochs of the first seed: still falling means not converged."""
-        curve = [point["val/rmse"] for point in self.records[0].get("val_curve", []) if "val/rmse" in point]
+        """Validation RMSE of the last three epochs of the lowest seed: still falling means not converged."""
+        first = min(self.records, key=lambda record: record["seed"])
+        curve = [point["val/rmse"] for point in first.get("val_curve", []) if "val/rmse" in point]
         return " > ".join(f"{value:.2f}" for value in curve[-3:]) if curve else "-"
 
     @property
@@ -131,7 +132,7 @@ def render(rows: list[LedgerRow], dataset: str, channel: int | None, sources: li
              f"`stvfm ledger report --dataset {dataset} --channel {channel}`. Original units; mean ± std over "
              "the seeds listed; every model at its recipe (stvfm/recipes), selected on validation forecast MSE. "
              "A row whose stop reason is a cap did not converge: its validation trend says how far it was.", "",
-             "| model | RMSE | MAE | paper RMSE / MAE | seeds | budget per seed | val RMSE, last epochs | weights | vs best |",
+             "| model | RMSE | MAE | paper RMSE / MAE | seeds | budget per seed | val RMSE, last epochs (lowest seed) | weights | vs best |",
              "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         several = row.learned and len(row.records) > 1
