@@ -7,6 +7,7 @@ import json
 import shutil
 
 import pytest
+import torch
 
 from stvfm.cli.main import main
 from stvfm.errors import DataError
@@ -59,6 +60,7 @@ def test_a_report_is_rebuilt_from_ledger_records_alone(ledger_with_runs, small_c
     assert len(lines) == 2  # two seeds of one configuration make one row
     stid = next(line for line in lines if line.startswith("| stid"))
     assert "±" in stid and "0, 1" in stid and "epoch cap" in stid
+    assert torch.backends.cpu.get_cpu_capability() in stid  # the host's vector units beside each budget
     assert (alone / "table.md").read_text() == text
     assert main(["ledger", "report", "-d", small_city.stem, "--ledger", str(alone / "ledger")]) == 0
     assert "stid" in capsys.readouterr().out

@@ -49,14 +49,17 @@ class LedgerRow:
 
     @property
     def budget(self) -> str:
-        """Epochs run, training minutes, threads (and the machine's load, where recorded) of each seed, and why each stopped."""
+        """Epochs run, training minutes, threads (and the machine's load and vector units, where recorded) of
+        each seed, and why each stopped."""
         if not self.learned:
             return "closed form"
         parts = []
         for record in sorted(self.records, key=lambda r: r["seed"]):
             minutes = (record.get("train_seconds") or 0) / 60
-            load = (record.get("machine") or {}).get("load_15min")
-            shared = f" (load {load:g})" if load is not None else ""
+            host = record.get("machine") or {}
+            notes = [f"load {host['load_15min']:g}"] if host.get("load_15min") is not None else []
+            notes += [host["cpu_capability"]] if host.get("cpu_capability") else []  # AVX2 hosts run ~2x slower
+            shared = f" ({', '.join(notes)})" if notes else ""
             parts.append(f"{record['epochs']} ep, {minutes:.0f} min x {record.get('threads') or '?'} thr{shared}, "
                          f"{record['stop_reason']}")
         return "; ".join(parts)
