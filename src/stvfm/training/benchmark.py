@@ -37,6 +37,8 @@ from stvfm.training.speed import cast_frozen_linears, compile_backbone
 #: The datasets timed; their grids and sizes come from the data registry.
 BENCHMARK_DATASETS = ("bikenyc1", "taxinyc1")
 MODES = ("fp32", "bf16-autocast", "bf16-autocast+frozen-bf16")
+#: The peak's square stops growing before a product would take longer than this; repeats stop after PEAK_SECONDS.
+SLOW_MATMUL_SECONDS, PEAK_SECONDS = 1.0, 5.0
 #: Timed only when asked for: compiling costs about a minute per shape and grad mode.
 COMPILED_MODE = "bf16-autocast+frozen-bf16+compiled-vit"
 TARGETS = {"bf16_over_fp32_train_throughput": 4.0, "vit_bf16_utilisation": 0.40, "bikenyc1_epoch_seconds": 60.0,
@@ -168,17 +170,30 @@ def _cpu_model() -> str:
 
 
 def matmul_peak_tflops(dtype: torch.dtype, config: BenchmarkConfig, device: str = "cpu") -> float:
-    """Best-of-N TFLOP/s of one square matmul: the ceiling utilisation is measured against."""
-    n = config.matmul_size
-    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
-    torch.mm(a, b)  # first call pays for kernel selection and page faults
-    best = math.inf
+    """Best-of-N TFLOP/s of one square matmul: the ceiling utilisation is measured against.
+
+    The square grows from 256 to ``matmul_size`` while the next product (8x the work) would stay
+    under a second, and the repeats stop after a few seconds: a dtype the device only emulates (bf16
+    on an AVX2 CPU runs ~50x slower than fp32) is read on a smaller square in seconds, not minutes."""
+    n = min(256, config.matmul_size)
+    while True:
+        a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
+        _synchronize(device)
+        start = time.perf_counter()
+        torch.mm(a, b)  # first call pays for kernel selection and page faults
+        _synchronize(device)
+        if n >= config.matmul_size or 8 * (time.perf_counter() - start) > SLOW_MATMUL_SECONDS:
+            break
+        n = min(2 * n, config.matmul_size)
+    best, deadline = math.inf, time.perf_counter() + PEAK_SECONDS
     for _ in range(config.matmul_repeats):
         _synchronize(device)
         start = time.perf_counter()
         torch.mm(a, b)
         _synchronize(device)
         best = min(best, time.perf_counter() - start)
+        if time.perf_counter() > deadline:
+            break
     return 2 * n ** 3 / best / 1e12
 
 
