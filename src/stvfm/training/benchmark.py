@@ -31,6 +31,7 @@ from stvfm.errors import ConfigError
 from stvfm.models import create_model
 from stvfm.models.base import ForecastShape
 from stvfm.data.batch import random_batch
+from stvfm.training.config import device_type
 from stvfm.training.optim import OptimConfig
 from stvfm.training.speed import cast_frozen_linears, compile_backbone
 
@@ -106,7 +107,7 @@ def run_benchmark(config: BenchmarkConfig) -> dict:
         peaks = measured["start"]
         datasets = {name: _bench_dataset(name, config, peaks) for name in config.datasets}
         if config.epoch:
-            device = epoch_device(config.accelerator)
+            device = device_type(config.accelerator)
             peak = peaks["bf16"] if device == "cpu" else matmul_peak_tflops(torch.bfloat16, config, device)
             for name in config.datasets:
                 datasets[name]["epoch"] = whole_epoch(name, config, peak)
@@ -202,13 +203,6 @@ def _synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def epoch_device(accelerator: str) -> str:
-    """The torch device type Lightning's ``accelerator`` resolves to on this machine."""
-    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
-        return "cuda"
-    return "cpu"
-
-
 class EpochTimer(Callback):
     """Wall clock and windows of the first epoch as ``Trainer.fit`` runs it: training batches with their
     data loading, the validation pass, logging and the checkpoint write (the sanity check excluded)."""
@@ -281,7 +275,7 @@ def whole_epoch(dataset: str, config: BenchmarkConfig, peak_tflops: float) -> di
     figures = {"train": (train_flops * windows["train"], marks["validation"] - marks["start"]),
                "val": (val_flops * windows["val"], marks["validation_end"] - marks["validation"]),
                "epoch": (train_flops * windows["train"] + val_flops * windows["val"], marks["end"] - marks["start"])}
-    result = {"dataset": dataset, "device": epoch_device(config.accelerator), "precision": "bf16",
+    result = {"dataset": dataset, "device": device_type(config.accelerator), "precision": "bf16",
               "batch_size": metrics["settings"]["batch_size"] or default_batch_size(timer.shape.height, timer.shape.width),
               "train_batches": config.epoch_batches or "all", "train_windows": windows["train"],
               "val_windows": windows["val"], "train_gflop_per_window": train_flops / 1e9,

@@ -149,9 +149,16 @@ AUTO_PRECISION = "auto"
 NATIVE_BF16_CPU_FLAGS = {"avx512_bf16", "amx_bf16"}
 
 
+def device_type(accelerator: str) -> str:
+    """The torch device type Lightning's ``accelerator`` resolves to on this machine."""
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
+        return "cuda"
+    return "cpu"
+
+
 def native_precision(accelerator: str = "auto") -> str:
     """"bf16" where the run's device computes in it natively (CUDA with bf16, AVX512-BF16 or AMX CPUs), else "32"."""
-    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
+    if device_type(accelerator) == "cuda":
         return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "32"
     return "bf16" if NATIVE_BF16_CPU_FLAGS & cpu_flags() else "32"
 
