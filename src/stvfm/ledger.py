@@ -88,16 +88,20 @@ def validation_curve(log_csv: Path) -> list[dict[str, float]]:
     return [{"epoch": epoch, **values} for epoch, values in sorted(by_epoch.items())]
 
 
-def identity(settings: dict[str, Any]) -> str:
-    """A short hash of the settings that decide a result, so two records of one run share a name;
-    defaults are filled in first, so a setting added to the code later keeps older records' names."""
+def normalised_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """A record's settings with the defaults of today's code filled in, so records written before a
+    setting existed compare equal to newer ones; settings the code cannot read are kept as written."""
     from stvfm.training.config import RunConfig
 
     try:
-        settings = RunConfig.from_record(settings, "a ledger record's settings").to_dict()
+        return RunConfig.from_record(settings, "a ledger record's settings").to_dict()
     except StvfmError:
-        pass  # hashed as written
-    kept = {key: value for key, value in settings.items() if key not in NON_IDENTITY}
+        return dict(settings)
+
+
+def identity(settings: dict[str, Any]) -> str:
+    """A short hash of the settings that decide a result, so two records of one run share a name."""
+    kept = {key: value for key, value in normalised_settings(settings).items() if key not in NON_IDENTITY}
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 

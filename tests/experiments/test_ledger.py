@@ -200,3 +200,18 @@ def test_crowd_and_cellular_go_on_the_papers_thousand_scale_in_the_direction_the
     text = render([LedgerRow("stid", [record])], "crowd", 0, ["ledger"])
     assert "| stid | 4.000 | 2.000 | 3.85 / 1.63 |" in text
     assert "x 1000" not in render([LedgerRow("stid", [record])], "bikenyc1", 0, ["ledger"])
+
+
+def test_seeds_at_different_time_caps_are_separate_rows_named_by_their_cap():
+    from stvfm.experiments.ledger_report import ledger_rows
+
+    def record(seed, cap, rmse, stop="time cap"):
+        settings = {"model": "stid", "dataset": "bikenyc1", "out": f"runs/{seed}-{cap}", "seed": seed, "max_minutes": cap}
+        return {"model": "stid", "dataset": "bikenyc1", "channel": 0, "settings": settings, "stop_reason": stop,
+                "seed": seed, "rmse": rmse, "mae": rmse / 2, "recorded_at": f"2026-12-0{seed + 1}"}
+
+    rows = ledger_rows([record(0, 30.0, 6.0, "early stop"), record(1, 8.0, 7.0), record(2, 8.0, 7.2)], "bikenyc1")
+    assert [(row.label, row.seeds) for row in rows] == [("stid [cap 30 min]", [0]), ("stid [cap 8 min]", [1, 2])]
+    assert rows[1].stat("rmse")[0] == pytest.approx(7.1)  # the 30-minute seed never averages with the 8-minute ones
+    alone = ledger_rows([record(1, 8.0, 7.0), record(2, 8.0, 7.2)], "bikenyc1")
+    assert [row.label for row in alone] == ["stid"]  # one budget: no label needed

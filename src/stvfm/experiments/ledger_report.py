@@ -1,6 +1,6 @@
 """Comparison tables rebuilt from ledger records alone: no run folders, no weights.
 
-One row per configuration (model, variant, every setting but the seed), mean ± std over the
+One row per configuration (model, variant, every setting but the seed) and time cap, mean ± std over the
 seeds recorded, the paper's figure beside it, the budget each row had (epochs, minutes,
 threads, why it stopped), the validation trend of capped runs, and whether the gap to the
 best row exceeds the seed spread.
@@ -8,6 +8,7 @@ best row exceeds the seed spread.
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import Any
 from stvfm.atomic import write_text_atomic
 from stvfm.errors import DataError
 from stvfm.experiments.paper import paper_figure, paper_scale
-from stvfm.ledger import identity, read_records
+from stvfm.ledger import identity, normalised_settings, read_records
 
 #: Paper rows for ST-VFM variants (main table rows are model names).
 _PAPER_ROW = {"stvfm": "stvfm"}
@@ -82,23 +83,40 @@ def _label(record: dict[str, Any]) -> str:
     return record["model"] + (f" ({variant})" if variant and variant != "full" else "")
 
 
+def _differing(rows: list[LedgerRow]) -> list[str]:
+    """Settings whose values differ between rows of one model: what tells them apart in a label."""
+    settings = [normalised_settings(row.records[0]["settings"]) for row in rows]
+    keys = sorted(set().union(*settings) - {"seed", "out"})
+    return [key for key in keys if len({json.dumps(s.get(key), sort_keys=True, default=str) for s in settings}) > 1]
+
+
+def _budget_label(settings: dict[str, Any], keys: list[str]) -> str:
+    names = {"max_minutes": "cap {:g} min", "max_epochs": "max {} ep", "batch_size": "batch {}"}
+    return ", ".join(names.get(key, key + " {}").format(settings.get(key)) for key in keys)
+
+
 def ledger_rows(records: list[dict[str, Any]], dataset: str, channel: int | None = 0) -> list[LedgerRow]:
-    """Records of ``dataset`` / ``channel`` grouped by configuration, best mean RMSE first."""
-    groups: dict[str, list[dict[str, Any]]] = {}
+    """Records of ``dataset`` / ``channel`` grouped by configuration and time cap, best mean RMSE first.
+
+    A row's seeds share one budget: a seed stopped at an 8-minute cap never averages with one trained
+    for 30, so the same model at two caps is two rows, each labelled with its cap."""
+    groups: dict[tuple[str, Any], list[dict[str, Any]]] = {}
     for record in records:
         if record["dataset"] != dataset or record["channel"] != channel or record.get("split", "test") != "test":
             continue
-        key = identity({k: v for k, v in record["settings"].items() if k != "seed"})
+        settings = {k: v for k, v in record["settings"].items() if k != "seed"}
+        key = (identity(settings), settings.get("max_minutes") if record["stop_reason"] != "not trained" else None)
         groups.setdefault(key, []).append(record)
     rows = []
     for group in groups.values():
         by_seed = {record["seed"]: record for record in sorted(group, key=lambda r: r["recorded_at"])}
         rows.append(LedgerRow(_label(group[0]), list(by_seed.values())))  # a re-recorded seed counts once
-    labels = [row.label for row in rows]
-    for row in rows:  # one model at several budgets: say which is which
-        if labels.count(row.label) > 1:
-            settings = row.records[0]["settings"]
-            row.label += f" [max {settings.get('max_epochs')} ep, batch {settings.get('batch_size')}]"
+    for label in {row.label for row in rows}:  # one model at several budgets: say which is which
+        same = [row for row in rows if row.label == label]
+        if len(same) > 1:
+            keys = _differing(same)
+            for row in same:
+                row.label += f" [{_budget_label(normalised_settings(row.records[0]['settings']), keys)}]"
     return sorted(rows, key=lambda row: row.stat("rmse")[0])
 
 
@@ -133,7 +151,7 @@ def render(rows: list[LedgerRow], dataset: str, channel: int | None, sources: li
     lines = [f"# {dataset}, channel {channel}: test RMSE / MAE from the results ledger", "",
              f"Rebuilt from the records in {', '.join(f'`{s}`' for s in sources)} by "
              f"`stvfm ledger report --dataset {dataset} --channel {channel}`. Original units; mean ± std over "
-             "the seeds listed; every model at its recipe (stvfm/recipes), selected on validation forecast MSE. "
+             "the seeds listed, which share one time cap (a model at two caps is two rows); every model at its recipe (stvfm/recipes), selected on validation forecast MSE. "
              "A row whose stop reason is a cap did not converge: its validation trend says how far it was.", "",
              "| model | RMSE | MAE | paper RMSE / MAE | seeds | budget per seed | val RMSE, last epochs (lowest seed) | weights | vs best |",
              "|---|---|---|---|---|---|---|---|---|"]
