@@ -13,13 +13,13 @@ import csv
 import hashlib
 import json
 import os
-import platform
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from stvfm import host
 from stvfm.atomic import write_json_atomic
 from stvfm.errors import DataError, StvfmError
 
@@ -40,24 +40,6 @@ def ledger_root(explicit: str | Path | None = None) -> Path | None:
     """The ledger folder: ``explicit``, else ``$STVFM_LEDGER``; None when neither is set (no record)."""
     chosen = explicit or os.environ.get(LEDGER_ENV)
     return Path(chosen) if chosen else None
-
-
-def machine() -> dict[str, Any]:
-    """Where a result was measured: speeds and wall times mean little without it."""
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as handle:
-            cpu = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    # the 15-minute load average when the run ended: above the run's own threads, it shared the cores
-    load = round(os.getloadavg()[2], 2) if hasattr(os, "getloadavg") else None
-    # the vector units torch dispatches to (AVX2 or AVX512): one CPU name covers hosts whose speeds differ 2x
-    return {"cpu": cpu, "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cores": os.cpu_count(),
-            "gpu": gpu, "torch": torch.__version__, "load_15min": load}
 
 
 def stop_reason(epochs: int, max_epochs: int, train_seconds: float, max_minutes: float | None,
@@ -136,7 +118,7 @@ def build_record(run: str | Path) -> dict[str, Any]:
         schema=SCHEMA, settings=settings, stop_reason=reason, epochs=epochs,
         val_curve=validation_curve(folder / "logs" / "metrics.csv"),
         threads=metrics.get("threads"),
-        machine=metrics.get("machine") or machine(),
+        machine=metrics.get("machine") or host.describe(),
         recorded_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
     return record

@@ -56,21 +56,21 @@ def test_compiling_a_model_without_backbone_is_a_config_error():
 @pytest.mark.parametrize("flags, expected", [({"avx2", "avx512_bf16"}, "bf16"), ({"avx2", "amx_bf16"}, "bf16"),
                                              ({"avx2", "fma"}, "32"), (set(), "32")])
 def test_auto_precision_is_bf16_only_where_the_cpu_computes_it_natively(monkeypatch, tmp_path, flags, expected):
-    from stvfm.training import config as config_module
+    from stvfm import host
     from stvfm.training.config import RunConfig
 
-    monkeypatch.setattr(config_module, "cpu_flags", lambda: flags)
+    monkeypatch.setattr(host, "cpu_flags", lambda: flags)
     run = RunConfig(model="stid", dataset="city", out=str(tmp_path), precision="auto", accelerator="cpu")
     assert run.precision == expected  # what ran is recorded, never "auto"
     assert RunConfig.from_dict(run.to_dict()).identity() == run.identity()
 
 
 def test_bf16_asked_for_where_it_is_emulated_is_warned_about(monkeypatch, tmp_path):
-    from stvfm.training import config as config_module
+    from stvfm import host
     from stvfm.training.config import RunConfig
     from stvfm.training.runner import _speed_up
 
     run = RunConfig(model="stvfm", dataset="city", out=str(tmp_path), precision="bf16", accelerator="cpu")
-    monkeypatch.setattr(config_module, "cpu_flags", lambda: {"avx2"})
+    monkeypatch.setattr(host, "cpu_flags", lambda: {"avx2"})
     with pytest.warns(UserWarning, match="emulated"):
         _speed_up(tiny_model(), run)

@@ -23,6 +23,7 @@ from lightning.pytorch.callbacks import Callback
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from stvfm import host
 from stvfm.data.datamodule import default_batch_size
 from stvfm.data.registry import get_dataset
 from stvfm.data.series import slots_per_day
@@ -156,18 +157,9 @@ def _against_peaks(datasets: dict, peaks: dict[str, float]) -> None:
 
 
 def machine_info(threads: int) -> dict:
-    return {"cpu": _cpu_model(), "torch": torch.__version__, "threads": threads,
+    return {"cpu": host.cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "torch": torch.__version__, "threads": threads,
             "python": platform.python_version(), "platform": platform.platform()}
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def matmul_peak_tflops(dtype: torch.dtype, config: BenchmarkConfig, device: str = "cpu") -> float:

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from stvfm import host
 from stvfm.data.windows import ProtocolConfig
 from stvfm.errors import CheckpointError, ConfigError, StvfmError
 from stvfm.models.registry import build_config, get_model_entry, recorded_options, resolved_options
@@ -145,8 +146,6 @@ def protocol_for(config: RunConfig) -> ProtocolConfig:
 
 #: Precision that becomes bf16 where the device multiplies bf16 natively and fp32 elsewhere.
 AUTO_PRECISION = "auto"
-#: CPU flags of native bf16 arithmetic; without them bf16 is emulated (measured ~100x slower than fp32 on AVX2).
-NATIVE_BF16_CPU_FLAGS = {"avx512_bf16", "amx_bf16"}
 
 
 def device_type(accelerator: str) -> str:
@@ -160,17 +159,7 @@ def native_precision(accelerator: str = "auto") -> str:
     """"bf16" where the run's device computes in it natively (CUDA with bf16, AVX512-BF16 or AMX CPUs), else "32"."""
     if device_type(accelerator) == "cuda":
         return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "32"
-    return "bf16" if NATIVE_BF16_CPU_FLAGS & cpu_flags() else "32"
-
-
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags (Linux); empty where /proc/cpuinfo is not there."""
-    try:
-        with open("/proc/cpuinfo") as handle:
-            line = next((line for line in handle if line.startswith("flags")), "")
-    except OSError:
-        return set()
-    return set(line.partition(":")[2].split())
+    return "bf16" if host.native_bf16_cpu() else "32"
 
 
 def lightning_precision(precision: str) -> str:

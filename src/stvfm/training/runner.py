@@ -20,7 +20,8 @@ import torch
 
 from stvfm.data.prepared import PreparedData, prepare_data
 from stvfm.errors import ConfigError
-from stvfm.ledger import machine, stop_reason
+from stvfm import host
+from stvfm.ledger import stop_reason
 from stvfm.models.base import Forecaster
 from stvfm.models.registry import create_model, get_model_entry, resolved_options
 from stvfm.training import results
@@ -124,7 +125,7 @@ def _finish(trainer: L.Trainer, task: ForecastTask, module, ckpt_path: str | Non
     """The step both paths end in: test, then (on the process that writes the folder) put back the
     epoch logs a resume kept and write the outputs; the metrics payload, {} on other ranks."""
     test_results = results.run_test(trainer, task, module, ckpt_path)
-    extra.update(wall_seconds=time.perf_counter() - started, threads=torch.get_num_threads(), machine=machine())
+    extra.update(wall_seconds=time.perf_counter() - started, threads=torch.get_num_threads(), machine=host.describe())
     if not trainer.is_global_zero:
         return {}
     prepend_rows(Path(config.out) / "logs" / "metrics.csv", logged_before)

@@ -1,0 +1,47 @@
+"""What the machine a run is on can do: its CPU's name and flags, the vector units torch uses.
+
+Read in one place because results and speeds are recorded beside it, and because whether bf16
+is worth using depends on it (native on AVX512-BF16 or AMX CPUs, emulated ~50x slower on AVX2)."""
+
+from __future__ import annotations
+
+import os
+import platform
+from typing import Any
+
+import torch
+
+#: CPU flags of a native bf16 matmul (AVX512-BF16, AMX); without them torch emulates bf16.
+NATIVE_BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+
+
+def _cpuinfo_field(name: str) -> str | None:
+    """The first ``name : value`` line of /proc/cpuinfo (Linux); None elsewhere."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            return next((line.partition(":")[2].strip() for line in handle if line.split(":")[0].strip() == name), None)
+    except OSError:
+        return None
+
+
+def cpu_model() -> str:
+    return _cpuinfo_field("model name") or platform.processor() or platform.machine() or "unknown"
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags; empty where the system does not list them."""
+    return set((_cpuinfo_field("flags") or "").split())
+
+
+def native_bf16_cpu() -> bool:
+    return bool(NATIVE_BF16_CPU_FLAGS & cpu_flags())
+
+
+def describe() -> dict[str, Any]:
+    """Where a result was measured: speeds and wall times mean little without it."""
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    # the 15-minute load average when the run ended: above the run's own threads, it shared the cores
+    load = round(os.getloadavg()[2], 2) if hasattr(os, "getloadavg") else None
+    # the vector units torch dispatches to (AVX2 or AVX512): one CPU name covers hosts whose speeds differ 2x
+    return {"cpu": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cores": os.cpu_count(),
+            "gpu": gpu, "torch": torch.__version__, "load_15min": load}
