@@ -21,8 +21,9 @@ from stvfm.training.runner import BUDGET, IDENTITY, RunConfig, fit
 
 
 def _config(city, out, **changes) -> RunConfig:
+    """A one-epoch stid run at a constant rate: more epochs extend it (a cosine run's length is identity)."""
     settings = dict(model="stid", dataset=str(city), out=str(out), max_epochs=1, batch_size=16,
-                    progress=False, accelerator="cpu", precision="32")
+                    progress=False, accelerator="cpu", precision="32", optim=OptimConfig(schedule="constant"))
     return RunConfig(**{**settings, **changes})
 
 
@@ -65,7 +66,7 @@ CHANGES = {
     "precision": {"precision": "bf16"},
     "seed": {"seed": 7},
     "init_from": {"init_from": "BEST"},
-    "optim": {"optim": OptimConfig(lr=0.01)},
+    "optim": {"optim": OptimConfig(lr=0.01, schedule="constant")},
 }
 
 
@@ -130,6 +131,17 @@ def test_reproduce_reuses_only_the_same_run_and_budget(run_folder, tiny_city):
     assert _finished(_config(tiny_city, run_folder, max_epochs=3)) is None  # a larger budget: fit extends it
     with pytest.raises(ConfigError, match=r"finished with other settings \(batch_size\)"):
         _finished(_config(tiny_city, run_folder, batch_size=8))
+
+
+def test_more_epochs_of_a_schedule_stretched_over_the_run_is_another_run(tiny_city, tmp_path):
+    cosine = _config(tiny_city, tmp_path, optim=OptimConfig(schedule="cosine"))
+    longer = dataclasses.replace(cosine, max_epochs=3)
+    assert longer.identity_differences(cosine) == ["max_epochs (the cosine schedule spans them)"]
+    assert not dataclasses.replace(cosine, max_minutes=5.0, patience=2).identity_differences(cosine)
+    constant = _config(tiny_city, tmp_path)
+    assert not dataclasses.replace(constant, max_epochs=3).identity_differences(constant)  # a budget: extends the run
+    closed_form = RunConfig(model="ha-week", dataset=str(tiny_city), out=str(tmp_path), max_epochs=1)
+    assert not dataclasses.replace(closed_form, max_epochs=3).identity_differences(closed_form)
 
 
 @pytest.mark.parametrize(("change", "message"), [

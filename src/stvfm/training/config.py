@@ -15,7 +15,7 @@ from stvfm import host
 from stvfm.data.windows import ProtocolConfig
 from stvfm.errors import CheckpointError, ConfigError, StvfmError
 from stvfm.models.registry import build_config, get_model_entry, recorded_options, resolved_options
-from stvfm.training.optim import OptimConfig
+from stvfm.training.optim import RUN_LENGTH_SCHEDULES, OptimConfig
 
 #: What a field of ``RunConfig`` is to the run's identity (``field(metadata={"role": ...})``):
 #: - identity: decides the result; a run folder, a resume or a reused result must agree on every one.
@@ -92,14 +92,20 @@ class RunConfig:
 
     def identity(self) -> dict[str, Any]:
         """The fields that identify the run, model options with every default filled in; a model
-        that is not trained (a closed form) is not told apart by how training would have run."""
+        that is not trained (a closed form) is not told apart by how training would have run.
+
+        Max epochs is a budget, except under a schedule stretched over the run (cosine, one-cycle):
+        there more epochs change the rate at every step, so extending such a run would splice two
+        schedules into a result that neither budget gives."""
         identity = self._fields(IDENTITY)
         try:
             identity["model_options"] = resolved_options(self.model, self.model_options)
             if not get_model_entry(self.model).cls.trainable:
-                identity = {key: value for key, value in identity.items() if key not in TRAINING_ONLY}
+                return {key: value for key, value in identity.items() if key not in TRAINING_ONLY}
         except StvfmError:
             pass
+        if self.optim.schedule in RUN_LENGTH_SCHEDULES:
+            identity["max_epochs"] = self.max_epochs
         return identity
 
     def budget(self) -> dict[str, Any]:
@@ -108,7 +114,8 @@ class RunConfig:
     def identity_differences(self, other: "RunConfig") -> list[str]:
         """Names of the identity fields on which ``other`` is another run."""
         mine, theirs = self.identity(), other.identity()
-        return [key for key in mine | theirs if mine.get(key) != theirs.get(key)]
+        spans = f"max_epochs (the {self.optim.schedule} schedule spans them)"
+        return [spans if key == "max_epochs" else key for key in mine | theirs if mine.get(key) != theirs.get(key)]
 
     def validate(self) -> None:
         """Refuse settings that would silently run something else than asked, before anything is written."""

@@ -15,6 +15,8 @@ from stvfm.errors import ConfigError
 
 OPTIMIZERS = ("adamw", "adam")
 SCHEDULES = ("cosine", "multistep", "onecycle", "constant")
+#: Schedules whose shape is stretched over the whole run: their length (max epochs) decides the result.
+RUN_LENGTH_SCHEDULES = ("cosine", "onecycle")
 
 
 @dataclass(frozen=True)
