@@ -56,7 +56,7 @@ def check_result(result: dict, datasets: tuple[str, ...], modes: tuple[str, ...]
 
 def test_run_benchmark_reports_every_figure():
     config = BenchmarkConfig(backbone="tiny", weights="random", batch_size=4, steps=2, matmul_size=256,
-                             matmul_repeats=2, model_options=TINY)
+                             matmul_repeats=2, model_options=TINY, timed_modes=MODES)
     result = run_benchmark(config)
     check_result(result, ("bikenyc1", "taxinyc1"))
     json.dumps(result)  # the CLI writes it as JSON
@@ -65,7 +65,7 @@ def test_run_benchmark_reports_every_figure():
 def test_the_compiled_backbone_mode_is_timed_when_asked_for():
     config = BenchmarkConfig(datasets=("bikenyc1",), backbone="tiny", weights="random", batch_size=2, steps=1,
                              warmup_steps=0, matmul_size=128, matmul_repeats=1, model_options=TINY,
-                             compile_backbone=True)
+                             compile_backbone=True, timed_modes=(*MODES, COMPILED_MODE))
     result = run_benchmark(config)
     check_result(result, ("bikenyc1",), modes=(*MODES, COMPILED_MODE))
 
@@ -73,11 +73,29 @@ def test_the_compiled_backbone_mode_is_timed_when_asked_for():
 def test_cli_bench_writes_json(tmp_path):
     out = tmp_path / "bench.json"
     code = main(["bench", "--datasets", "bikenyc1", "--batch-size", "2", "--steps", "2", "--backbone", "tiny",
-                 "--weights", "random", "--out", str(out), *(arg for key, value in TINY.items() for arg in ("--set", f"{key}={value}"))])
+                 "--weights", "random", "--modes", ",".join(MODES), "--out", str(out),
+                 *(arg for key, value in TINY.items() for arg in ("--set", f"{key}={value}"))])
     assert code == 0
     result = json.loads(out.read_text())
     assert result["config"]["backbone"] == "tiny" and result["config"]["datasets"] == ["bikenyc1"]
     check_result(result, ("bikenyc1",))
+
+
+def test_where_bf16_is_emulated_only_fp32_is_timed_and_the_epoch_runs_in_fp32(monkeypatch, tmp_path):
+    from stvfm import host
+    from stvfm.errors import ConfigError
+
+    monkeypatch.setattr(host, "cpu_flags", lambda: {"avx2", "fma"})
+    config = BenchmarkConfig(datasets=("bikenyc1",), backbone="tiny", weights="random", batch_size=2, steps=1,
+                             warmup_steps=0, matmul_size=128, matmul_repeats=1, model_options=TINY, accelerator="cpu")
+    assert config.modes == ("fp32",) and config.epoch_precision == "32"
+    result = run_benchmark(config)
+    assert set(result["datasets"]["bikenyc1"]["modes"]) == {"fp32"} and not result["bf16_native"]
+    assert set(result["targets"]) == {"bikenyc1_epoch_seconds"}  # no bf16 figure to hold to a bf16 target
+    monkeypatch.setattr(host, "cpu_flags", lambda: {"avx2", "avx512_bf16"})
+    assert config.modes == MODES and config.epoch_precision == "bf16"
+    with pytest.raises(ConfigError, match="must include fp32"):
+        BenchmarkConfig(timed_modes=("bf16-autocast",))
 
 
 def test_frozen_bf16_casts_only_the_frozen_linears():
@@ -159,7 +177,9 @@ def test_cli_bench_epoch_adds_the_whole_epoch_figure(tmp_path, shared_data_dir):
     result = json.loads(out.read_text())
     epoch = result["datasets"]["bikenyc1"]["epoch"]
     assert epoch["train_windows"] == 8 and epoch["val_windows"] > 0 and positive(epoch["epoch_utilisation"])
-    assert result["targets"]["epoch_bf16_utilisation"]["value"] == epoch["epoch_utilisation"]
+    peak = "bf16" if epoch["precision"] == "bf16" else "fp32"  # the device's native precision, as fit's "auto"
+    assert result["targets"][f"epoch_{peak}_utilisation"]["value"] == epoch["epoch_utilisation"]
+    assert epoch["peak_tflops"] == result["peak_tflops"][peak]
 def test_the_accuracy_check_trains_on_the_accelerator_it_is_given(monkeypatch):
     from stvfm.training import runner
     from stvfm.training.accuracy_check import AccuracyCheckConfig, bf16_accuracy_check

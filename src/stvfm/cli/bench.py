@@ -24,12 +24,13 @@ def bench_command(
     accuracy: Annotated[bool, typer.Option(help="Instead: train ST-VFM once in fp32 and once in bf16 (same seed and schedule) and compare test RMSE.")] = False,
     accuracy_batches: Annotated[int, typer.Option(help="With --accuracy: training batches of the one epoch each precision trains.")] = 100,
     compile_backbone: Annotated[bool, typer.Option(help="Also time a mode with the frozen ViT under torch.compile (about a minute more per dataset).")] = False,
-    epoch: Annotated[bool, typer.Option(help="Also run one real bf16 `fit` epoch per dataset (training + validation, data loading included) and give its FLOPs over wall time against the bf16 peak.")] = False,
+    modes: Annotated[Optional[str], typer.Option(help="Comma-separated modes to time (fp32 among them). Default: all where the device has native bf16, fp32 alone where bf16 is emulated.")] = None,
+    epoch: Annotated[bool, typer.Option(help="Also run one real `fit` epoch per dataset at the device's native precision (training + validation, data loading included) and give its FLOPs over wall time against that precision's peak.")] = False,
     epoch_batches: Annotated[Optional[int], typer.Option(help="With --epoch: training batches of that epoch (default: all).")] = None,
     accelerator: AcceleratorOption = "auto",
     data_root: RootOption = None,
 ) -> None:
-    """Time ST-VFM training and inference in fp32 and bf16 against this CPU's matmul peak (run it on an idle machine)."""
+    """Time ST-VFM training and inference in fp32 and (where native) bf16 against this CPU's matmul peak (run it on an idle machine)."""
     from rich import box
 
     from stvfm.atomic import write_json_atomic
@@ -58,6 +59,7 @@ def bench_command(
         variant=variant, backbone=backbone, weights=weights, warmup_steps=warmup, steps=steps,
         model_options=parse_options(option), compile_backbone=compile_backbone,
         epoch=epoch, epoch_batches=epoch_batches, accelerator=accelerator, data_root=data_root,
+        timed_modes=tuple(name.strip() for name in modes.split(",") if name.strip()) if modes else None,
     )
     if epoch:
         quiet_lightning()
@@ -80,12 +82,16 @@ def bench_command(
                           f"{row['train_utilisation']:.1%}", f"{row['vit_utilisation']:.1%}",
                           f"{row['inference_ms_per_window']:.2f}", f"{row['train_peak_rss_mib']:.0f}")
     console.print(table)
+    if not result["bf16_native"] and modes is None:
+        console.print(f"bf16 modes not timed: this device only emulates bf16 ({machine['cpu_capability']}); "
+                      "--modes fp32,bf16-autocast times them anyway")
     for name, figures in result["datasets"].items():
         if "epoch" in figures:
             row = figures["epoch"]
-            console.print(f"{name} whole epoch ({row['device']}, bf16, {row['train_windows']} training + "
+            peak_name = "fp32" if row["precision"] == "32" else row["precision"]
+            console.print(f"{name} whole epoch ({row['device']}, {peak_name}, {row['train_windows']} training + "
                           f"{row['val_windows']} validation windows): {row['epoch_s']:.1f} s, "
-                          f"{row['epoch_utilisation']:.1%} of the bf16 peak (training {row['train_utilisation']:.1%}, "
+                          f"{row['epoch_utilisation']:.1%} of the {peak_name} peak (training {row['train_utilisation']:.1%}, "
                           f"validation {row['val_utilisation']:.1%})")
     for key, target in result["targets"].items():
         console.print(f"{key}: {target['value']:.3g} (target {target['target']}) "
@@ -101,7 +107,8 @@ def _bench_scaling(out: Path, backbone: str, variant: str, options: dict[str, An
 
     result = cost_scaling(ScalingConfig(backbone=backbone, variant=variant, model_options=options))
     write_json_atomic(out, result)
-    table = Table(title=f"ST-VFM {variant} ({backbone}) training cost per window, bf16, batch 1", box=box.SIMPLE)
+    precision = "bf16" if result["precision"] == "bf16" else "fp32"
+    table = Table(title=f"ST-VFM {variant} ({backbone}) training cost per window, {precision}, batch 1", box=box.SIMPLE)
     # MiB: activations autograd keeps for the backward pass, the memory that grows with the input
     for column in ("grid", "history", "tokens/frame", "GFLOP", "×FLOPs", "MiB", "s", "×time"):
         table.add_column(column, justify="right")
