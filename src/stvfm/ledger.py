@@ -29,8 +29,9 @@ SCHEMA = 1
 STOP_REASONS = ("early stop", "epoch cap", "time cap", "not trained")
 #: Validation columns of Lightning's CSV log kept in a record's curve.
 CURVE_COLUMNS = ("val/mse_st", "val/rmse", "val/mae", "val/loss")
-#: Settings that do not change a result, left out of a record's identity.
-NON_IDENTITY = ("out", "max_minutes", "accelerator", "devices", "num_nodes", "strategy", "num_workers",
+#: Settings that do not change a result, left out of a record's name. The time cap stays in: a run
+#: stopped at 8 minutes and the same run given 30 are two results, and both are kept.
+NON_IDENTITY = ("out", "accelerator", "devices", "num_nodes", "strategy", "num_workers",
                 "data_root", "progress", "compile_backbone")
 REQUIRED = ("schema", "model", "dataset", "channel", "split", "mae", "rmse", "per_horizon", "n_windows", "seed",
             "settings", "stop_reason", "epochs", "val_curve", "threads", "recorded_at")
@@ -135,12 +136,19 @@ def check_record(record: Any, where: str | Path) -> dict[str, Any]:
     return record
 
 
-def add(runs: list[str | Path], root: str | Path | None = None) -> list[Path]:
-    """Records for finished run folders (all checked before any is written)."""
+def add(sources: list[str | Path], root: str | Path | None = None) -> list[Path]:
+    """Records for finished run folders, or record files from another ledger (another machine's), each
+    written under the name this code gives it; all are checked before any is written."""
     chosen = ledger_root(root)
     if chosen is None:
         raise DataError(f"no ledger folder: pass --ledger or set {LEDGER_ENV}")
-    records = [check_record(build_record(run), run) for run in runs]
+    records = []
+    for source in map(Path, sources):
+        if source.is_file() and source.suffix == ".json":
+            records += [{key: value for key, value in record.items() if key != "ledger_file"}
+                        for record in read_records([source])]
+        else:
+            records.append(check_record(build_record(source), source))
     written = []
     for record in records:
         path = chosen / str(record["dataset"]) / f"{record_name(record)}.json"

@@ -70,6 +70,8 @@ def test_ledger_add_from_run_folders_and_bad_records(ledger_with_runs, tmp_path,
     root, _ = ledger_with_runs
     written = add([root / "stid-0"], tmp_path / "elsewhere")
     assert written[0].parent.name == "city" and json.loads(written[0].read_text())["seed"] == 0
+    imported = add([written[0]], tmp_path / "another-machine")  # a record file gathered elsewhere
+    assert imported[0].name == written[0].name and json.loads(imported[0].read_text()) == json.loads(written[0].read_text())
     with pytest.raises(DataError, match="no metrics.json"):
         add([tmp_path], tmp_path / "x")
     bad = tmp_path / "bad" / "record.json"
@@ -215,3 +217,6 @@ def test_seeds_at_different_time_caps_are_separate_rows_named_by_their_cap():
     assert rows[1].stat("rmse")[0] == pytest.approx(7.1)  # the 30-minute seed never averages with the 8-minute ones
     alone = ledger_rows([record(1, 8.0, 7.0), record(2, 8.0, 7.2)], "bikenyc1")
     assert [row.label for row in alone] == ["stid"]  # one budget: no label needed
+    from stvfm.ledger import record_name
+
+    assert record_name(record(0, 8.0, 7.0)) != record_name(record(0, 30.0, 6.0))  # both results are kept

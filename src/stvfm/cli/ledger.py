@@ -17,10 +17,10 @@ LedgerOption = Annotated[Optional[Path], typer.Option("--ledger", envvar="STVFM_
 
 @app.command("add")
 def add_command(
-    runs: Annotated[list[Path], typer.Argument(help="Finished run folders (with metrics.json).")],
+    runs: Annotated[list[Path], typer.Argument(help="Finished run folders (with metrics.json), or record files of another ledger.")],
     ledger: LedgerOption = None,
 ) -> None:
-    """Write (or replace) the ledger record of each finished run."""
+    """Write (or replace) the ledger record of each finished run, or import records gathered elsewhere."""
     from stvfm.ledger import add
 
     for path in add(runs, ledger or Path("docs/results/ledger")):

@@ -100,13 +100,12 @@ def ledger_rows(records: list[dict[str, Any]], dataset: str, channel: int | None
 
     A row's seeds share one budget: a seed stopped at an 8-minute cap never averages with one trained
     for 30, so the same model at two caps is two rows, each labelled with its cap."""
-    groups: dict[tuple[str, Any], list[dict[str, Any]]] = {}
+    groups: dict[str, list[dict[str, Any]]] = {}
     for record in records:
         if record["dataset"] != dataset or record["channel"] != channel or record.get("split", "test") != "test":
             continue
-        settings = {k: v for k, v in record["settings"].items() if k != "seed"}
-        key = (identity(settings), settings.get("max_minutes") if record["stop_reason"] != "not trained" else None)
-        groups.setdefault(key, []).append(record)
+        untimed = ("seed", "max_minutes") if record["stop_reason"] == "not trained" else ("seed",)
+        groups.setdefault(identity({k: v for k, v in record["settings"].items() if k not in untimed}), []).append(record)
     rows = []
     for group in groups.values():
         by_seed = {record["seed"]: record for record in sorted(group, key=lambda r: r["recorded_at"])}
@@ -167,8 +166,10 @@ def render(rows: list[LedgerRow], dataset: str, channel: int | None, sources: li
         for row in rows:
             lines.append(f"| {row.label} | {row.stat('rmse')[0] * scale:.3f} | {row.stat('mae')[0] * scale:.3f} | "
                          f"{_paper_text(row, dataset)} |")
-    capped = [row.label for row in rows if any(r["stop_reason"] in ("time cap", "epoch cap") for r in row.records)]
-    lines += ["", f"Stopped by a cap (not converged): {', '.join(capped) if capped else 'none'}."]
+    timed_out = [row.label for row in rows if any(r["stop_reason"] == "time cap" for r in row.records)]
+    full = [row.label for row in rows if row.label not in timed_out and any(r["stop_reason"] == "epoch cap" for r in row.records)]
+    lines += ["", f"Stopped by the time cap before early stopping (not converged): {', '.join(timed_out) or 'none'}.",
+              f"Ran every epoch the recipe allows, validation still improving within its patience: {', '.join(full) or 'none'}."]
     return "\n".join(lines) + "\n"
 
 
