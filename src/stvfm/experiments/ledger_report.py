@@ -17,7 +17,7 @@ from typing import Any
 
 from stvfm.atomic import write_text_atomic
 from stvfm.errors import DataError
-from stvfm.experiments.paper import paper_figure, paper_scale
+from stvfm.experiments.paper import paper_figure, paper_scale, printed_figure
 from stvfm.ledger import identity, normalised_settings, read_records
 
 #: Paper rows for ST-VFM variants (main table rows are model names).
@@ -139,7 +139,10 @@ def _format(stat: tuple[float, float], with_spread: bool) -> str:
 
 
 def _paper_text(row: LedgerRow, dataset: str) -> str:
-    paper = paper_figure("main", _PAPER_ROW.get(row.model, row.model), dataset)
+    name = _PAPER_ROW.get(row.model, row.model)
+    paper, printed = paper_figure("main", name, dataset), printed_figure("main", name, dataset)
+    if printed and not paper:
+        return f"misprinted ({printed[0]:g} / {printed[1]:g}: MAE > RMSE)"
     return f"{paper[0]:g} / {paper[1]:g}" if paper else "-"
 
 
