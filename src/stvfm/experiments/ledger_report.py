@@ -154,7 +154,7 @@ def render(rows: list[LedgerRow], dataset: str, channel: int | None, sources: li
              f"Rebuilt from the records in {', '.join(f'`{s}`' for s in sources)} by "
              f"`stvfm ledger report --dataset {dataset} --channel {channel}`. Original units; mean ± std over "
              "the seeds listed, which share one time cap (a model at two caps is two rows); every model at its recipe (stvfm/recipes), selected on validation forecast MSE. "
-             "A row whose stop reason is a cap did not converge: its validation trend says how far it was.", "",
+             "A row stopped by the time cap did not converge: its validation trend says how far it was.", "",
              "| model | RMSE | MAE | paper RMSE / MAE | seeds | budget per seed | val RMSE, last epochs (lowest seed) | weights | vs best |",
              "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
