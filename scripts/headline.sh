@@ -22,7 +22,7 @@ if [ "$precision" != bf16 ] && [ "${FORCE:-0}" != 1 ]; then
 fi
 for seed in $seeds; do
   for dataset in taxinyc1 bikenyc1; do
-    out="$runs/headline/stvfm-$dataset-seed$seed"
+    out="$runs/headline/stvfm-$dataset-${epochs}ep-seed$seed"  # more epochs of a cosine schedule: another run
     [ -f "$out/metrics.json" ] && [ ! -f "$out/.in-progress" ] && continue  # finished
     echo "== $(date -u +%H:%M:%S) ST-VFM full on $dataset, seed $seed, $epochs epochs, cap $minutes min ($precision)"
     "$stvfm" fit --model stvfm --dataset "$dataset" --channel 0 --seed "$seed" --max-epochs "$epochs" \

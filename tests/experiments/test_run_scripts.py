@@ -29,7 +29,7 @@ def run_script(name: str, tmp_path: Path, *args: str, **env: str) -> subprocess.
 
 
 def test_headline_fits_each_dataset_and_seed_and_skips_finished_runs(tmp_path):
-    finished = tmp_path / "runs" / "headline" / "stvfm-bikenyc1-seed1"
+    finished = tmp_path / "runs" / "headline" / "stvfm-bikenyc1-3ep-seed1"
     finished.mkdir(parents=True)
     (finished / "metrics.json").write_text("{}")
     result = run_script("headline.sh", tmp_path, SEEDS="0 1", EPOCHS="3", MINUTES="5", FORCE="1")
