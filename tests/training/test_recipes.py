@@ -80,7 +80,9 @@ def test_a_runs_config_yaml_is_a_config_file_for_the_same_run(tmp_path, capsys):
     first = tmp_path / "first"
     code = main(["fit", "--model", "stid", "--dataset", str(city), "--out", str(first), "--max-epochs", "1",
                  "--limit-train-batches", "2", "--batch-size", "16", "--lr", "0.004", "--accelerator", "cpu"])
-    assert code == 0, capsys.readouterr().err
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    assert "trained: 1 epoch(s) in " in printed.out and "stopped by epoch cap; fp32 on" in printed.out
     again = resolve_run_config({"out": str(tmp_path / "second")}, first / "config.yaml")
     original = RunConfig.from_dict(yaml.safe_load((first / "config.yaml").read_text()))
     assert again.to_dict() | {"out": ""} == original.to_dict() | {"out": ""}
