@@ -29,10 +29,6 @@ SCHEMA = 1
 STOP_REASONS = ("early stop", "epoch cap", "time cap", "not trained")
 #: Validation columns of Lightning's CSV log kept in a record's curve.
 CURVE_COLUMNS = ("val/mse_st", "val/rmse", "val/mae", "val/loss")
-#: Settings that do not change a result, left out of a record's name. The time cap stays in: a run
-#: stopped at 8 minutes and the same run given 30 are two results, and both are kept.
-NON_IDENTITY = ("out", "accelerator", "devices", "num_nodes", "strategy", "num_workers",
-                "data_root", "progress", "compile_backbone")
 REQUIRED = ("schema", "model", "dataset", "channel", "split", "mae", "rmse", "per_horizon", "n_windows", "seed",
             "settings", "stop_reason", "epochs", "val_curve", "threads", "recorded_at")
 
@@ -83,8 +79,13 @@ def normalised_settings(settings: dict[str, Any]) -> dict[str, Any]:
 
 
 def identity(settings: dict[str, Any]) -> str:
-    """A short hash of the settings that decide a result, so two records of one run share a name."""
-    kept = {key: value for key, value in normalised_settings(settings).items() if key not in NON_IDENTITY}
+    """A short hash of the run and its budget, so two records of one result share a name: where and how
+    fast it ran (placement) is left out, the budget stays in (the same run stopped at 8 minutes and
+    given 30 are two results, and both are kept)."""
+    from stvfm.training.config import PLACEMENT, RunConfig
+
+    placement = RunConfig.field_names(PLACEMENT)
+    kept = {key: value for key, value in normalised_settings(settings).items() if key not in placement}
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 

@@ -111,6 +111,10 @@ class RunConfig:
     def budget(self) -> dict[str, Any]:
         return self._fields(BUDGET)
 
+    @classmethod
+    def field_names(cls, role: str) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls) if f.metadata["role"] == role)
+
     def identity_differences(self, other: "RunConfig") -> list[str]:
         """Names of the identity fields on which ``other`` is another run."""
         mine, theirs = self.identity(), other.identity()
