@@ -68,7 +68,7 @@ class BenchmarkConfig:
     model_options: dict = field(default_factory=dict)  # extra ST-VFM options (tiny test models)
     compile_backbone: bool = False  # also time the frozen ViT under torch.compile
     timed_modes: tuple[str, ...] | None = None  # None: every mode where the device has native bf16, fp32 alone where not
-    epoch: bool = False  # also run one real ``fit`` epoch (bf16) per dataset: needs the dataset files
+    epoch: bool = False  # also run one real ``fit`` epoch (native precision) per dataset: needs the dataset files
     epoch_batches: int | None = None  # training batches of that epoch (None: all); validation is always whole
     accelerator: str = "auto"  # the epoch's Lightning accelerator (its peak is measured on the same device)
     data_root: str | None = None
