@@ -40,16 +40,20 @@ def ledger_root(explicit: str | Path | None = None) -> Path | None:
 
 
 def stop_reason(epochs: int, max_epochs: int, train_seconds: float, max_minutes: float | None,
-                early_stopped: bool) -> str:
-    """Which limit ended training (a cap is what readers must be told about)."""
+                early_stopped: bool, timed_out: bool | None = None) -> str:
+    """Which limit ended training (a cap is what readers must be told about). ``timed_out`` is what the
+    trainer's timer saw; a time cap inside the last epoch is a time cap, not an epoch cap. Without it (a
+    folder recorded before it existed) the wall time is judged against the cap."""
     if epochs == 0:
         return "not trained"
     if early_stopped:
         return "early stop"
+    if timed_out is None:
+        timed_out = epochs < max_epochs and bool(max_minutes) and train_seconds >= 0.95 * max_minutes * 60
+    if timed_out:
+        return "time cap"
     if epochs >= max_epochs:
         return "epoch cap"
-    if max_minutes and train_seconds >= 0.95 * max_minutes * 60:
-        return "time cap"
     return "early stop"
 
 

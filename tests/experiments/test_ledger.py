@@ -100,6 +100,17 @@ def test_stop_reasons():
     assert stop_reason(7, 10, 100.0, 10, early_stopped=True) == "early stop"
     assert stop_reason(0, 10, 0.0, None, early_stopped=False) == "not trained"
     assert set(STOP_REASONS) == {"early stop", "epoch cap", "time cap", "not trained"}
+    # the timer's word wins: stopped by time inside the only epoch is a time cap
+    assert stop_reason(1, 1, 900.0, 10, early_stopped=False, timed_out=True) == "time cap"
+    assert stop_reason(1, 1, 900.0, 10, early_stopped=False, timed_out=False) == "epoch cap"
+
+
+def test_a_time_cap_inside_the_last_epoch_is_recorded_as_a_time_cap(tmp_path, small_city):
+    from stvfm.training.runner import RunConfig, fit
+
+    run = RunConfig(model="stid", dataset=str(small_city), out=str(tmp_path / "run"), max_epochs=1, batch_size=2,
+                    max_minutes=0.0002, progress=False, accelerator="cpu", precision="32")
+    assert fit(run)["stop_reason"] == "time cap"  # the timer stopped it after a batch of its one epoch
 
 
 def test_selection_watches_the_forecast_error_not_the_flow_term(tmp_path, small_city):
