@@ -35,6 +35,7 @@ def bench_command(
 
     from stvfm.atomic import write_json_atomic
     from stvfm.training.benchmark import BenchmarkConfig, run_benchmark
+    from stvfm.training.config import precision_label
 
     if scaling:
         _bench_scaling(out, backbone, variant, parse_options(option))
@@ -88,7 +89,7 @@ def bench_command(
     for name, figures in result["datasets"].items():
         if "epoch" in figures:
             row = figures["epoch"]
-            peak_name = "fp32" if row["precision"] == "32" else row["precision"]
+            peak_name = precision_label(row["precision"])
             console.print(f"{name} whole epoch ({row['device']}, {peak_name}, {row['train_windows']} training + "
                           f"{row['val_windows']} validation windows): {row['epoch_s']:.1f} s, "
                           f"{row['epoch_utilisation']:.1%} of the {peak_name} peak (training {row['train_utilisation']:.1%}, "
@@ -103,11 +104,12 @@ def _bench_scaling(out: Path, backbone: str, variant: str, options: dict[str, An
     from rich import box
 
     from stvfm.atomic import write_json_atomic
+    from stvfm.training.config import precision_label
     from stvfm.training.cost_scaling import ScalingConfig, cost_scaling
 
     result = cost_scaling(ScalingConfig(backbone=backbone, variant=variant, model_options=options))
     write_json_atomic(out, result)
-    precision = "bf16" if result["precision"] == "bf16" else "fp32"
+    precision = precision_label(result["precision"])
     table = Table(title=f"ST-VFM {variant} ({backbone}) training cost per window, {precision}, batch 1", box=box.SIMPLE)
     # MiB: activations autograd keeps for the backward pass, the memory that grows with the input
     for column in ("grid", "history", "tokens/frame", "GFLOP", "×FLOPs", "MiB", "s", "×time"):

@@ -32,7 +32,7 @@ from stvfm.errors import ConfigError
 from stvfm.models import create_model
 from stvfm.models.base import ForecastShape
 from stvfm.data.batch import random_batch
-from stvfm.training.config import device_type, native_precision
+from stvfm.training.config import device_type, native_precision, precision_label
 from stvfm.training.optim import OptimConfig
 from stvfm.training.speed import cast_frozen_linears, compile_backbone
 
@@ -43,8 +43,7 @@ MODES = ("fp32", "bf16-autocast", "bf16-autocast+frozen-bf16")
 SLOW_MATMUL_SECONDS, PEAK_SECONDS = 1.0, 5.0
 #: Timed only when asked for: compiling costs about a minute per shape and grad mode.
 COMPILED_MODE = "bf16-autocast+frozen-bf16+compiled-vit"
-#: The matmul peak a precision is measured against, and its torch dtype.
-PEAK_DTYPES = {"32": "fp32", "bf16": "bf16"}
+#: The torch dtype of each measured matmul peak (named by ``precision_label``).
 TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 TARGETS = {"bf16_over_fp32_train_throughput": 4.0, "vit_bf16_utilisation": 0.40, "bikenyc1_epoch_seconds": 60.0,
            "epoch_bf16_utilisation": 0.65}
@@ -132,7 +131,7 @@ def run_benchmark(config: BenchmarkConfig) -> dict:
         peaks = measured["start"]
         datasets = {name: _bench_dataset(name, config, peaks) for name in config.datasets}
         if config.epoch:
-            device, dtype = device_type(config.accelerator), PEAK_DTYPES[config.epoch_precision]
+            device, dtype = device_type(config.accelerator), precision_label(config.epoch_precision)
             peak = peaks[dtype] if device == "cpu" else matmul_peak_tflops(TORCH_DTYPES[dtype], config, device)
             for name in config.datasets:
                 datasets[name]["epoch"] = whole_epoch(name, config, peak)
@@ -177,7 +176,7 @@ def _against_peaks(datasets: dict, peaks: dict[str, float]) -> None:
             row["train_utilisation"], row["vit_utilisation"] = row["train_tflops"] / peak, row["vit_tflops"] / peak
         epoch = result.get("epoch")
         if epoch and epoch["device"] == "cpu":
-            epoch["peak_tflops"] = peak = peaks[PEAK_DTYPES[epoch["precision"]]]
+            epoch["peak_tflops"] = peak = peaks[precision_label(epoch["precision"])]
             for part in ("train", "val", "epoch"):
                 epoch[f"{part}_utilisation"] = epoch[f"{part}_tflop"] / epoch[f"{part}_s"] / peak
 
@@ -300,7 +299,7 @@ def whole_epoch(dataset: str, config: BenchmarkConfig, peak_tflops: float) -> di
               "train_batches": config.epoch_batches or "all", "train_windows": windows["train"],
               "val_windows": windows["val"], "train_gflop_per_window": train_flops / 1e9,
               "val_gflop_per_window": val_flops / 1e9, "peak_tflops": peak_tflops,
-              "utilisation_vs": f"{PEAK_DTYPES[config.epoch_precision]} matmul peak of the same device, same run"}
+              "utilisation_vs": f"{precision_label(config.epoch_precision)} matmul peak of the same device, same run"}
     for part, (flops, seconds) in figures.items():
         result[f"{part}_tflop"] = flops / 1e12
         result[f"{part}_s"] = seconds
@@ -456,7 +455,7 @@ def _targets(datasets: dict, ratios: dict, epoch_seconds: dict) -> dict:
     epochs = [result["epoch"] for result in datasets.values() if "epoch" in result]
     if epochs:
         worst = min(epoch["epoch_utilisation"] for epoch in epochs)
-        key = f"epoch_{PEAK_DTYPES[epochs[0]['precision']]}_utilisation"  # the target was set for bf16
+        key = f"epoch_{precision_label(epochs[0]['precision'])}_utilisation"  # the target was set for bf16
         targets[key] = {"value": worst, "target": f">= {TARGETS['epoch_bf16_utilisation']}",
                         "met": worst >= TARGETS["epoch_bf16_utilisation"]}
     if epoch_seconds:

@@ -173,6 +173,11 @@ def native_precision(accelerator: str = "auto") -> str:
     return "bf16" if host.native_bf16_cpu() else "32"
 
 
+def precision_label(precision: str) -> str:
+    """How a run's precision is named to people and in the benchmark's peaks: "fp32", "bf16", "fp16"."""
+    return {"32": "fp32", "16": "fp16"}.get(precision, precision)
+
+
 def lightning_precision(precision: str) -> str:
     """Lightning's name for a run's precision; an unknown one is refused before anything is written."""
     choices = {"32": "32-true", "bf16": "bf16-mixed", "16": "16-mixed"}

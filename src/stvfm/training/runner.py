@@ -19,9 +19,9 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Timer
 
+from stvfm import host
 from stvfm.data.prepared import PreparedData, prepare_data
 from stvfm.errors import ConfigError
-from stvfm import host
 from stvfm.ledger import stop_reason
 from stvfm.models.base import Forecaster
 from stvfm.models.registry import create_model, get_model_entry, resolved_options
