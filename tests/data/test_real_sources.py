@@ -70,3 +70,26 @@ def test_calendar_columns_must_match_the_timestamps(shared_data_dir, tmp_path):
 def test_registered_dataset_without_files(tmp_path):
     with pytest.raises(DataError, match=r"bikenyc1: dataset 'bikenyc1' needs NYC14_M16x8_T60_NewEnd.h5"):
         load_series("bikenyc1", root=tmp_path)
+
+
+def test_bikenyc1_at_the_papers_60_day_span(bikenyc1, shared_data_dir):
+    """bikenyc1-60d is the same file cut to 2014-08-01..09-29, sharing bikenyc1's recipe and paper column."""
+    from stvfm.data.registry import protocol_family
+    from stvfm.experiments.paper import paper_figure
+    from stvfm.training.recipes import recipe
+
+    span = load_series("bikenyc1-60d", root=shared_data_dir, channel=0)
+    assert span.shape == (1440, 1, 16, 8)
+    assert span.timestamps[0] == np.datetime64("2014-08-01T00:00")
+    assert span.timestamps[-1] == np.datetime64("2014-09-29T23:00")
+    first = int(np.searchsorted(bikenyc1.timestamps, np.datetime64("2014-08-01T00:00")))
+    np.testing.assert_array_equal(span.values, bikenyc1.values[first:first + 1440, :1])
+    assert span.attrs["period"] == "2014-08-01T00:00:00..2014-09-29T23:00:00"
+    assert protocol_family("bikenyc1-60d") == "bikenyc1"
+    assert recipe("stvfm", "bikenyc1-60d")["model_options"] == recipe("stvfm", "bikenyc1")["model_options"]
+    assert paper_figure("main", "stvfm", "bikenyc1-60d") == (3.38, 1.20)
+
+
+def test_a_period_bound_off_the_series_is_one_clear_error(bikenyc1):
+    with pytest.raises(DataError, match="not a time step"):
+        bikenyc1.between("2014-08-01T00:30", "2014-09-29T23:00")

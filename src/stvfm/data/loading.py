@@ -50,6 +50,8 @@ def load_series(
     if is_registered(text):
         spec = get_dataset(text)
         series = load_registered(spec, root, verify)
+        if spec.period is not None:
+            series = series.between(*spec.period)
         steps = spec.default_steps if steps is None else steps
     elif Path(text).exists():
         series = read_generic(text)

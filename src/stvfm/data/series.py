@@ -91,6 +91,28 @@ class GridSeries:
             attrs={**self.attrs, "channel": channel},
         )
 
+    def between(self, first: str, last: str) -> "GridSeries":
+        """The steps from ``first`` to ``last`` inclusive (ISO timestamps); both must be steps of the series."""
+        where = self.source or self.name
+        bounds = np.array([first, last], dtype="datetime64[s]")
+        indices = np.searchsorted(self.timestamps.astype("datetime64[s]"), bounds)
+        for bound, index in zip(bounds, indices):
+            if index >= len(self.timestamps) or self.timestamps[index] != bound:
+                raise DataError(f"{where}: period bound {bound} is not a time step of the series "
+                                f"({self.timestamps[0]} to {self.timestamps[-1]})")
+        start, stop = int(indices[0]), int(indices[1]) + 1
+        if stop <= start:
+            raise DataError(f"{where}: period ends ({last}) before it starts ({first})")
+        return GridSeries(
+            name=self.name,
+            values=self.values[start:stop],
+            timestamps=self.timestamps[start:stop],
+            interval_minutes=self.interval_minutes,
+            channel_names=self.channel_names,
+            source=self.source,
+            attrs={**self.attrs, "period": f"{bounds[0]}..{bounds[1]}"},
+        )
+
     def head(self, steps: int) -> "GridSeries":
         """The first ``steps`` steps (e.g. the paper's 60-day TaxiNYC period)."""
         return GridSeries(

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+from stvfm.data.registry import protocol_family
+
 #: Paper column names -> our dataset names.
 _COLUMNS = {"Crowd": "crowd", "Cellular": "cellular", "TDrive": "tdrive", "BikeNYC": "bikenyc1",
             "BikeNYC2": "bikenyc2", "TaxiNYC": "taxinyc1", "TaxiNYC2": "taxinyc2", "TrafficZZ": "trafficzz",
@@ -95,7 +97,7 @@ PAPER: dict[str, dict[str, dict[str, tuple[float, float]]]] = {
 
 def printed_figure(table: str, row: str, dataset: str) -> tuple[float, float] | None:
     """The paper's (RMSE, MAE) for ``row`` on ``dataset`` in ``table`` as printed, or None where it has none."""
-    return PAPER.get(table, {}).get(row, {}).get(dataset)
+    return PAPER.get(table, {}).get(row, {}).get(protocol_family(dataset))
 
 
 def paper_figure(table: str, row: str, dataset: str) -> tuple[float, float] | None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from stvfm.data.registry import protocol_family
 from stvfm.errors import ConfigError
 from stvfm.training.optim import OptimConfig
 from stvfm.training.runner import RunConfig
@@ -73,7 +74,8 @@ def merged(*layers: dict[str, Any]) -> dict[str, Any]:
 def for_dataset(settings: dict[str, Any], dataset: str) -> dict[str, Any]:
     """A recipe's general settings with its ``datasets: {<dataset>: ...}`` overrides applied."""
     general = {k: v for k, v in settings.items() if k not in RECIPE_ONLY_KEYS}
-    specific = (settings.get("datasets") or {}).get(dataset) or {}
+    overrides = settings.get("datasets") or {}
+    specific = overrides.get(dataset) or overrides.get(protocol_family(dataset)) or {}
     return merged(general, specific)
 
 
