@@ -57,8 +57,13 @@ def _fsync_folder(folder: Path) -> None:
 
 
 def write_json_atomic(target: str | os.PathLike, payload: Any) -> Path:
+    """Standard JSON only: NaN or infinity (which json.dumps would write as invalid ``NaN``) is refused."""
+    try:
+        text = json.dumps(payload, indent=2, sort_keys=False, allow_nan=False) + "\n"
+    except ValueError as error:
+        raise OutputError(f"{target}: not written, it would hold a value JSON cannot ({error})") from None
     with atomic_path(target) as tmp:
-        tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
+        tmp.write_text(text)
     return Path(target)
 
 

@@ -28,5 +28,9 @@ class OutputError(StvfmError):
     """An output cannot be written where asked (read-only folder, full disk, a folder in the way)."""
 
 
+class RunError(StvfmError):
+    """A run ended without a usable result (its forecasts or metrics are not finite numbers)."""
+
+
 class DataWarning(UserWarning):
     """Data that loads but is probably wrong (an outlier far beyond the rest): the CLI shows it as one line."""

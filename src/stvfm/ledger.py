@@ -12,7 +12,9 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import math
 import os
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,8 @@ SCHEMA = 1
 STOP_REASONS = ("early stop", "epoch cap", "time cap", "not trained")
 #: Validation columns of Lightning's CSV log kept in a record's curve.
 CURVE_COLUMNS = ("val/mse_st", "val/rmse", "val/mae", "val/loss")
+#: What a name that becomes part of a record's path may hold: no separator, no "..", no leading dot.
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_+=.-]{0,127}")
 REQUIRED = ("schema", "model", "dataset", "channel", "split", "mae", "rmse", "per_horizon", "n_windows", "seed",
             "settings", "stop_reason", "epochs", "val_curve", "threads", "recorded_at")
 
@@ -85,10 +89,11 @@ def normalised_settings(settings: dict[str, Any]) -> dict[str, Any]:
 def identity(settings: dict[str, Any]) -> str:
     """A short hash of the run and its budget, so two records of one result share a name: where and how
     fast it ran (placement) is left out, the budget stays in (the same run stopped at 8 minutes and
-    given 30 are two results, and both are kept)."""
+    given 30 are two results, and both are kept). The data digest is left out too: records written
+    before it was recorded name the same results."""
     from stvfm.training.config import PLACEMENT, RunConfig
 
-    placement = RunConfig.field_names(PLACEMENT)
+    placement = (*RunConfig.field_names(PLACEMENT), "data_sha256")
     kept = {key: value for key, value in normalised_settings(settings).items() if key not in placement}
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
@@ -130,14 +135,52 @@ def build_record(run: str | Path) -> dict[str, Any]:
     return record
 
 
+def _is_whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _record_problem(record: dict[str, Any]) -> str | None:
+    """The first field of a record whose value no table or record name can use; None when all fit."""
+    for key in ("model", "dataset"):
+        if not isinstance(record[key], str) or not SAFE_NAME.fullmatch(record[key]) or ".." in record[key]:
+            return f"{key} {record[key]!r} is not a plain name (letters, digits, '_+=.-', no '..' or '/')"
+    variant = record.get("variant")
+    if variant is not None and (not isinstance(variant, str) or not SAFE_NAME.fullmatch(variant) or ".." in variant):
+        return f"variant {variant!r} is not a plain name"
+    if not _is_whole(record["seed"]) or record["seed"] < 0:
+        return f"seed {record['seed']!r} is not a whole number >= 0"
+    if record["channel"] is not None and (not _is_whole(record["channel"]) or record["channel"] < 0):
+        return f"channel {record['channel']!r} is neither a channel index nor null (all channels)"
+    for key in ("mae", "rmse"):
+        if not _is_finite(record[key]):
+            return f"{key} {record[key]!r} is not a finite number"
+    horizon = record["per_horizon"]
+    if not isinstance(horizon, dict) or not all(isinstance(horizon.get(key), list) and all(map(_is_finite, horizon[key]))
+                                                for key in ("mae", "rmse")):
+        return "per_horizon is not {mae: [numbers], rmse: [numbers]}"
+    if not isinstance(record["settings"], dict):
+        return f"settings is a {type(record['settings']).__name__}, not a mapping"
+    if not _is_whole(record["n_windows"]) or not _is_whole(record["epochs"]) or not isinstance(record["val_curve"], list):
+        return "n_windows and epochs must be whole numbers and val_curve a list"
+    if record["stop_reason"] not in STOP_REASONS:
+        return f"unknown stop_reason {record['stop_reason']!r}"
+    return None
+
+
 def check_record(record: Any, where: str | Path) -> dict[str, Any]:
+    """``record`` if it is a well-formed ledger record: every field a table or a record's name reads is checked."""
     if not isinstance(record, dict):
         raise DataError(f"{where}: not a ledger record (expected a JSON object)")
     missing = [key for key in REQUIRED if key not in record]
     if missing:
         raise DataError(f"{where}: not a ledger record (missing {', '.join(missing)})")
-    if record["stop_reason"] not in STOP_REASONS:
-        raise DataError(f"{where}: unknown stop_reason {record['stop_reason']!r}")
+    problem = _record_problem(record)
+    if problem:
+        raise DataError(f"{where}: not a usable ledger record ({problem})")
     return record
 
 
@@ -156,7 +199,7 @@ def add(sources: list[str | Path], root: str | Path | None = None) -> list[Path]
             records.append(check_record(build_record(source), source))
     written = []
     for record in records:
-        path = chosen / str(record["dataset"]) / f"{record_name(record)}.json"
+        path = chosen / record["dataset"] / f"{record_name(record)}.json"  # names checked by check_record
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(path, record)
         written.append(path)

@@ -56,7 +56,11 @@ def parse_options(pairs: list[str] | None) -> dict[str, Any]:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set expects KEY=VALUE, got {pair!r}")
-        options[key.strip()] = yaml.safe_load(value)
+        try:
+            options[key.strip()] = yaml.safe_load(value)
+        except (yaml.YAMLError, RecursionError) as error:
+            reason = (str(error).strip().splitlines() or ["nested too deep"])[0]
+            raise ConfigError(f"--set {key.strip()}: the value is not valid YAML ({reason})") from None
     return options
 
 

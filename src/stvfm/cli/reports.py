@@ -17,7 +17,10 @@ def compare_command(
     """One table of test RMSE / MAE over several runs, with the weights each really used."""
     from stvfm.atomic import write_text_atomic
     from stvfm.reports.tables import COLUMNS, comparison_rows, markdown_table
+    from stvfm.training.folders import check_output
 
+    if markdown:
+        check_output(markdown, inputs=tuple(runs))
     rows = comparison_rows(runs)
     table = Table(title="test metrics (original units)")
     for column in COLUMNS:

@@ -100,7 +100,7 @@ def _warn_of_outliers(series: GridSeries) -> None:
     magnitudes = np.abs(series.values)
     typical = max(1.0, float(np.percentile(magnitudes, 99)))
     worst = int(np.argmax(magnitudes))
-    if magnitudes.flat[worst] > OUTLIER_FACTOR * typical:
+    if float(magnitudes.flat[worst]) > OUTLIER_FACTOR * typical:  # in float64: a float32 limit would overflow
         step, channel, y, x = np.unravel_index(worst, magnitudes.shape)
         warnings.warn(f"{series.source or series.name}: value {series.values.flat[worst]:.3g} at step {step} "
                       f"({series.timestamps[step]}), channel {channel}, cell (y={y}, x={x}) is over "

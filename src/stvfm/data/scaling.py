@@ -31,7 +31,11 @@ class MinMaxScaler:
         size = values.numel() if isinstance(values, torch.Tensor) else np.size(values)
         if size == 0:
             raise DataError("cannot fit a scaler on zero values")
-        return cls(float(values.min()), float(values.max()))
+        minimum, maximum = float(values.min()), float(values.max())
+        if not maximum - minimum <= float(np.finfo(np.float32).max):
+            raise DataError(f"values span {minimum:.3g} to {maximum:.3g}, wider than float32 holds: every scaled "
+                            "value would overflow; rescale the data (e.g. to other units) first")
+        return cls(minimum, maximum)
 
     @property
     def span(self) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -72,6 +73,15 @@ class GridSeries:
     @property
     def slots_per_day(self) -> int:
         return slots_per_day(self.interval_minutes)
+
+    def sha256(self) -> str:
+        """Digest of what the series holds (values, timestamps, interval, channel names): part of a run's
+        identity, so a run never resumes on a file that was replaced under the same name."""
+        digest = hashlib.sha256()
+        digest.update(f"{self.values.shape}|{self.interval_minutes}|{'|'.join(self.channel_names)}|".encode())
+        digest.update(self.timestamps.astype("datetime64[s]").astype("int64").tobytes())
+        digest.update(np.ascontiguousarray(self.values).tobytes())
+        return digest.hexdigest()
 
     def select_channels(self, channel: int | None) -> "GridSeries":
         """Keep one channel (``int``) or all (``None``)."""

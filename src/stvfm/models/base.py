@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from stvfm.errors import ConfigError
+from stvfm.values import check_fields
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,8 @@ class ModelConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Check the declared rules; configs with other rules extend this."""
+        """Check the declared types and rules; configs with other rules extend this."""
+        check_fields(self, f"{type(self).__name__.removesuffix('Config')} option ")
         for name in self.positive:
             if not getattr(self, name) > 0:
                 self._fail(name, "positive")

@@ -7,8 +7,10 @@ record that loads under one loads under all.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +31,35 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     (Lightning's own writer copies a temporary file in place when it sits on another file system)."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any = None) -> None:
+        if isinstance(checkpoint.get("stvfm"), dict) and isinstance(checkpoint.get("state_dict"), dict):
+            checkpoint["stvfm"]["weights_sha256"] = weights_digest(checkpoint["state_dict"])
         with atomic_path(path) as tmp:
-            torch.save(checkpoint, tmp)
+            try:
+                torch.save(checkpoint, tmp)
+            except RuntimeError as error:  # torch's zip writer reports a full disk or a write error this way
+                lines = str(error).strip().splitlines() or [type(error).__name__]
+                raise OSError(f"{lines[-1][:200]}; is the disk full?") from None
+
+
+def weights_digest(state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over the names, dtypes, shapes and bytes of a state dict: recorded at save, checked at load,
+    so weights changed after saving (a flipped byte the zip CRCs would also catch, or a re-packed file)
+    are never trusted."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _damaged_member(path: Path) -> str | None:
+    """The first member of a torch zip checkpoint whose bytes fail their CRC (torch.load never checks)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip()
+    except zipfile.BadZipFile:
+        return None  # not a zip (a legacy torch file or no checkpoint): torch.load says what it is
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -40,6 +69,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"{path}: checkpoint not found")
     if not path.is_file():
         raise CheckpointError(f"{path}: not a regular file (a folder, pipe or device)")
+    damaged = _damaged_member(path)
+    if damaged:
+        raise CheckpointError(f"{path}: damaged (member {damaged!r} fails its CRC check); it cannot be trusted")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:  # torch's text would advise weights_only=False, i.e. running the file's code
@@ -51,6 +83,10 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     problem = _checkpoint_problem(checkpoint)
     if problem:
         raise CheckpointError(f"{path}: not an stvfm checkpoint ({problem})")
+    recorded = checkpoint["stvfm"].get("weights_sha256")
+    if recorded is not None and recorded != weights_digest(checkpoint["state_dict"]):
+        raise CheckpointError(f"{path}: its weights differ from the digest recorded when it was saved; "
+                              "it cannot be trusted")
     return checkpoint
 
 

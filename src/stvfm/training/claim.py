@@ -4,10 +4,12 @@ resumed run's epoch logs (which Lightning's CSVLogger would delete)."""
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
 import os
 import time
 from pathlib import Path
+from typing import IO
 
 import yaml
 
@@ -15,11 +17,15 @@ from stvfm.atomic import atomic_path, write_text_atomic
 from stvfm.errors import CheckpointError, ConfigError
 from stvfm.training.checkpoints import load_checkpoint
 from stvfm.training.config import RunConfig
-from stvfm.training.folders import IN_PROGRESS_NAME, clear_run
+from stvfm.training.folders import IN_PROGRESS_NAME, LOCK_NAME, clear_run, own_temporaries
+
+#: Run folders this process holds the lock of, until ``release_folder``.
+_held: dict[Path, IO] = {}
 
 
-def _recorded_runs(out: Path) -> list[tuple[Path, RunConfig]]:
-    """The runs the folder's records describe: its config.yaml, metrics.json and last.ckpt."""
+def _recorded_runs(out: Path, checkpoints: bool = True) -> list[tuple[Path, RunConfig]]:
+    """The runs the folder's records describe: its config.yaml, metrics.json and (``checkpoints``) its
+    last and best checkpoints."""
     records = []
     for path in (out / "config.yaml", out / "metrics.json"):
         if path.is_file():
@@ -32,13 +38,50 @@ def _recorded_runs(out: Path) -> list[tuple[Path, RunConfig]]:
                 raise ConfigError(f"{path}: not a run record; use another --out, or --overwrite to clear the folder")
             records.append((path, RunConfig.from_record(payload, path)))
     last = out / "checkpoints" / "last.ckpt"
-    if last.exists():
+    if checkpoints and last.exists():
         try:
             saved = load_checkpoint(last)
         except CheckpointError as error:
             raise CheckpointError(f"{error}; delete it to start afresh, or pass --overwrite to clear the folder") from None
         records.append((last, RunConfig.from_record(saved["stvfm"]["run"], last)))
+    for best in sorted((out / "checkpoints").glob("best*.ckpt")) if checkpoints else []:
+        try:  # a readable best checkpoint is its run's record; an unreadable one is a stale leftover
+            records.append((best, RunConfig.from_record(load_checkpoint(best)["stvfm"]["run"], best)))
+        except CheckpointError:
+            continue
     return records
+
+
+def _lock_folder(out: Path) -> None:
+    """Hold the run folder's lock (released by ``release_folder`` or when the process ends), or refuse:
+    two processes writing one run would interleave its checkpoints and logs."""
+    key = out.resolve()
+    if key in _held:
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    handle = open(out / LOCK_NAME, "a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise ConfigError(f"{out}: another stvfm process is running a run in this folder; "
+                          "wait for it to finish or use another --out") from None
+    _held[key] = handle
+
+
+def release_folder(out: Path) -> None:
+    """Let other processes claim ``out`` again (closing the file releases the lock)."""
+    handle = _held.pop(Path(out).resolve(), None)
+    if handle is not None:
+        handle.close()
+
+
+def _refuse_other_runs(config: RunConfig, records: list[tuple[Path, RunConfig]]) -> None:
+    for path, recorded in records:
+        differing = config.identity_differences(recorded)
+        if differing:
+            raise ConfigError(f"{path}: left by another run (differs in {', '.join(differing)}); "
+                              "use another --out, or --overwrite to clear the folder first")
 
 
 def accept_folder(config: RunConfig, out: Path, overwrite: bool) -> int | None:
@@ -48,23 +91,40 @@ def accept_folder(config: RunConfig, out: Path, overwrite: bool) -> int | None:
     """
     from lightning.pytorch.utilities import rank_zero_only
 
+    if not overwrite:  # read only: a folder refused is left exactly as it was
+        _refuse_other_runs(config, _recorded_runs(out))
+    if rank_zero_only.rank == 0:  # under DDP the launching process holds the folder for all ranks
+        _lock_folder(out)
     if overwrite:
         clear_run(out)
-    records = _recorded_runs(out)
-    for path, recorded in records:
-        differing = config.identity_differences(recorded)
-        if differing:
-            raise ConfigError(f"{path}: left by another run (differs in {', '.join(differing)}); "
-                              "use another --out, or --overwrite to clear the folder first")
+    _refuse_other_runs(config, _recorded_runs(out, checkpoints=False))  # a run that claimed it meanwhile
     last = out / "checkpoints" / "last.ckpt"
     resumed = int(load_checkpoint(last).get("epoch", -1)) if last.exists() else None
     if rank_zero_only.rank != 0:  # under DDP the launching process writes the folder
         return resumed
-    for stray in out.rglob(".*.tmp"):  # temporaries of writes killed before their rename
+    for stray in own_temporaries(out):  # of this run's writes killed before their rename
         stray.unlink(missing_ok=True)
     write_text_atomic(out / IN_PROGRESS_NAME, f"started {time.strftime('%Y-%m-%dT%H:%M:%S')} by pid {os.getpid()}\n")
     write_text_atomic(out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
     return resumed
+
+
+def refuse_trained_run(out: Path, checkpoint: str | os.PathLike) -> None:
+    """A test writes its own metrics.json: never into the folder of a trained run (whose metrics.json holds
+    its epochs, stop reason and timings) nor around the checkpoint it reads."""
+    if Path(out).resolve() in Path(checkpoint).resolve().parents:
+        raise ConfigError(f"{out}: holds the checkpoint under test; write the test's results to another --out")
+    if (out / "checkpoints").is_dir() or _trained_metrics(out / "metrics.json"):
+        raise ConfigError(f"{out}: holds a trained run's records; write the test's results to another --out")
+
+
+def _trained_metrics(path: Path) -> bool:
+    """Whether ``path`` is the metrics.json of a run that trained (it records epochs)."""
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(payload, dict) and "epochs" in payload
 
 
 def logged_rows(path: Path, before_epoch: int) -> list[dict[str, str]]:

@@ -16,6 +16,7 @@ from stvfm.data.windows import ProtocolConfig
 from stvfm.errors import CheckpointError, ConfigError, StvfmError
 from stvfm.models.registry import build_config, get_model_entry, recorded_options, resolved_options
 from stvfm.training.optim import RUN_LENGTH_SCHEDULES, OptimConfig
+from stvfm.values import check_fields
 
 #: What a field of ``RunConfig`` is to the run's identity (``field(metadata={"role": ...})``):
 #: - identity: decides the result; a run folder, a resume or a reused result must agree on every one.
@@ -26,8 +27,15 @@ IDENTITY, BUDGET, PLACEMENT = "identity", "budget", "placement"
 TRAINING_ONLY = ("batch_size", "limit_train_batches", "precision", "init_from", "optim")
 
 
-def _role(role: str, default: Any = dataclasses.MISSING, **kwargs: Any) -> Any:
-    return field(default=default, metadata={"role": role}, **kwargs)
+def _role(role: str, default: Any = dataclasses.MISSING, size: bool = True, **kwargs: Any) -> Any:
+    """``size=False``: a whole number that is no size (a seed, a step count), exempt from the size bound."""
+    return field(default=default, metadata={"role": role, "size": size}, **kwargs)
+
+
+#: Seeds Lightning and numpy accept.
+SEED_RANGE = (0, 2**32 - 1)
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+SCALINGS = ("train", "all")
 
 
 @dataclass
@@ -38,7 +46,7 @@ class RunConfig:
     dataset: str = _role(IDENTITY)
     out: str = _role(PLACEMENT)
     channel: int | None = _role(IDENTITY, 0)
-    steps: int | None = _role(IDENTITY, None)  # None: the dataset's default period (taxinyc1: the paper's 60 days)
+    steps: int | None = _role(IDENTITY, None, size=False)  # None: the dataset's default period (taxinyc1: the paper's 60 days)
     scaling: str = _role(IDENTITY, "train")  # "train" (fit on the training split) or "all" (UniST's variant)
     model_options: dict[str, Any] = _role(IDENTITY, default_factory=dict)
     max_epochs: int = _role(BUDGET, 200)
@@ -49,7 +57,7 @@ class RunConfig:
     limit_train_batches: float | int = _role(IDENTITY, 1.0)  # a fraction or a count, for quick runs
     precision: str = _role(IDENTITY, "32")  # "32", "bf16" (autocast) or "auto" (bf16 where the hardware has it)
     compile_backbone: bool = _role(PLACEMENT, False)  # torch.compile the frozen VFM (speed only; results unchanged)
-    seed: int = _role(IDENTITY, 0)
+    seed: int = _role(IDENTITY, 0, size=False)
     init_from: str | None = _role(IDENTITY, None)  # checkpoint of the same model and grid whose weights start this run
     optim: OptimConfig = _role(IDENTITY, default_factory=OptimConfig)
     accelerator: str = _role(PLACEMENT, "auto")
@@ -59,8 +67,14 @@ class RunConfig:
     num_workers: int = _role(PLACEMENT, 0)
     data_root: str | None = _role(PLACEMENT, None)
     progress: bool = _role(PLACEMENT, True)
+    #: Digest of the data the run reads (``GridSeries.sha256``), set when the data is loaded; None: not yet
+    #: known (a plan, or a record written before it existed), which no other value differs from.
+    data_sha256: str | None = _role(IDENTITY, None)
 
     def __post_init__(self) -> None:
+        if isinstance(self.precision, int) and not isinstance(self.precision, bool):
+            self.precision = str(self.precision)  # YAML reads `precision: 32` as a number
+        check_fields(self, "")
         if self.precision == AUTO_PRECISION:  # recorded as what ran, so a run's identity never says "auto"
             self.precision = native_precision(self.accelerator)
 
@@ -69,21 +83,36 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, payload: dict[str, Any]) -> "RunConfig":
+        """The run ``payload`` describes, every value checked against its field's type (``ConfigError``)."""
         payload = dict(payload)
-        payload["optim"] = OptimConfig(**payload.get("optim", {}))
+        optim = payload.get("optim") or {}
+        if not isinstance(optim, dict):
+            raise ConfigError(f"optim: expected a mapping, got {optim!r}"[:120])
+        unknown_optim = sorted(set(optim) - {f.name for f in dataclasses.fields(OptimConfig)})
+        if unknown_optim:
+            raise ConfigError(f"optim: unknown setting(s) {', '.join(map(str, unknown_optim))}")
+        payload["optim"] = OptimConfig(**optim)
         known = {f.name for f in dataclasses.fields(cls)}
+        missing = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING
+                   and f.default_factory is dataclasses.MISSING and f.name not in payload]
+        if missing:
+            raise ConfigError(f"missing setting(s) {', '.join(missing)}")
         return cls(**{k: v for k, v in payload.items() if k in known})
 
     @classmethod
     def from_record(cls, payload: Any, where: str | os.PathLike) -> "RunConfig":
-        """The run a saved record (config.yaml, metrics settings, checkpoint) describes, options as it trained them."""
+        """The run a saved record (config.yaml, metrics settings, checkpoint) describes, options as it trained
+        them; a record whose values do not fit their settings is the record's one-line ``CheckpointError``."""
+        if not isinstance(payload, dict):
+            raise CheckpointError(f"{where}: malformed run record (not a mapping of settings)")
         try:
             config = cls.from_dict(payload)
+        except (StvfmError, TypeError, ValueError) as error:
+            raise CheckpointError(f"{where}: malformed run record ({str(error)[:200]})") from None
+        try:
             config.model_options = recorded_options(config.model, config.model_options)
         except StvfmError:
-            return config  # an unknown model or option: it differs from any run of today's models
-        except (TypeError, ValueError, AttributeError) as error:
-            raise CheckpointError(f"{where}: malformed run record ({type(error).__name__}: {str(error)[:160]})") from None
+            pass  # an unknown model or option: it differs from any run of today's models
         return config
 
     def _fields(self, role: str) -> dict[str, Any]:
@@ -118,11 +147,30 @@ class RunConfig:
     def identity_differences(self, other: "RunConfig") -> list[str]:
         """Names of the identity fields on which ``other`` is another run."""
         mine, theirs = self.identity(), other.identity()
+        if mine.get("data_sha256") is None or theirs.get("data_sha256") is None:
+            mine.pop("data_sha256", None), theirs.pop("data_sha256", None)  # one side does not know its data
         spans = f"max_epochs (the {self.optim.schedule} schedule spans them)"
-        return [spans if key == "max_epochs" else key for key in mine | theirs if mine.get(key) != theirs.get(key)]
+        named = {"max_epochs": spans, "data_sha256": "data (the file's contents changed)"}
+        return [named.get(key, key) for key in mine | theirs if mine.get(key) != theirs.get(key)]
 
     def validate(self) -> None:
         """Refuse settings that would silently run something else than asked, before anything is written."""
+        check_fields(self, "")
+        if not SEED_RANGE[0] <= self.seed <= SEED_RANGE[1]:
+            raise ConfigError(f"seed must be between {SEED_RANGE[0]} and {SEED_RANGE[1]}, got {self.seed}")
+        if self.accelerator not in ACCELERATORS:
+            raise ConfigError(f"unknown accelerator {self.accelerator!r}; choose one of {', '.join(ACCELERATORS)}")
+        if self.scaling not in SCALINGS:
+            raise ConfigError(f"scaling must be one of {', '.join(SCALINGS)}, got {self.scaling!r}")
+        if not (self.devices == "auto" or (isinstance(self.devices, int) and (self.devices >= 1 or self.devices == -1))
+                or (isinstance(self.devices, str) and all(part.strip().isdigit() for part in self.devices.split(",")))):
+            raise ConfigError(f"devices must be a count (-1: all), 'auto' or a list of device indices like '0,1', "
+                              f"got {self.devices!r}")
+        for name in ("num_nodes",):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.num_workers < 0 or (self.steps is not None and self.steps < 1):
+            raise ConfigError(f"num_workers must be >= 0 and steps >= 1, got {self.num_workers}, {self.steps}")
         if self.channel is not None and (isinstance(self.channel, bool) or self.channel < 0):
             raise ConfigError(f"channel must be 0 or more (or all channels), got {self.channel}")
         if self.max_epochs < 0 or (self.max_epochs == 0 and not self.init_from):
@@ -140,6 +188,8 @@ class RunConfig:
         out = Path(self.out)
         if out.exists() and not out.is_dir():
             raise ConfigError(f"{out}: exists and is not a folder; give --out a folder for the run")
+        if out.resolve() == Path(out.resolve().anchor):
+            raise ConfigError(f"{out}: is the root of the file system; give --out a folder of its own for the run")
         lightning_precision(self.precision)
 
 

@@ -16,6 +16,7 @@ from stvfm.data.windows import time_features
 from stvfm.errors import CheckpointError, ConfigError, DataError
 from stvfm.models.base import ForecastShape
 from stvfm.training.checkpoints import checkpoint_model, load_checkpoint, recorded_run
+from stvfm.training.folders import check_output
 
 
 def future_batch(values: np.ndarray, timestamps: np.ndarray, interval_minutes: int,
@@ -36,6 +37,7 @@ def predict(checkpoint_path: str | os.PathLike, input_path: str | os.PathLike,
     output = Path(output_path)
     if output.suffix.lower() != ".npz" or output.is_dir():
         raise ConfigError(f"{output}: the forecast is written in the generic npz format; give a file ending in .npz")
+    check_output(output, inputs=(input_path, checkpoint_path))
     device = _device(accelerator)
     checkpoint = load_checkpoint(checkpoint_path)
     config = recorded_run(checkpoint, checkpoint_path)  # as ``test`` rebuilds it: an old record loads under both
@@ -65,6 +67,9 @@ def predict(checkpoint_path: str | os.PathLike, input_path: str | os.PathLike,
     batch = {key: value.to(device) for key, value in
              future_batch(scaled, series.timestamps, series.interval_minutes, shape).items()}
     forecast = descale_forecast(model.predict(batch).float().cpu(), scaler.inverse_transform)[0].numpy()
+    if not np.isfinite(forecast).all():
+        raise CheckpointError(f"{checkpoint_path}: its weights give a forecast that is not finite numbers "
+                              "(NaN or infinity); it was saved from a run that diverged")
     step = np.timedelta64(series.interval_minutes * 60, "s")
     timestamps = series.timestamps[-1].astype("datetime64[s]") + step * np.arange(1, shape.horizon + 1)
     result = GridSeries(name=f"{series.name}-forecast", values=forecast, timestamps=timestamps,

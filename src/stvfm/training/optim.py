@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from stvfm.errors import ConfigError
+from stvfm.values import check_fields
 
 OPTIMIZERS = ("adamw", "adam")
 SCHEDULES = ("cosine", "multistep", "onecycle", "constant")
@@ -34,6 +35,7 @@ class OptimConfig:
     ema_decay: float = 0.0  # > 0: validate, select and test an exponential moving average of the weights
 
     def __post_init__(self) -> None:
+        check_fields(self, "optim.")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:

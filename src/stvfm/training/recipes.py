@@ -35,12 +35,14 @@ def recipe_file(model: str) -> Path | None:
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """A recipe or ``--config`` file as a dict of RunConfig fields, checked before any run starts."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder; --config takes a YAML file (a run's config.yaml is one)")
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
         payload = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as error:
+        raise ConfigError(f"{path}: not valid YAML ({(str(error).splitlines() or ['nested too deep'])[0]})") from None
     if payload is None:
         return {}
     if not isinstance(payload, dict):

@@ -6,6 +6,7 @@ are made one way.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import torch
 from stvfm.atomic import atomic_path, write_json_atomic
 from stvfm.data.datamodule import GridDataModule
 from stvfm.data.prepared import PreparedData
+from stvfm.errors import RunError
 from stvfm.ledger import add as add_to_ledger
 from stvfm.ledger import ledger_root
 from stvfm.models.base import Forecaster
@@ -103,6 +105,10 @@ def write_outputs(config: RunConfig, data: PreparedData, task: ForecastTask, res
     """After the test pass: predictions.npz and metrics.json, the folder marked finished and, when a
     ledger is set and ``to_ledger``, the run recorded there; the metrics payload."""
     out = Path(config.out)
+    figures = [results["mae"], results["rmse"], *results["per_horizon"]["mae"], *results["per_horizon"]["rmse"]]
+    if not all(math.isfinite(value) for value in figures):
+        raise RunError(f"{out}: the test metrics are not finite numbers (the forecasts hold NaN or infinity: "
+                       "training diverged, e.g. at too high a learning rate); no result was written")
     save_predictions(out / "predictions.npz", data, task)
     payload = metrics_payload(config, data, task.model, results, "test", extra)
     write_json_atomic(out / "metrics.json", payload)

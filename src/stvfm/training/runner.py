@@ -27,7 +27,7 @@ from stvfm.models.base import Forecaster
 from stvfm.models.registry import create_model, get_model_entry, resolved_options
 from stvfm.training import results
 from stvfm.training.checkpoints import load_checkpoint, restore, start_from
-from stvfm.training.claim import accept_folder, logged_rows, prepend_rows
+from stvfm.training.claim import accept_folder, logged_rows, prepend_rows, refuse_trained_run, release_folder
 from stvfm.training.config import BUDGET, IDENTITY, PLACEMENT, RunConfig, protocol_for  # noqa: F401  (re-exported)
 from stvfm.training.config import native_precision
 from stvfm.training.metrics import ForecastMetrics
@@ -50,15 +50,19 @@ def fit(config: RunConfig, overwrite: bool = False, callbacks: list | None = Non
     config.validate()
     L.seed_everything(config.seed, workers=True, verbose=False)
     data = prepare_data(config.dataset, protocol_for(config), root=config.data_root)
+    config.data_sha256 = data.series.sha256()
     model = create_model(config.model, data.forecast_shape, **config.model_options)
     if config.init_from:
         start_from(model, config)
     _speed_up(model, config)
     task = ForecastTask(model, data.scaler.inverse_transform, config.optim, run_config=config.to_dict(),
                         data_record=data_record(data))
-    if model.trainable:
-        return _train(config, data, task, overwrite, callbacks or [])
-    return _fit_classical(config, data, task, overwrite)
+    try:
+        if model.trainable:
+            return _train(config, data, task, overwrite, callbacks or [])
+        return _fit_classical(config, data, task, overwrite)
+    finally:
+        release_folder(Path(config.out))
 
 
 def evaluate(config: RunConfig, overwrite: bool = False) -> dict[str, Any]:
@@ -178,14 +182,19 @@ def evaluate_checkpoint(checkpoint_path: str | os.PathLike, out: str | os.PathLi
     if precision:
         overrides["precision"] = precision
     config, data, model = restore(checkpoint_path, dataset, overrides)
+    config.data_sha256 = data.series.sha256()
     config.validate()
+    refuse_trained_run(Path(out), checkpoint_path)
     _speed_up(model, config)
     task = ForecastTask(model, data.scaler.inverse_transform, config.optim, run_config=config.to_dict(),
                         data_record=data_record(data))
     config.devices, config.num_nodes, config.strategy = 1, 1, "auto"
     trainer = build_trainer(config, Path(out), callbacks=[], max_epochs=0)
     module = data_module(data, config, trainer)
-    accept_folder(config, Path(out), overwrite)
-    test_results = results.run_test(trainer, task, module, ckpt_path=None)
-    return results.write_outputs(config, data, task, test_results, {"checkpoint": str(checkpoint_path)},
-                                 to_ledger=False)
+    try:
+        accept_folder(config, Path(out), overwrite)
+        test_results = results.run_test(trainer, task, module, ckpt_path=None)
+        return results.write_outputs(config, data, task, test_results, {"checkpoint": str(checkpoint_path)},
+                                     to_ledger=False)
+    finally:
+        release_folder(Path(out))

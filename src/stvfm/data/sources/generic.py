@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 import zipfile
 import zlib
 from pathlib import Path
@@ -20,24 +21,64 @@ import numpy as np
 
 from stvfm.atomic import atomic_path
 from stvfm.data.series import GridSeries
-from stvfm.errors import DataError
+from stvfm.errors import DataError, DataWarning
 
 NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf")
 ZARR_SUFFIX = ".zarr"
 GENERIC_SUFFIXES = (".npz", *NETCDF_SUFFIXES, ZARR_SUFFIX)
 DIMS = ("time", "channel", "y", "x")
+#: The most bytes deflate can expand one byte to (zlib's limit is about 1032:1).
+DEFLATE_MAX_RATIO = 1032
+
+
+#: Epoch units integer timestamps may be in, coarsest first, and the latest date (in seconds) they may give:
+#: the unit is the coarsest that puts the first timestamp between 1970 and 2200.
+EPOCH_UNITS = ("s", "ms", "us", "ns")
+LATEST_EPOCH_SECONDS = 7_258_118_400  # 2200-01-01
+
+
+def _epoch_timestamps(raw: np.ndarray, where: Path) -> np.ndarray:
+    """Integer timestamps as seconds, milliseconds, micro- or nanoseconds since 1970, told apart by size
+    (read as seconds, epoch milliseconds would land in year 55969)."""
+    first = int(raw.flat[0]) if raw.size else 0
+    for power, unit in enumerate(EPOCH_UNITS):
+        if 0 <= first < LATEST_EPOCH_SECONDS * 1000**power:
+            return raw.astype(f"datetime64[{unit}]")
+    raise DataError(f"{where}: integer timestamps like {first} are no epoch time between 1970 and 2200 in "
+                    f"seconds, milliseconds, micro- or nanoseconds; store ISO strings or datetime64")
 
 
 def _parse_timestamps(raw: np.ndarray, where: Path) -> np.ndarray:
+    raw = np.asarray(raw)
+    if raw.dtype.kind == "f":
+        raise DataError(f"{where}: timestamps are floating-point numbers ({raw.flat[0] if raw.size else ''}...), "
+                        "which hold no exact time; store ISO strings, datetime64 or integer epoch time")
     try:
-        timestamps = np.asarray(raw).astype("datetime64[s]")
-    except (TypeError, ValueError) as error:
+        if raw.dtype.kind in "iu":
+            timestamps = _epoch_timestamps(raw, where).astype("datetime64[s]")
+        else:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                timestamps = raw.astype("datetime64[s]")
+            if any("timezone" in str(warning.message) for warning in caught):
+                _warn_of_offsets(raw, where)
+    except (TypeError, ValueError, OverflowError) as error:
         raise DataError(f"{where}: timestamps are not ISO date-times or datetime64 ({error})") from None
     if timestamps.ndim != 1:
         raise DataError(f"{where}: timestamps should be one-dimensional, got shape {timestamps.shape}")
     if np.isnat(timestamps).any():
         raise DataError(f"{where}: timestamps contain missing values (NaT)")
     return timestamps
+
+
+def _warn_of_offsets(raw: np.ndarray, where: Path) -> None:
+    """ISO times with a UTC offset are read in UTC: said once, in one line, where the offset is not zero
+    (the calendar features, weekday and slot of day, are then UTC's, not the city's)."""
+    texts = [str(value) for value in raw.flat[:1000]]
+    if any(not text.endswith(("Z", "+00:00", "+0000")) for text in texts):
+        warnings.warn(f"{where}: timestamps carry a UTC offset ({texts[0]}); they are read in UTC, so weekday "
+                      "and slot of day are UTC's; store local times without offset for the city's calendar",
+                      DataWarning, stacklevel=4)
 
 
 def _interval_minutes(timestamps: np.ndarray, declared: int | None, where: Path) -> int:
@@ -96,8 +137,15 @@ def _channel_names(raw: np.ndarray | None, where: Path) -> list | None:
 def _check_declared_sizes(path: Path) -> None:
     """Refuse an array whose header claims more bytes than its member holds, before numpy allocates them."""
     readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    archive_bytes = path.stat().st_size
     with zipfile.ZipFile(path) as archive:
         for member in archive.infolist():
+            # the zip directory's sizes are claims too: a member cannot hold more than its compressed bytes give
+            most = member.compress_size if member.compress_type == zipfile.ZIP_STORED \
+                else member.compress_size * DEFLATE_MAX_RATIO + 1024
+            if member.compress_size > archive_bytes or member.file_size > most:
+                raise DataError(f"{path}: member {member.filename!r} claims {member.file_size:,} bytes, more than "
+                                f"its {member.compress_size:,} compressed bytes in a {archive_bytes:,}-byte file can hold")
             with archive.open(member) as handle:
                 version = np.lib.format.read_magic(handle)
                 if version not in readers:
@@ -140,8 +188,9 @@ def _open_xarray(path: Path):
     except ImportError as error:
         hint = "; install zarr to read .zarr stores" if path.suffix == ZARR_SUFFIX else ""
         raise DataError(f"{path}: no xarray backend can read it ({error}){hint}") from None
-    except (OSError, ValueError) as error:
-        raise DataError(f"{path}: not a readable NetCDF/zarr file ({error})") from None
+    except (OSError, ValueError) as error:  # xarray adds lines of hints about engines: keep the reason
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise DataError(f"{path}: not a readable NetCDF/zarr file ({reason[:200]})") from None
 
 
 def _read_xarray(path: Path) -> GridSeries:
