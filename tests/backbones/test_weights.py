@@ -3,13 +3,12 @@ from __future__ import annotations
 import huggingface_hub.constants
 import pytest
 import torch
+from backbone_helpers import SMALL_CONFIGS, random_tokens
 from safetensors.torch import save_file
 
 from stvfm.backbones import create_backbone
 from stvfm.backbones.registry import get_family
 from stvfm.errors import CheckpointError, ConfigError
-
-from backbone_helpers import SMALL_CONFIGS, random_tokens
 
 
 def test_path_round_trip_of_a_backbone_state_dict(tmp_path):

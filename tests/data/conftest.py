@@ -17,7 +17,8 @@ def isolated_user_cache(tmp_path_factory):
         yield
 
 
-def make_series(steps: int = 100, channels: int = 1, height: int = 4, width: int = 3, interval_minutes: int = 60, start: str = "2021-03-01T00:00") -> GridSeries:
+def make_series(steps: int = 100, channels: int = 1, height: int = 4, width: int = 3, interval_minutes: int = 60,
+                start: str = "2021-03-01T00:00") -> GridSeries:
     """values[t, c, i, j] = t + 1000 c + 10 i + j/10, so any slice tells where it came from."""
     t, c, i, j = np.meshgrid(np.arange(steps), np.arange(channels), np.arange(height), np.arange(width), indexing="ij")
     values = (t + 1000 * c + 10 * i + j / 10).astype(np.float32)

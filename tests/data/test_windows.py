@@ -79,7 +79,8 @@ def test_time_features_on_known_dates():
 
 @pytest.mark.parametrize(
     "options",
-    [{"history": 0}, {"horizon": -1}, {"split": (0.5, 0.5, 0.5)}, {"split": (1.0, 0.0, 0.0)}, {"scaling": "test"}, {"daily_context": -1}, {"steps": 0}],
+    [{"history": 0}, {"horizon": -1}, {"split": (0.5, 0.5, 0.5)}, {"split": (1.0, 0.0, 0.0)}, {"scaling": "test"},
+     {"daily_context": -1}, {"steps": 0}],
 )
 def test_protocol_rejects_bad_options(options):
     with pytest.raises(ConfigError):

@@ -15,7 +15,6 @@ from stvfm.experiments import schedule
 from stvfm.experiments.paper import PAPER, paper_figure, printed_figure
 from stvfm.experiments.reproduce import EXPERIMENTS, ReproduceConfig, plan, reproduce, run_key
 from stvfm.models.registry import list_models
-
 from stvfm.testing import SMALL_BACKBONE_CONFIGS as SMALL_CONFIGS
 from stvfm.testing import write_synthetic_city
 

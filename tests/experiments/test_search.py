@@ -6,13 +6,13 @@ import json
 
 import pytest
 
+import stvfm.experiments.search as search_module
 from stvfm.cli.main import main
 from stvfm.errors import ConfigError
-import stvfm.experiments.search as search_module
 from stvfm.experiments.search import SearchConfig, search
-from stvfm.training.recipes import resolve_run_config
-from stvfm.training.config import native_precision
 from stvfm.testing import write_synthetic_city
+from stvfm.training.config import native_precision
+from stvfm.training.recipes import resolve_run_config
 
 TINY = {"backbone": "tiny", "weights": "random", "temporal_dim": 16, "temporal_heads": 2, "encoder_layers": 1,
         "decoder_layers": 1}

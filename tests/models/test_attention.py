@@ -25,7 +25,7 @@ def test_eager_attention_equals_sdpa_forward_and_backward(dtype):
     fused.float().sum().backward()
     tolerance = {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {"rtol": 2e-2, "atol": 2e-2}
     torch.testing.assert_close(eager, fused, **tolerance)
-    for mine, theirs in zip(eager_grads, [p.grad for p in parts]):
+    for mine, theirs in zip(eager_grads, [p.grad for p in parts], strict=True):
         torch.testing.assert_close(mine, theirs, **tolerance)
 
 

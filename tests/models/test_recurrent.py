@@ -14,7 +14,8 @@ import torch
 from stvfm.models import ForecastShape, create_model
 from stvfm.testing import make_batch
 
-SHAPE = ForecastShape(history=3, horizon=2, channels=2, height=5, width=3, slots_per_day=24)
+# padded with 0 as the recording was (the scaled value of 0 counts is a data property; see test_padding.py)
+SHAPE = ForecastShape(history=3, horizon=2, channels=2, height=5, width=3, slots_per_day=24, scaled_zero=0.0)
 
 #: name: (options, state-dict keys with shapes in order, (sum, sum of absolute values) of the forecast)
 RECORDED = {

@@ -6,12 +6,20 @@ import math
 
 import pytest
 import torch
-from stvfm.testing import overfit_losses
 
 from stvfm.backbones import VisionBackbone, add_adapters, create_backbone
 from stvfm.errors import ConfigError
 from stvfm.models.base import ForecastShape
-from stvfm.models.stvfm import STVFM, VARIANTS, CrossPromptAttention, CrossPromptBlock, STVFMConfig, flow_target, st_flow
+from stvfm.models.stvfm import (
+    STVFM,
+    VARIANTS,
+    CrossPromptAttention,
+    CrossPromptBlock,
+    STVFMConfig,
+    flow_target,
+    st_flow,
+)
+from stvfm.testing import overfit_losses
 
 
 def tiny_backbone(is_video: bool = False) -> VisionBackbone:

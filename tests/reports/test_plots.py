@@ -10,8 +10,15 @@ import pytest
 
 from stvfm.cli.main import main
 from stvfm.errors import DataError
-from stvfm.reports.plots import (pick_windows, plot_error_map, plot_forecast_grids, plot_horizon_curves,
-                                 plot_loss_curves, plot_run, read_loss_history)
+from stvfm.reports.plots import (
+    pick_windows,
+    plot_error_map,
+    plot_forecast_grids,
+    plot_horizon_curves,
+    plot_loss_curves,
+    plot_run,
+    read_loss_history,
+)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SPARSE_LIGHTNING_LOG = """epoch,step,train/loss_step,train/loss_epoch,val/loss,val/mae,val/rmse

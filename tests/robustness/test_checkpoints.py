@@ -6,8 +6,8 @@ import errno
 
 import pytest
 import torch
-
 from robust_helpers import fit_command
+
 from stvfm.cli.main import main
 from stvfm.errors import OutputError
 from stvfm.training.checkpoints import AtomicCheckpointIO, load_checkpoint

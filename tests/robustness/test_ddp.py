@@ -18,8 +18,8 @@ import json
 import numpy as np
 import pytest
 import torch.distributed
-
 from robust_helpers import fit_command, run_to_end
+
 from stvfm.training.recipes import resolve_run_config
 from stvfm.training.runner import evaluate_checkpoint, fit
 

@@ -17,8 +17,8 @@ import pytest
 import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-
 from robust_helpers import write_tiny_city
+
 from stvfm.data.loading import load_series
 from stvfm.data.prepared import prepare_data
 from stvfm.data.series import GridSeries

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import torch
 import yaml
-
 from robust_helpers import write_tiny_city
+
 from stvfm.cli.main import main
 from stvfm.data.sources.generic import read_generic
 from stvfm.errors import CheckpointError, ConfigError, DataError, DataWarning, OutputError

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from robust_helpers import write_tiny_city
+
 from stvfm.cli.main import main
-from stvfm.errors import DataError
 from stvfm.data.sources.generic import read_generic
+from stvfm.errors import DataError
 
 
 def one_line_error(capsys, *args) -> str:

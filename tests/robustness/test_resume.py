@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from robust_helpers import child_env, fit_command, run_to_end
+
 from stvfm.training.checkpoints import load_checkpoint
 
 EPOCHS = 8

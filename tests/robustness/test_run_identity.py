@@ -9,8 +9,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from robust_helpers import write_tiny_city
+
 from stvfm.cli.main import main
 from stvfm.errors import ConfigError, DataError
 from stvfm.reports.tables import load_metrics

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -46,6 +47,16 @@ def test_recipe_values_and_dataset_overrides():
     assert recipe("stvfm", "crowd")["model_options"]["cross_prompt_layers"] == 2
     assert any("Ranger" in line for line in departures("stllm"))
     assert recipe("ha-week", "bikenyc1") == {}
+
+
+@pytest.mark.parametrize("dataset, layers", [("crowd", 2), ("cellular.npz", 2), ("taxinyc1", 1), ("bikenyc1", 1),
+                                             ("bikenyc1-60d", 1)])
+def test_the_paper_recipe_gives_two_cross_prompt_layers_except_on_the_nyc_data(dataset, layers):
+    from importlib import resources
+
+    paper = Path(str(resources.files("stvfm.recipes").joinpath("stvfm-paper.yaml")))
+    config = resolve_run_config({"dataset": dataset, "out": "o"}, paper)
+    assert config.model_options["cross_prompt_layers"] == layers
 
 
 def test_flags_override_the_recipe_and_the_config_file(tmp_path):

@@ -10,11 +10,11 @@ import pytest
 import torch
 import yaml
 
-from stvfm.testing import overfit_losses
 from stvfm.data.prepared import prepare_data
 from stvfm.data.windows import ProtocolConfig
 from stvfm.models import create_model
 from stvfm.models.registry import resolved_options
+from stvfm.testing import overfit_losses
 from stvfm.training.runner import RunConfig, evaluate_checkpoint, fit
 
 TINY_STVFM = {"backbone": "tiny", "weights": "random", "temporal_dim": 16, "temporal_heads": 2,

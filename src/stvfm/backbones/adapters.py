@@ -48,7 +48,7 @@ def add_adapters(backbone: VisionBackbone, ratio: float = 0.25) -> nn.ModuleList
     reference = next(backbone.parameters())
     adapters = nn.ModuleList(BottleneckAdapter(backbone.width, ratio) for _ in range(backbone.depth))
     adapters.to(device=reference.device, dtype=reference.dtype)
-    for block, adapter in zip(backbone.blocks, adapters):
+    for block, adapter in zip(backbone.blocks, adapters, strict=True):
         block.get_submodule(backbone.attention_output_path).register_forward_hook(adapter.adapt_output)
     backbone.adapters = adapters
     return adapters

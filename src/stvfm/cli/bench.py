@@ -10,6 +10,7 @@ from rich.table import Table
 
 from stvfm.cli.options import AcceleratorOption, RootOption, SetOption, console, given, parse_options, quiet_lightning
 
+
 def bench_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="JSON file for every measured figure.")],
     datasets: Annotated[str, typer.Option(help="Comma-separated dataset shapes to time: bikenyc1, taxinyc1.")] = "bikenyc1,taxinyc1",

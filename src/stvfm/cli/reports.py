@@ -10,6 +10,7 @@ from rich.table import Table
 
 from stvfm.cli.options import console
 
+
 def compare_command(
     runs: Annotated[list[Path], typer.Argument(help="Run folders (or metrics.json files) and ledger folders (or records) to put side by side.")],
     markdown: Annotated[Optional[Path], typer.Option(help="Also write the table as Markdown to this file.")] = None,

@@ -7,8 +7,20 @@ from typing import Annotated, Optional
 
 import typer
 
-from stvfm.cli.options import (ChannelOption, DatasetOption, LrOption, MaxMinutesOption, RootOption, StepsOption,
-                               batch_limit, channel_index, console, given, parse_options, quiet_lightning)
+from stvfm.cli.options import (
+    ChannelOption,
+    DatasetOption,
+    LrOption,
+    MaxMinutesOption,
+    RootOption,
+    StepsOption,
+    batch_limit,
+    channel_index,
+    console,
+    given,
+    parse_options,
+    quiet_lightning,
+)
 from stvfm.errors import StvfmError
 
 

@@ -8,10 +8,32 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from stvfm.cli.options import (AcceleratorOption, ChannelOption, CheckpointOption, DatasetOption, LimitTrainOption,
-                               LrOption, MaxEpochsOption, MaxMinutesOption, ModelOption, OutOption, OverwriteOption,
-                               PatienceOption, PrecisionOption, RootOption, SetOption, StepsOption, WarmupOption,
-                               batch_limit, channel_index, console, given, parse_options, quiet_lightning)
+from stvfm.cli.options import (
+    AcceleratorOption,
+    ChannelOption,
+    CheckpointOption,
+    DatasetOption,
+    LimitTrainOption,
+    LrOption,
+    MaxEpochsOption,
+    MaxMinutesOption,
+    ModelOption,
+    OutOption,
+    OverwriteOption,
+    PatienceOption,
+    PrecisionOption,
+    RootOption,
+    SetOption,
+    StepsOption,
+    WarmupOption,
+    batch_limit,
+    channel_index,
+    console,
+    given,
+    parse_options,
+    quiet_lightning,
+)
+
 
 def _print_metrics(payload: dict[str, Any], out: Path) -> None:
     table = Table(title=f"{payload['model']} on {payload['dataset']} (channel {payload['channel']}, {payload['split']})")

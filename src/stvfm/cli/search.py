@@ -7,9 +7,20 @@ from typing import Annotated, Optional
 
 import typer
 
-from stvfm.cli.options import (AcceleratorOption, ChannelOption, DatasetOption, MaxMinutesOption, PrecisionOption,
-                               RootOption, StepsOption, batch_limit, channel_index, console, parse_options,
-                               quiet_lightning)
+from stvfm.cli.options import (
+    AcceleratorOption,
+    ChannelOption,
+    DatasetOption,
+    MaxMinutesOption,
+    PrecisionOption,
+    RootOption,
+    StepsOption,
+    batch_limit,
+    channel_index,
+    console,
+    parse_options,
+    quiet_lightning,
+)
 
 
 def register(app: typer.Typer) -> None:

@@ -58,6 +58,7 @@ class PreparedData:
             slots_per_day=self.slots_per_day,
             daily_context=self.protocol.daily_context,
             weekly_context=self.protocol.weekly_context,
+            scaled_zero=float(self.scaler.transform(0.0)),
         )
 
     def describe(self) -> dict:

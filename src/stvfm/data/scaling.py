@@ -6,8 +6,9 @@ the same object de-scales predictions inside training and in offline evaluation.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -27,7 +28,7 @@ class MinMaxScaler:
             raise ConfigError(f"scaler range [{self.minimum}, {self.maximum}] is not a finite, ordered interval")
 
     @classmethod
-    def fit(cls, values: np.ndarray | torch.Tensor) -> "MinMaxScaler":
+    def fit(cls, values: np.ndarray | torch.Tensor) -> MinMaxScaler:
         size = values.numel() if isinstance(values, torch.Tensor) else np.size(values)
         if size == 0:
             raise DataError("cannot fit a scaler on zero values")
@@ -52,7 +53,7 @@ class MinMaxScaler:
         return {"minimum": self.minimum, "maximum": self.maximum}
 
     @classmethod
-    def from_dict(cls, payload: dict) -> "MinMaxScaler":
+    def from_dict(cls, payload: dict) -> MinMaxScaler:
         try:
             return cls(float(payload["minimum"]), float(payload["maximum"]))
         except (KeyError, TypeError, ValueError):

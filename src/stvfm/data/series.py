@@ -83,7 +83,7 @@ class GridSeries:
         digest.update(np.ascontiguousarray(self.values).tobytes())
         return digest.hexdigest()
 
-    def select_channels(self, channel: int | None) -> "GridSeries":
+    def select_channels(self, channel: int | None) -> GridSeries:
         """Keep one channel (``int``) or all (``None``)."""
         if channel is None:
             return self
@@ -101,12 +101,12 @@ class GridSeries:
             attrs={**self.attrs, "channel": channel},
         )
 
-    def between(self, first: str, last: str) -> "GridSeries":
+    def between(self, first: str, last: str) -> GridSeries:
         """The steps from ``first`` to ``last`` inclusive (ISO timestamps); both must be steps of the series."""
         where = self.source or self.name
         bounds = np.array([first, last], dtype="datetime64[s]")
         indices = np.searchsorted(self.timestamps.astype("datetime64[s]"), bounds)
-        for bound, index in zip(bounds, indices):
+        for bound, index in zip(bounds, indices, strict=True):
             if index >= len(self.timestamps) or self.timestamps[index] != bound:
                 raise DataError(f"{where}: period bound {bound} is not a time step of the series "
                                 f"({self.timestamps[0]} to {self.timestamps[-1]})")
@@ -123,7 +123,7 @@ class GridSeries:
             attrs={**self.attrs, "period": f"{bounds[0]}..{bounds[1]}"},
         )
 
-    def head(self, steps: int) -> "GridSeries":
+    def head(self, steps: int) -> GridSeries:
         """The first ``steps`` steps (e.g. the paper's 60-day TaxiNYC period)."""
         return GridSeries(
             name=self.name,

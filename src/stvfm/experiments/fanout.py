@@ -7,8 +7,9 @@ ledger, when ``STVFM_LEDGER`` is set): the cluster only decides where a fit runs
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from stvfm.errors import ConfigError
 
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
     from stvfm.training.runner import RunConfig
 
 
-def executor_for(config: "ReproduceConfig"):
+def executor_for(config: ReproduceConfig):
     """submitit's executor: ``submitit`` picks SLURM when present, ``submitit-local`` forces processes here."""
     try:
         import submitit
@@ -32,13 +33,13 @@ def executor_for(config: "ReproduceConfig"):
     return executor
 
 
-def _job(config: "ReproduceConfig", run: "PlannedRun", run_config: "RunConfig") -> tuple[str, dict[str, Any] | None]:
+def _job(config: ReproduceConfig, run: PlannedRun, run_config: RunConfig) -> tuple[str, dict[str, Any] | None]:
     from stvfm.experiments.schedule import run_or_reuse
 
     return run_or_reuse(config, run, run_config, announce=print)
 
 
-def run_on_executor(config: "ReproduceConfig", planned: list[tuple["PlannedRun", int, "RunConfig"]],
+def run_on_executor(config: ReproduceConfig, planned: list[tuple[PlannedRun, int, RunConfig]],
                     announce: Callable[[str], None]) -> list[tuple[str, dict[str, Any] | None]]:
     """(status, metrics) per planned fit, in order; a job that dies is reported as failed, never dropped."""
     executor = executor_for(config)
@@ -46,7 +47,7 @@ def run_on_executor(config: "ReproduceConfig", planned: list[tuple["PlannedRun",
         jobs = [executor.submit(_job, config, run, run_config) for run, _, run_config in planned]
     announce(f"{config.experiment}: {len(jobs)} fit(s) submitted through {config.executor} (logs in {executor.folder})")
     results = []
-    for job, (run, seed, _) in zip(jobs, planned):
+    for job in jobs:
         try:
             results.append(job.result())
         except Exception as error:  # the job's own errors are caught inside it; this is a dead job

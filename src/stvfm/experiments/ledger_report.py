@@ -153,7 +153,8 @@ def render(rows: list[LedgerRow], dataset: str, channel: int | None, sources: li
     lines = [f"# {dataset}, channel {channel}: test RMSE / MAE from the results ledger", "",
              f"Rebuilt from the records in {', '.join(f'`{s}`' for s in sources)} by "
              f"`stvfm ledger report --dataset {dataset} --channel {channel}`. Original units; mean ± std over "
-             "the seeds listed, which share one time cap (a model at two caps is two rows); every model at its recipe (stvfm/recipes), selected on validation forecast MSE. "
+             "the seeds listed, which share one time cap (a model at two caps is two rows); "
+             "every model at its recipe (stvfm/recipes), selected on validation forecast MSE. "
              "A row stopped by the time cap did not converge: its validation trend says how far it was.", "",
              "| model | RMSE | MAE | paper RMSE / MAE | seeds | budget per seed | val RMSE, last epochs (lowest seed) | weights | vs best |",
              "|---|---|---|---|---|---|---|---|---|"]

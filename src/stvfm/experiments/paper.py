@@ -83,8 +83,8 @@ def _parse(text: str) -> dict[str, dict[str, tuple[float, float]]]:
         row, *numbers = line.split()
         if len(numbers) != 2 * len(datasets):
             raise ValueError(f"paper row {row!r} has {len(numbers)} numbers for {len(datasets)} datasets")
-        pairs = zip(map(float, numbers[0::2]), map(float, numbers[1::2]))
-        table[row] = {dataset: pair for dataset, pair in zip(datasets, pairs) if not math.isnan(pair[0])}
+        pairs = zip(map(float, numbers[0::2]), map(float, numbers[1::2]), strict=False)
+        table[row] = {dataset: pair for dataset, pair in zip(datasets, pairs, strict=False) if not math.isnan(pair[0])}
     return table
 
 

@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from stvfm.errors import ConfigError
 from stvfm.models.registry import get_model_entry, list_models, resolved_options

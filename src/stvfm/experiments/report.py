@@ -17,6 +17,7 @@ from stvfm.experiments.plan import PlannedRun, ReproduceConfig, reproduce_comman
 from stvfm.experiments.schedule import RunOutcome
 from stvfm.models.registry import get_model_entry
 
+
 @dataclass
 class ReportRow:
     run: PlannedRun
@@ -169,7 +170,7 @@ def efficiency_lines(rows: list[ReportRow]) -> list[str]:
     for row in rows:
         measured = [pair for pair in map(_run_times, row.finished) if pair]
         if measured:
-            times[row.run.label] = tuple(statistics.fmean(values) for values in zip(*measured))
+            times[row.run.label] = tuple(statistics.fmean(values) for values in zip(*measured, strict=True))
     unist = times.get("UniST")
     paper_unist = EFFICIENCY["unist"]
     lines = ["", "## Training and inference time (supplement Table 1)", "",
@@ -179,8 +180,8 @@ def efficiency_lines(rows: list[ReportRow]) -> list[str]:
              "| paper inference x UniST |", "|---|---|---|---|---|---|---|"]
     for row in rows:
         measured, paper = times.get(row.run.label), EFFICIENCY.get(row.run.paper_row or "")
-        ratios = [f"{mine / base:.2f}" for mine, base in zip(measured, unist)] if measured and unist else ["-", "-"]
-        paper_ratios = [f"{mine / base:.2f}" for mine, base in zip(paper[:2], paper_unist[:2])] if paper else ["-", "-"]
+        ratios = [f"{mine / base:.2f}" for mine, base in zip(measured, unist, strict=False)] if measured and unist else ["-", "-"]
+        paper_ratios = [f"{mine / base:.2f}" for mine, base in zip(paper[:2], paper_unist[:2], strict=False)] if paper else ["-", "-"]
         figures = [f"{value:.2f}" for value in measured] if measured else ["-", "-"]
         lines.append(f"| {row.run.label} | {figures[0]} | {ratios[0]} | {figures[1]} | {ratios[1]} "
                      f"| {paper_ratios[0]} | {paper_ratios[1]} |")

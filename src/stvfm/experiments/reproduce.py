@@ -20,14 +20,21 @@ report in ``experiments.report``; this module joins them and keeps their names i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from stvfm.experiments.plan import (  # noqa: F401  (re-exported)
-    EXECUTORS, EXPERIMENTS, LAMBDAS, PlannedRun, ReproduceConfig, plan, reproduce_command, run_key)
+    EXECUTORS,
+    EXPERIMENTS,
+    LAMBDAS,
+    PlannedRun,
+    ReproduceConfig,
+    plan,
+    reproduce_command,
+    run_key,
+)
 from stvfm.experiments.report import ReportRow, efficiency_lines, report_rows, write_report  # noqa: F401
-from stvfm.experiments.schedule import (  # noqa: F401
-    ERROR_NAME, LOCK_NAME, RunOutcome, finished_metrics, run_all, run_or_reuse)
+from stvfm.experiments.schedule import ERROR_NAME, LOCK_NAME, RunOutcome, finished_metrics, run_all, run_or_reuse  # noqa: F401
 
 
 def reproduce(config: ReproduceConfig, announce: Callable[[str], None] = lambda message: None

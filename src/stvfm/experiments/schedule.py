@@ -7,9 +7,10 @@ from __future__ import annotations
 import os
 import socket
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from stvfm.atomic import write_text_atomic
 from stvfm.errors import ConfigError, StvfmError
@@ -60,20 +61,20 @@ def run_all(config: ReproduceConfig, announce: Callable[[str], None] = lambda me
     # a finished folder first (it holds the predictions the report's maps draw), else a record of the same run
     finished = [finished_metrics(run_config) for _, _, run_config in planned]
     recorded = [None if metrics is not None else ledger_metrics(run_config, records)
-                for (_, _, run_config), metrics in zip(planned, finished)]
+                for (_, _, run_config), metrics in zip(planned, finished, strict=True)]
     if config.executor != "local" and not config.report_only:
         from stvfm.experiments.fanout import run_on_executor
 
-        pending = [item for item, metrics, record in zip(planned, finished, recorded) if metrics is None and not record]
+        pending = [item for item, metrics, record in zip(planned, finished, recorded, strict=True) if metrics is None and not record]
         sent = iter(run_on_executor(config, pending, announce) if pending else [])
         results = [("reused", metrics) if metrics is not None else (LEDGER_STATUS, record) if record else next(sent)
-                   for metrics, record in zip(finished, recorded)]
+                   for metrics, record in zip(finished, recorded, strict=True)]
     else:
         results = [(LEDGER_STATUS, record) if record else run_or_reuse(config, run, run_config, announce)
-                   for (run, _, run_config), record in zip(planned, recorded)]
+                   for (run, _, run_config), record in zip(planned, recorded, strict=True)]
     # a result from the ledger points at its record, which tables and plots read like a metrics.json
     return [RunOutcome(run.label, seed, Path(record["ledger_file"] if record else run_config.out), status, metrics)
-            for (run, seed, run_config), record, (status, metrics) in zip(planned, recorded, results)]
+            for (run, seed, run_config), record, (status, metrics) in zip(planned, recorded, results, strict=True)]
 
 
 def ledger_metrics(config: RunConfig, records: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -40,6 +40,8 @@ class ForecastShape:
     slots_per_day: int = 48
     daily_context: int = 0
     weekly_context: int = 0
+    #: The scaled value of 0 counts, what padding cells beyond the grid hold (-1: data whose minimum is 0).
+    scaled_zero: float = -1.0
 
 
 class ModelConfig:

@@ -24,6 +24,7 @@ from torch import nn
 from stvfm.models.base import Forecaster, ForecastShape, ModelConfig
 from stvfm.models.registry import register_model
 
+
 @dataclass(frozen=True)
 class ITransformerConfig(ModelConfig):
     #: Width of the variate tokens (paper: 512 on hundreds of variates; 64 for small grids).

@@ -115,7 +115,7 @@ class MAU(Forecaster):
         history = batch["x"]
         batch_size, steps, channels, height, width = history.shape
         patch = self.config.patch
-        padded = pad_grid(history, patch * 2**self.config.downsamples)
+        padded = pad_grid(history, patch * 2**self.config.downsamples, self.shape.scaled_zero)
         frames = F.pixel_unshuffle(padded.flatten(0, 1), patch).unflatten(0, (batch_size, steps))
         low_h = frames.shape[-2] // 2**self.config.downsamples
         low_w = frames.shape[-1] // 2**self.config.downsamples

@@ -149,7 +149,7 @@ class MCSTL(Forecaster):
         history = batch["x"]
         batch_size, steps, channels, height, width = history.shape
         patch = self.config.patch
-        values = patchify(pad_grid(history, patch), patch)  # (B, P, N, C*p*p)
+        values = patchify(pad_grid(history, patch, self.shape.scaled_zero), patch)  # (B, P, N, C*p*p)
         embedded = self.embed(values)
         encoded = self._encode(embedded)
         regions = encoded.shape[2]

@@ -115,7 +115,7 @@ class MIM(Forecaster):
         history = batch["x"]
         batch_size, steps, channels, height, width = history.shape
         patch = self.config.patch
-        frames = F.pixel_unshuffle(pad_grid(history, patch).flatten(0, 1), patch)
+        frames = F.pixel_unshuffle(pad_grid(history, patch, self.shape.scaled_zero).flatten(0, 1), patch)
         frames = frames.unflatten(0, (batch_size, steps))
         zeros = frames.new_zeros(batch_size, self.config.hidden, *frames.shape[-2:])
         layers = self.config.num_layers

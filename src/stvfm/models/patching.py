@@ -1,7 +1,9 @@
 """Spatial patching shared by every patch-based model (ST-VFM, UniST, ...).
 
-Grids that the patch does not divide are padded at the bottom/right with zeros (the
-scaled value of nothing) and the forecast is cropped back; data is never cropped.
+Grids that the patch does not divide are padded at the bottom/right with the scaled value of
+0 counts (``ForecastShape.scaled_zero``: -1 for counts whose minimum is 0 under the [-1, 1]
+min-max, not 0, which is the middle of the data) and the forecast is cropped back; data is
+never cropped.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ def padded_size(height: int, width: int, patch: int) -> tuple[int, int]:
     return -(-height // patch) * patch, -(-width // patch) * patch
 
 
-def pad_grid(frames: torch.Tensor, patch: int) -> torch.Tensor:
-    """Pad (..., H, W) on the bottom/right to multiples of ``patch``."""
+def pad_grid(frames: torch.Tensor, patch: int, value: float) -> torch.Tensor:
+    """Pad (..., H, W) on the bottom/right to multiples of ``patch`` with ``value`` (for data frames the
+    shape's ``scaled_zero``: the cells beyond the city hold nothing)."""
     height, width = frames.shape[-2:]
     target_h, target_w = padded_size(height, width, patch)
     if (target_h, target_w) == (height, width):
         return frames
-    return F.pad(frames, (0, target_w - width, 0, target_h - height))
+    return F.pad(frames, (0, target_w - width, 0, target_h - height), value=value)
 
 
 def patchify(frames: torch.Tensor, patch: int) -> torch.Tensor:

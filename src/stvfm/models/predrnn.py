@@ -67,14 +67,14 @@ class PredRNN(Forecaster):
             for index in range(config.layers)
         )
         self.readout = nn.Conv2d(config.hidden, patch_channels, 1, bias=False)
-        valid = pad_grid(torch.ones(1, shape.channels, shape.height, shape.width), config.patch)
+        valid = pad_grid(torch.ones(1, shape.channels, shape.height, shape.width), config.patch, 0.0)
         self.register_buffer("valid_patches", F.pixel_unshuffle(valid, config.patch), persistent=False)
         self.register_buffer("training_iterations", torch.zeros((), dtype=torch.long))
 
     def _to_patches(self, frames: torch.Tensor) -> torch.Tensor:
         """(B, T, C, H, W) -> (B, T, C*p*p, H'/p, W'/p) after padding."""
         batch, steps = frames.shape[:2]
-        padded = pad_grid(frames, self.config.patch).flatten(0, 1)
+        padded = pad_grid(frames, self.config.patch, self.shape.scaled_zero).flatten(0, 1)
         return F.pixel_unshuffle(padded, self.config.patch).unflatten(0, (batch, steps))
 
     def _true_frame_probability(self) -> float:

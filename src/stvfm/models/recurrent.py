@@ -46,7 +46,7 @@ class SpatioTemporalLSTMCell(nn.Module):
             same_conv(hidden * 2, hidden, kernel, bias),
             nn.Conv2d(hidden * 2, hidden, 1, bias=bias),
         )
-        for name, conv in zip(self.conv_names, convs):
+        for name, conv in zip(self.conv_names, convs, strict=True):
             self.add_module(name, conv)
 
     def forward(

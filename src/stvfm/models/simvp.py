@@ -134,7 +134,7 @@ class EncoderTranslatorDecoder(nn.Module):
 
     def forward(self, history: torch.Tensor) -> torch.Tensor:
         batch, steps, channels, height, width = history.shape
-        frames = pad_grid(history, self.pad_multiple)
+        frames = pad_grid(history, self.pad_multiple, self.shape.scaled_zero)
         padded_h, padded_w = frames.shape[-2:]
         latent, skip = self.encoder(frames.reshape(batch * steps, channels, padded_h, padded_w))
         latent_h, latent_w = latent.shape[-2:]

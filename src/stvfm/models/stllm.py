@@ -126,7 +126,7 @@ class STLLM(Forecaster):
         history = batch["x"]
         batch_size, steps, channels, height, width = history.shape
         patch = self.config.patch
-        values = patchify(pad_grid(history, patch), patch)  # (B, P, N, C*p*p)
+        values = patchify(pad_grid(history, patch, self.shape.scaled_zero), patch)  # (B, P, N, C*p*p)
         tokens = values.shape[2]
         history_part = self.history_embedding(values.permute(0, 2, 1, 3).reshape(batch_size, tokens, -1))
         weekday, slot = batch["x_time"][:, -1, 0], batch["x_time"][:, -1, 1]

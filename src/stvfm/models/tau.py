@@ -58,7 +58,8 @@ class TAUConfig(ModelConfig):
     #: Softmax temperature of the differential divergence (authors' code: 0.1).
     divergence_temperature: float = 0.1
 
-    positive = ("hidden_spatial", "hidden_temporal", "spatial_layers", "temporal_layers", "spatial_kernel", "attention_kernel", "attention_dilation", "attention_reduction", "mlp_ratio", "divergence_temperature")
+    positive = ("hidden_spatial", "hidden_temporal", "spatial_layers", "temporal_layers", "spatial_kernel",
+                "attention_kernel", "attention_dilation", "attention_reduction", "mlp_ratio", "divergence_temperature")
     non_negative = ("divergence_weight",)
     fractions = ("drop_path",)
 

@@ -69,7 +69,8 @@ class UniSTConfig(ModelConfig):
     temporal_memory: int = 128  # slots of the temporal memory pool (UniST: 512)
     prompt_scales: int = 3  # convolutions of kernel 1, 3, 5, ... in the spatial prompt, as UniST
 
-    positive = ("patch", "temporal_patch", "width", "encoder_depth", "decoder_depth", "heads", "mlp_ratio", "time_slots", "spatial_memory", "temporal_memory", "prompt_scales")
+    positive = ("patch", "temporal_patch", "width", "encoder_depth", "decoder_depth", "heads", "mlp_ratio", "time_slots",
+                "spatial_memory", "temporal_memory", "prompt_scales")
     non_negative = ("daily_context",)
     fractions = ("dropout",)
 
@@ -234,7 +235,7 @@ class UniST(Forecaster):
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         patch = self.config.patch
         batch_size, _, channels, height, width = batch["x"].shape
-        history = pad_grid(batch["x"], patch)
+        history = pad_grid(batch["x"], patch, self.shape.scaled_zero)
         padded_h, padded_w = history.shape[-2:]
 
         history_tokens = self.embed_values(history)
@@ -276,7 +277,7 @@ class UniST(Forecaster):
         future_position_time = position_time[:, history_patches:]
         prompt = self.prompts.spatial(history) + self.prompts.closeness(decoder_input) + future_position_time
         if self.config.daily_context:
-            daily = pad_grid(batch["daily"], self.config.patch)
+            daily = pad_grid(batch["daily"], self.config.patch, self.shape.scaled_zero)
             days = daily.shape[1]
             daily_tokens = self.embed_values(daily.flatten(0, 1))
             prompt = prompt + self.prompts.period(daily_tokens.reshape(-1, days, *daily_tokens.shape[1:]))

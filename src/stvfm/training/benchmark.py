@@ -13,9 +13,9 @@ import math
 import platform
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import lightning as L
 import torch
@@ -24,6 +24,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from stvfm import host
+from stvfm.data.batch import random_batch
 from stvfm.data.datamodule import default_batch_size
 from stvfm.data.registry import get_dataset
 from stvfm.data.series import slots_per_day
@@ -31,7 +32,6 @@ from stvfm.data.windows import ProtocolConfig, chronological_split, window_start
 from stvfm.errors import ConfigError
 from stvfm.models import create_model
 from stvfm.models.base import ForecastShape
-from stvfm.data.batch import random_batch
 from stvfm.training.config import device_type, native_precision, precision_label
 from stvfm.training.optim import OptimConfig
 from stvfm.training.speed import cast_frozen_linears, compile_backbone

@@ -82,7 +82,7 @@ class RunConfig:
         return asdict(self) | {"optim": self.optim.to_dict()}
 
     @classmethod
-    def from_dict(cls, payload: dict[str, Any]) -> "RunConfig":
+    def from_dict(cls, payload: dict[str, Any]) -> RunConfig:
         """The run ``payload`` describes, every value checked against its field's type (``ConfigError``)."""
         payload = dict(payload)
         optim = payload.get("optim") or {}
@@ -100,7 +100,7 @@ class RunConfig:
         return cls(**{k: v for k, v in payload.items() if k in known})
 
     @classmethod
-    def from_record(cls, payload: Any, where: str | os.PathLike) -> "RunConfig":
+    def from_record(cls, payload: Any, where: str | os.PathLike) -> RunConfig:
         """The run a saved record (config.yaml, metrics settings, checkpoint) describes, options as it trained
         them; a record whose values do not fit their settings is the record's one-line ``CheckpointError``."""
         if not isinstance(payload, dict):
@@ -144,7 +144,7 @@ class RunConfig:
     def field_names(cls, role: str) -> tuple[str, ...]:
         return tuple(f.name for f in dataclasses.fields(cls) if f.metadata["role"] == role)
 
-    def identity_differences(self, other: "RunConfig") -> list[str]:
+    def identity_differences(self, other: RunConfig) -> list[str]:
         """Names of the identity fields on which ``other`` is another run."""
         mine, theirs = self.identity(), other.identity()
         if mine.get("data_sha256") is None or theirs.get("data_sha256") is None:

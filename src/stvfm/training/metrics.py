@@ -9,7 +9,7 @@ Being a ``torchmetrics.Metric`` with sum reductions, it also sums correctly acro
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor

@@ -30,12 +30,11 @@ from stvfm.data.prepared import PreparedData, prepare_data
 from stvfm.errors import ConfigError
 from stvfm.models.base import Forecaster
 from stvfm.models.registry import create_model, get_model_entry
-from stvfm.training.optim import OptimConfig
 from stvfm.training.config import RunConfig, protocol_for
+from stvfm.training.optim import OptimConfig
 from stvfm.training.results import data_record, parameter_counts
 from stvfm.training.task import ForecastTask
 from stvfm.training.trainer import build_trainer, selection_callbacks
-
 
 #: The run settings pre-training reads as ``RunConfig`` does: same meaning, same default (except below).
 SHARED_SETTINGS = ("channel", "steps", "scaling", "model_options", "max_epochs", "max_minutes", "patience",
@@ -111,7 +110,7 @@ class MultiGridTask(ForecastTask):
     def training_step(self, batches: dict[str, dict[str, torch.Tensor]], batch_idx: int) -> torch.Tensor:
         losses = [self.views[name].loss(batch, self.views[name](batch))["loss"] for name, batch in batches.items()]
         loss = torch.stack(losses).mean()
-        for name, value in zip(batches, losses):
+        for name, value in zip(batches, losses, strict=True):
             self.log(f"train/loss_{name}", value.detach().float(), on_step=False, on_epoch=True)
         self.log("train/loss", loss.detach().float(), on_step=True, on_epoch=True, prog_bar=True)
         return loss

@@ -28,14 +28,19 @@ from stvfm.models.registry import create_model, get_model_entry, resolved_option
 from stvfm.training import results
 from stvfm.training.checkpoints import load_checkpoint, restore, start_from
 from stvfm.training.claim import accept_folder, logged_rows, prepend_rows, refuse_trained_run, release_folder
-from stvfm.training.config import BUDGET, IDENTITY, PLACEMENT, RunConfig, protocol_for  # noqa: F401  (re-exported)
-from stvfm.training.config import native_precision
+from stvfm.training.config import BUDGET, IDENTITY, PLACEMENT, RunConfig, native_precision, protocol_for  # noqa: F401  (re-exported)
 from stvfm.training.metrics import ForecastMetrics
 from stvfm.training.results import data_record
 from stvfm.training.speed import cast_frozen_linears, compile_backbone
 from stvfm.training.task import ForecastTask
-from stvfm.training.trainer import (SELECTION_METRIC, build_trainer, data_module, end_weight_averaging,
-                                    selection_callbacks, weight_averaging)
+from stvfm.training.trainer import (
+    SELECTION_METRIC,
+    build_trainer,
+    data_module,
+    end_weight_averaging,
+    selection_callbacks,
+    weight_averaging,
+)
 
 
 def fit(config: RunConfig, overwrite: bool = False, callbacks: list | None = None) -> dict[str, Any]:

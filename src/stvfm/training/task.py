@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import lightning as L
 import numpy as np
@@ -23,11 +23,11 @@ class ForecastTask(L.LightningModule):
     """
 
     def __init__(self, model: Forecaster, inverse: Callable[[torch.Tensor], torch.Tensor],
-                 optim: OptimConfig = OptimConfig(), run_config: dict | None = None,
+                 optim: OptimConfig | None = None, run_config: dict | None = None,
                  data_record: dict | None = None):
         super().__init__()
         self.model = model
-        self.optim_config = optim
+        self.optim_config = optim or OptimConfig()
         self.run_config = dict(run_config or {})
         self.data_record = dict(data_record or {})
         horizon = model.shape.horizon
@@ -80,7 +80,7 @@ class ForecastTask(L.LightningModule):
 
     def collected_predictions(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(prediction, target, start) of the last test pass, in original units."""
-        predictions, targets, starts = zip(*self._collected)
+        predictions, targets, starts = zip(*self._collected, strict=True)
         return (torch.cat(predictions).numpy(), torch.cat(targets).numpy(), torch.cat(starts).numpy())
 
     def on_test_epoch_end(self) -> None:

@@ -19,6 +19,7 @@ weekday/slot sequence reproduces the file's; a file that fits none raises DataEr
 from __future__ import annotations
 
 import json
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -74,12 +75,12 @@ def _shares_overlap(segments: list[np.ndarray], overlap: int) -> list[bool]:
     """Whether each segment repeats the last ``overlap`` steps of its predecessor."""
     return [False] + [
         overlap > 0 and len(segment) > overlap and np.array_equal(previous[-overlap:], segment[:overlap])
-        for previous, segment in zip(segments, segments[1:])
+        for previous, segment in pairwise(segments)
     ]
 
 
 def _concatenate(segments: list[np.ndarray], cuts: list[bool], overlap: int) -> np.ndarray:
-    return np.concatenate([segment[overlap:] if cut else segment for segment, cut in zip(segments, cuts)])
+    return np.concatenate([segment[overlap:] if cut else segment for segment, cut in zip(segments, cuts, strict=True)])
 
 
 def _align_start(pairs: np.ndarray, start_date: str, interval_minutes: int, where: Path) -> np.datetime64:
@@ -131,7 +132,7 @@ def read_unist_json(
     window_sets = [_split_windows(payload, split, path) for split in SPLITS]
     window_length = window_sets[0].shape[1]
     value_segments, time_segments = [], []
-    for split, windows in zip(SPLITS, window_sets):
+    for split, windows in zip(SPLITS, window_sets, strict=True):
         pairs = _split_time_pairs(payload, split, path)
         if windows.shape[1:] != window_sets[0].shape[1:]:
             raise DataError(f"{path}: X_{split} windows {windows.shape[1:]} differ from X_train's {window_sets[0].shape[1:]}")

@@ -167,7 +167,7 @@ class STVFM(Forecaster):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         patch, shape = self.config.patch, self.shape
-        frames = pad_grid(batch["x"], patch)
+        frames = pad_grid(batch["x"], patch, shape.scaled_zero)
         inputs = {"st": frames, "flow": st_flow(frames)} if self.parts.flow else {"st": frames}
         tokens = [
             self.token_adapters[branch](patchify(branch_frames, patch), batch["x_time"])
@@ -182,7 +182,7 @@ class STVFM(Forecaster):
                 st, flow = block(st, flow)
             features = (st.view(features[0].shape), flow.view(features[1].shape))
         outputs = {}
-        for branch, branch_features in zip(self.branches, features):
+        for branch, branch_features in zip(self.branches, features, strict=True):
             patches = self.decoders[branch](branch_features, batch["x_time"], batch["y_time"])
             forecast = unpatchify(patches, patch, shape.channels, self.padded_height, self.padded_width)
             outputs["forecast" if branch == "st" else "flow_forecast"] = forecast[..., : shape.height, : shape.width]
