@@ -32,6 +32,17 @@ def run_to_end(command: list[str], timeout: float = 480) -> subprocess.Completed
     return done
 
 
+def one_line_error(capsys, *args) -> str:
+    """Run the CLI in-process on ``args``; assert it failed with exit 2 and one line, no traceback; that line."""
+    from stvfm.cli.main import main
+
+    code = main(list(map(str, args)))
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
 def write_tiny_city(path: Path, days: int = 10) -> Path:
     """``days`` of hourly counts on a 5x3 grid (10 days: 168 train / 36 val / 36 test steps)."""
     return write_synthetic_city(path, days=days)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from robust_helpers import write_tiny_city
+from robust_helpers import one_line_error, write_tiny_city
 
 from stvfm.cli.main import main
 from stvfm.data.sources.generic import read_generic
@@ -25,14 +25,6 @@ from stvfm.errors import CheckpointError, ConfigError, DataError, DataWarning, O
 from stvfm.training.config import RunConfig
 
 FIT = ("--max-epochs", "1", "--batch-size", "16", "--accelerator", "cpu", "--precision", "32")
-
-
-def one_line_error(capsys, *args) -> str:
-    code = main(list(map(str, args)))
-    err = capsys.readouterr().err.strip()
-    assert code == 2, err
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    return err
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +50,20 @@ def _rewrite_checkpoint(path: Path, change) -> None:
     change(checkpoint)
     checkpoint["stvfm"]["weights_sha256"] = weights_digest(checkpoint["state_dict"])
     torch.save(checkpoint, path)
+
+
+def _diverged_copy(run: Path, tmp_path: Path) -> Path:
+    """The run's best checkpoint with every weight NaN, as a diverged run saves it (digest made to fit)."""
+    diverged = tmp_path / "diverged.ckpt"
+    shutil.copy(run / "checkpoints" / "best.ckpt", diverged)
+
+    def poison(checkpoint):
+        for value in checkpoint["state_dict"].values():
+            if value.is_floating_point():
+                value.fill_(float("nan"))
+
+    _rewrite_checkpoint(diverged, poison)
+    return diverged
 
 
 # 1. A checkpoint with bytes flipped inside a weight tensor loaded silently.
@@ -152,15 +158,7 @@ def test_case04_an_infinite_learning_rate_is_refused_before_the_folder(capsys, t
 
 def test_case04_non_finite_test_metrics_are_refused_and_never_written(capsys, tmp_path, trained):
     _, run = trained
-    diverged = tmp_path / "diverged.ckpt"
-    shutil.copy(run / "checkpoints" / "best.ckpt", diverged)
-
-    def poison(checkpoint):
-        for value in checkpoint["state_dict"].values():
-            if value.is_floating_point():
-                value.fill_(float("nan"))
-
-    _rewrite_checkpoint(diverged, poison)
+    diverged = _diverged_copy(run, tmp_path)
     assert "not finite" in one_line_error(capsys, "test", "-c", diverged, "-o", tmp_path / "retest")
     assert not (tmp_path / "retest" / "metrics.json").exists()
     with pytest.raises(OutputError, match="JSON cannot"):
@@ -406,15 +404,7 @@ def test_case15_precision_32_in_yaml_is_precision_32(tmp_path):
 
 def test_case15_nan_weights_in_predict_blame_the_checkpoint(capsys, tmp_path, trained):
     city, run = trained
-    diverged = tmp_path / "diverged.ckpt"
-    shutil.copy(run / "checkpoints" / "best.ckpt", diverged)
-
-    def poison(checkpoint):
-        for value in checkpoint["state_dict"].values():
-            if value.is_floating_point():
-                value.fill_(float("nan"))
-
-    _rewrite_checkpoint(diverged, poison)
+    diverged = _diverged_copy(run, tmp_path)
     err = one_line_error(capsys, "predict", "-c", diverged, "-i", city, "--output", tmp_path / "forecast.npz")
     assert "diverged.ckpt" in err and "forecast.npz" not in err
 

@@ -10,19 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from robust_helpers import write_tiny_city
+from robust_helpers import one_line_error, write_tiny_city
 
 from stvfm.cli.main import main
 from stvfm.data.sources.generic import read_generic
 from stvfm.errors import DataError
-
-
-def one_line_error(capsys, *args) -> str:
-    code = main(list(map(str, args)))
-    err = capsys.readouterr().err.strip()
-    assert code == 2, err
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    return err
 
 
 @pytest.fixture(scope="module")
