@@ -32,7 +32,10 @@ def _print_metrics(payload: dict[str, Any], out: Path) -> None:
         precision = precision_label(str(payload["settings"].get("precision")))
         host = payload.get("machine") or {}
         device = host.get("gpu") or host.get("cpu_capability") or "cpu"
-        console.print(f"trained: {payload['epochs']} epoch(s) in {payload.get('train_seconds', 0) / 60:.1f} min, "
+        minutes = payload.get("total_train_seconds", payload.get("train_seconds", 0)) / 60
+        sittings = len(payload.get("sittings") or [None])
+        over = f" over {sittings} sittings" if sittings > 1 else ""
+        console.print(f"trained: {payload['epochs']} epoch(s) in {minutes:.1f} min{over}, "
                       f"stopped by {payload['stop_reason']}; {precision} on {device}")
     console.print(f"windows: {payload['n_windows']}  written: {out / 'metrics.json'}")
 

@@ -32,6 +32,8 @@ from stvfm.training.config import BUDGET, IDENTITY, PLACEMENT, RunConfig, protoc
 from stvfm.training.config import native_precision
 from stvfm.training.metrics import ForecastMetrics
 from stvfm.training.results import data_record
+from stvfm.training.sittings import SittingLog
+from stvfm.training.sittings import summary as sitting_summary
 from stvfm.training.speed import cast_frozen_linears, compile_backbone
 from stvfm.training.task import ForecastTask
 from stvfm.training.trainer import (SELECTION_METRIC, build_trainer, data_module, end_weight_averaging,
@@ -87,10 +89,11 @@ def _train(config: RunConfig, data: PreparedData, task: ForecastTask, overwrite:
     started = time.perf_counter()
     out = Path(config.out)
     checkpoints, stopper, selection = selection_callbacks(out, SELECTION_METRIC, config.patience)
-    trainer = build_trainer(config, out, callbacks=[*selection, *weight_averaging(config.optim), *callbacks],
+    ckpt_last = out / "checkpoints" / "last.ckpt"
+    sittings = SittingLog(out, resumed=ckpt_last.exists() and not overwrite, precision=config.precision)
+    trainer = build_trainer(config, out, callbacks=[*selection, *weight_averaging(config.optim), sittings, *callbacks],
                             max_epochs=config.max_epochs)
     module = data_module(data, config, trainer)
-    ckpt_last = out / "checkpoints" / "last.ckpt"
     resumed_epoch = accept_folder(config, out, overwrite)
     resume = str(ckpt_last) if resumed_epoch is not None else None
     if resume is None:  # afresh: Lightning would keep an earlier run's best and write best-v1.ckpt beside it
@@ -102,7 +105,9 @@ def _train(config: RunConfig, data: PreparedData, task: ForecastTask, overwrite:
     end_weight_averaging(trainer)
     train_seconds = time.perf_counter() - started
     epochs, best_val_score = _training_record(trainer, checkpoints, ckpt_last)
-    extra = dict(epochs=epochs, train_seconds=train_seconds, seconds_per_epoch=train_seconds / max(1, epochs),
+    compute = sitting_summary(sittings.sittings)
+    extra = dict(epochs=epochs, train_seconds=train_seconds, **compute,
+                 seconds_per_epoch=compute["total_train_seconds"] / max(1, epochs),
                  selection_metric=SELECTION_METRIC, best_val_score=best_val_score,
                  stop_reason=stop_reason(epochs, config.max_epochs, train_seconds, config.max_minutes,
                                          early_stopped=stopper.stopped_epoch > 0, timed_out=_timed_out(trainer)),
