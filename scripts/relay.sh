@@ -3,7 +3,7 @@
 # machine's native precision (fp32 on AVX2, bf16 where native), in sittings of SITTING minutes,
 # resuming whatever it finds. A sitting ends at its time cap, a kill or the end of a session; the
 # next call resumes the run from its last epoch end (its folder logs every sitting in sittings.json).
-# A run that ends by early stopping or its recipe's last epoch is copied into the ledger
+# A run that ends by early stopping or its recipe's last epoch (a classical model: its closed form) is copied into the ledger
 # (STVFM_LEDGER, default docs/results/ledger): commit that record at once.
 #   QUEUE="stvfm:bikenyc1-60d:0 unist:bikenyc1-60d:0" SITTING=120 scripts/relay.sh
 # Entries are MODEL:DATASET:SEED (channel 0). Environment: STVFM_RUNS (run folders, default runs/;
@@ -17,7 +17,7 @@ stvfm=${STVFM:-stvfm}
 python=$(dirname "$(command -v "$stvfm")")/python
 [ -n "${THREADS:-}" ] && export OMP_NUM_THREADS=$THREADS
 
-finished() {  # the run's metrics.json says it ended by early stopping or its last epoch
+finished() {  # the run's metrics.json says it ended by early stopping, its last epoch, or in closed form
   "$python" - "$1" <<'PY'
 import json, pathlib, sys
 out = pathlib.Path(sys.argv[1])
@@ -25,7 +25,7 @@ try:
     reason = json.loads((out / "metrics.json").read_text()).get("stop_reason")
 except (OSError, ValueError):
     sys.exit(1)
-sys.exit(0 if not (out / ".in-progress").exists() and reason in ("early stop", "epoch cap") else 1)
+sys.exit(0 if not (out / ".in-progress").exists() and reason in ("early stop", "epoch cap", "not trained") else 1)
 PY
 }
 
