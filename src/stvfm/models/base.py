@@ -86,7 +86,9 @@ def observed_mean(values: torch.Tensor, observed: torch.Tensor | None) -> torch.
     """Mean of ``values`` over the entries ``observed`` marks (all of them when None); 0 when none is."""
     if observed is None:
         return torch.mean(values)
-    return torch.where(observed, values, 0.0).sum() / observed.sum().clamp(min=1)
+    # zeroed in place on a clone, which keeps the layout of ``values`` and so the order of the sum: with
+    # every target observed this is torch.mean bit for bit
+    return values.clone().masked_fill_(~observed, 0.0).sum() / observed.sum().clamp(min=1)
 
 
 class Forecaster(nn.Module):

@@ -28,7 +28,9 @@ class ForecastMetrics(Metric):
     is_differentiable = False
     higher_is_better = False
 
-    def __init__(self, inverse: Callable[[Tensor], Tensor], horizon: int, **kwargs):
+    def __init__(self, inverse: Callable[[Tensor], Tensor] | None, horizon: int, **kwargs):
+        """``inverse`` maps scaled values to original units; None when updates come in original units
+        already, clamped before they were saved (``predictions.npz``, re-scored by ``stvfm score``)."""
         super().__init__(**kwargs)
         self.inverse = inverse
         self.horizon = horizon
@@ -39,29 +41,30 @@ class ForecastMetrics(Metric):
         self.add_state("window_count", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
 
     def update(self, prediction_scaled: Tensor, target_scaled: Tensor, observed: Tensor | None = None) -> None:
-        """Add a batch of (B, Q, ...) forecasts and targets, both in scaled units; ``observed`` (same
-        shape, bool) marks the targets that count, all of them when None."""
+        """Add a batch of (B, Q, ...) forecasts and targets, both in scaled units (original units without an
+        ``inverse``); ``observed`` (same shape, bool) marks the targets that count, all of them when None."""
         if prediction_scaled.shape != target_scaled.shape:
             raise DataError(f"prediction shape {tuple(prediction_scaled.shape)} differs from target {tuple(target_scaled.shape)}")
         if prediction_scaled.ndim < 2 or prediction_scaled.shape[1] != self.horizon:
             raise DataError(f"forecasts must be (B, {self.horizon}, ...), got {tuple(prediction_scaled.shape)}")
-        prediction = descale_forecast(prediction_scaled.detach().double(), self.inverse)
-        target = self.inverse(target_scaled.detach().double())
-        self.add_errors(prediction.double() - target.double(), observed)
-
-    def add_errors(self, error: Tensor, observed: Tensor | None = None) -> None:
-        """Add (B, Q, ...) errors in original units, counting only where ``observed`` (all when None)."""
-        error = error.flatten(2)  # (B, Q, points per step)
+        if self.inverse is None:
+            prediction, target = prediction_scaled.detach().double(), target_scaled.detach().double()
+        else:
+            prediction = descale_forecast(prediction_scaled.detach().double(), self.inverse)
+            target = self.inverse(target_scaled.detach().double())
+        error = (prediction.double() - target.double()).flatten(2)  # (B, Q, points per step)
         self.target_count += error.shape[0] * error.shape[2]
-        self.window_count += error.shape[0]
         if observed is not None:
             observed = observed.flatten(2).to(error.device)
-            error = torch.where(observed, error, 0.0)
+            # zeroed in place on a clone, keeping the layout and so the order of the sums below: with every
+            # target observed the figures are those of the unmasked path bit for bit
+            error = error.clone().masked_fill_(~observed, 0.0)
             self.point_count += observed.sum(dim=(0, 2))
         else:
             self.point_count += error.shape[0] * error.shape[2]
         self.absolute_error_sum += error.abs().sum(dim=(0, 2))
         self.squared_error_sum += error.square().sum(dim=(0, 2))
+        self.window_count += error.shape[0]
 
     def compute(self) -> dict:
         """``{"mae", "rmse", "per_horizon": {"mae": [Q], "rmse": [Q]}, "n_windows", "n_points",

@@ -138,8 +138,8 @@ def score(run: str | Path, mask_below: float | None = None, steps: list[int] | N
     observed = ~np.isnan(target)
     if mask_below is not None:
         observed &= target >= mask_below
-    metric = ForecastMetrics(lambda values: values, len(chosen))
-    metric.add_errors(torch.from_numpy(prediction - target), torch.from_numpy(observed))
+    metric = ForecastMetrics(None, len(chosen))  # saved forecasts are in original units, clamped already
+    metric.update(torch.from_numpy(prediction), torch.from_numpy(target), torch.from_numpy(observed))
     results = metric.compute()
     recorded = recorded_card(metrics)
     card = protocol_card(recorded["scaler_fit_on"], recorded["gap_fill"], results,
