@@ -16,6 +16,7 @@ import torch
 from stvfm.backbones import create_backbone
 from stvfm.data.series import GridSeries
 from stvfm.data.sources.generic import read_generic, save_generic_npz
+from stvfm.ledger import build_record, read_records, record_name
 from stvfm.models import create_model
 from stvfm.models.base import ForecastShape
 from stvfm.models.stvfm import STVFM, STVFMConfig, flow_target_observed
@@ -99,7 +100,7 @@ def test_metrics_count_observed_targets_only_and_report_the_counts():
     assert result["mae"] == pytest.approx(np.abs(error[kept]).mean(), rel=1e-12)
     assert result["rmse"] == pytest.approx(np.sqrt((error[kept] ** 2).mean()), rel=1e-12)
     assert result["n_points"] == kept.sum() and result["n_targets"] == error.size
-    assert result["n_points_per_step"] == kept.sum(axis=(0, 2, 3, 4)).tolist()
+    assert result["per_horizon"]["n_points"] == kept.sum(axis=(0, 2, 3, 4)).tolist()
     assert result["per_horizon"]["mae"][1] is None
     assert result["per_horizon"]["mae"][2] == pytest.approx(np.abs(error[:, 2][kept[:, 2]]).mean(), rel=1e-12)
 
@@ -197,6 +198,7 @@ def test_a_series_with_an_outage_trains_and_tests_with_masked_metrics(outage_cit
         assert losses and np.isfinite(losses).all()
     rescored = score(tmp_path / model)
     assert rescored["mae"] == pytest.approx(metrics["mae"], rel=1e-6) and rescored["n_points"] == metrics["n_points"]
+    assert build_record(tmp_path / model)["protocol_card"] == metrics["protocol_card"]  # ledger records carry it
 
 
 def test_skip_leaves_out_windows_whose_history_has_gaps(outage_city, tmp_path):
@@ -247,3 +249,12 @@ def test_the_shared_datasets_classical_figures_are_unchanged_bit_for_bit(shared_
     assert (metrics["mae"], metrics["rmse"]) == BEFORE_GAPS[dataset, model]
     card = metrics["protocol_card"]
     assert metrics["n_points"] == card["n_scored"] == card["n_targets"] and card["windows_with_history_gaps"] == 0
+
+
+def test_the_gap_rule_at_its_default_leaves_every_committed_ledger_record_its_name():
+    ledger = Path(__file__).resolve().parents[2] / "docs" / "results" / "ledger"
+    records = read_records([ledger])
+    assert records and all(Path(record["ledger_file"]).stem == record_name(record) for record in records)
+    record = records[0]
+    skipping = {**record, "settings": {**record["settings"], "gap_fill": "skip"}}
+    assert record_name(skipping) != record_name(record)  # another rule is another result

@@ -75,8 +75,8 @@ def score_command(
     for name in ("mae", "rmse"):
         figures.add_row(name.upper(), f"{result[name]:.4f}",
                         *("-" if v is None else f"{v:.3f}" for v in result["per_horizon"][name]))
-    figures.add_row("scored", str(result["n_points"]), *map(str, result["n_points_per_step"]))
-    figures.add_row("recorded", f"MAE {result['recorded']['mae']:.4f}", f"RMSE {result['recorded']['rmse']:.4f}")
+    figures.add_row("scored", str(result["n_points"]), *map(str, result["per_horizon"]["n_points"]))
+    figures.caption = f"as recorded: MAE {result['recorded']['mae']:.4f}, RMSE {result['recorded']['rmse']:.4f}"
     protocol = Table(title="protocol card")
     for column in ("", "this score", "as recorded"):
         protocol.add_column(column)

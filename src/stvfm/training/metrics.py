@@ -67,9 +67,9 @@ class ForecastMetrics(Metric):
         self.window_count += error.shape[0]
 
     def compute(self) -> dict:
-        """``{"mae", "rmse", "per_horizon": {"mae": [Q], "rmse": [Q]}, "n_windows", "n_points",
-        "n_points_per_step": [Q], "n_targets"}`` as plain numbers: ``n_points`` targets were scored of
-        ``n_targets``; a step with none scored has None for its figures."""
+        """``{"mae", "rmse", "per_horizon": {"mae": [Q], "rmse": [Q], "n_points": [Q]}, "n_windows", "n_points",
+        "n_targets"}`` as plain numbers: ``n_points`` targets were scored of ``n_targets``; a step with none
+        scored has None for its figures."""
         if int(self.window_count) == 0:
             raise DataError("no forecasts were evaluated: the split has no windows")
         points = self.point_count.double()
@@ -86,9 +86,9 @@ class ForecastMetrics(Metric):
             "per_horizon": {
                 "mae": per_step(self.absolute_error_sum / points),
                 "rmse": per_step(torch.sqrt(self.squared_error_sum / points)),
+                "n_points": self.point_count.tolist(),
             },
             "n_windows": int(self.window_count),
             "n_points": int(total_points),
-            "n_points_per_step": self.point_count.tolist(),
             "n_targets": int(self.target_count.sum()),
         }

@@ -26,12 +26,12 @@ CARD_VERSION = 1
 #: none: every target scored (versions before cards, which refused gaps); missing: targets that were
 #: missing are not scored; below: neither are targets whose true value is below ``mask_below``.
 MASKING_RULES = ("none", "missing", "below")
-CLAMP = f"forecasts clamped to the scaled range [{SCALED_RANGE[0]:g}, {SCALED_RANGE[1]:g}] before de-scaling"
+CLAMP = f"scaled [{SCALED_RANGE[0]:g}, {SCALED_RANGE[1]:g}], then de-scaled"  # forecasts, before any error is taken
 POOLING = "pooled"  # over steps x channels x cells x windows, RMSE = sqrt of the pooled MSE; per step beside
 #: What versions before the card did: scaler on the training split unless settings say otherwise, every
 #: target scored, series with gaps refused.
-EARLIER_VERSIONS = "not recorded: the defaults of the version that wrote the run"
-NO_GAP_RULE = "none (series with gaps were refused)"
+EARLIER_VERSIONS = "not recorded: its version's defaults"
+NO_GAP_RULE = "none (gaps refused)"
 
 
 def protocol_card(scaler_fit_on: str, gap_fill: str, results: dict[str, Any], masking: str = "missing",
@@ -52,7 +52,7 @@ def protocol_card(scaler_fit_on: str, gap_fill: str, results: dict[str, Any], ma
         "pooling": POOLING,
         "n_targets": results["n_targets"],
         "n_scored": results["n_points"],
-        "n_scored_per_step": results["n_points_per_step"],
+        "n_scored_per_step": results["per_horizon"]["n_points"],
     }
 
 
