@@ -16,11 +16,14 @@ import torch
 from stvfm.backbones import create_backbone
 from stvfm.data.series import GridSeries
 from stvfm.data.sources.generic import read_generic, save_generic_npz
+from stvfm.data.windows import time_features
+from stvfm.errors import DataError
 from stvfm.ledger import build_record, read_records, record_name
 from stvfm.models import create_model
 from stvfm.models.base import ForecastShape
 from stvfm.models.stvfm import STVFM, STVFMConfig, flow_target_observed
 from stvfm.testing import make_batch, write_synthetic_city
+from stvfm.training.inference import predict
 from stvfm.training.metrics import ForecastMetrics
 from stvfm.training.runner import RunConfig, fit
 from stvfm.training.scoring import score
@@ -118,8 +121,6 @@ def gappy_series_values(steps: int = 24 * 21) -> tuple[np.ndarray, np.ndarray]:
     values = rng.uniform(0, 1, (steps, 1, 6, 4)).astype(np.float32)
     values[rng.uniform(size=values.shape) < 0.2] = np.nan
     times = np.datetime64("2024-01-01T00", "s") + np.arange(steps) * np.timedelta64(3600, "s")
-    from stvfm.data.windows import time_features
-
     return values, time_features(times, 60)
 
 
@@ -193,12 +194,32 @@ def test_a_series_with_an_outage_trains_and_tests_with_masked_metrics(outage_cit
     assert metrics["mae"] == pytest.approx(np.abs(error[observed]).mean(), rel=1e-6)
     assert metrics["rmse"] == pytest.approx(np.sqrt((error[observed] ** 2).mean()), rel=1e-6)
     if model != "ha-week":
-        losses = [float(row["train/loss_epoch"]) for row in csv.DictReader(open(tmp_path / model / "logs" / "metrics.csv"))
-                  if row.get("train/loss_epoch")]
+        with open(tmp_path / model / "logs" / "metrics.csv") as handle:
+            losses = [float(row["train/loss_epoch"]) for row in csv.DictReader(handle) if row.get("train/loss_epoch")]
         assert losses and np.isfinite(losses).all()
     rescored = score(tmp_path / model)
     assert rescored["mae"] == pytest.approx(metrics["mae"], rel=1e-6) and rescored["n_points"] == metrics["n_points"]
     assert build_record(tmp_path / model)["protocol_card"] == metrics["protocol_card"]  # ledger records carry it
+
+
+def test_predict_fills_a_gap_in_its_input_by_the_runs_rule(outage_city, tmp_path):
+    fit(RunConfig(model="stid", dataset=str(outage_city), out=str(tmp_path / "run"), max_epochs=1, batch_size=32,
+                  progress=False, accelerator="cpu"))
+    series = read_generic(outage_city)
+    values = series.values.copy()
+    values[-2, 0, 3, 1] = np.nan  # a gap in the history the forecast reads
+    gappy = save_generic_npz(GridSeries("latest", values, series.timestamps, 60, series.channel_names),
+                             tmp_path / "latest.npz")
+    checkpoint = tmp_path / "run" / "checkpoints" / "best.ckpt"
+    forecast = predict(checkpoint, gappy, tmp_path / "forecast.npz", accelerator="cpu")
+    assert forecast.values.shape == (6, 1, 5, 3) and np.isfinite(forecast.values).all()
+    skipping = tmp_path / "skip" / "best.ckpt"
+    skipping.parent.mkdir()
+    saved = torch.load(checkpoint, weights_only=True)
+    saved["stvfm"]["run"]["gap_fill"] = "skip"
+    torch.save(saved, skipping)
+    with pytest.raises(DataError, match="latest.npz.*'skip'"):
+        predict(skipping, gappy, tmp_path / "forecast.npz", accelerator="cpu")
 
 
 def test_skip_leaves_out_windows_whose_history_has_gaps(outage_city, tmp_path):
