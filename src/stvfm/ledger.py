@@ -85,11 +85,14 @@ def normalised_settings(settings: dict[str, Any]) -> dict[str, Any]:
 def identity(settings: dict[str, Any]) -> str:
     """A short hash of the run and its budget, so two records of one result share a name: where and how
     fast it ran (placement) is left out, the budget stays in (the same run stopped at 8 minutes and
-    given 30 are two results, and both are kept)."""
+    given 30 are two results, and both are kept). A setting added after records were first named is
+    left out too while it holds the default every earlier record had, so their names stay."""
     from stvfm.training.config import PLACEMENT, RunConfig
 
     placement = RunConfig.field_names(PLACEMENT)
-    kept = {key: value for key, value in normalised_settings(settings).items() if key not in placement}
+    later = RunConfig.defaults_added_later()
+    kept = {key: value for key, value in normalised_settings(settings).items()
+            if key not in placement and not (key in later and value == later[key])}
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 

@@ -25,6 +25,7 @@ ChannelOption = Annotated[Optional[int], typer.Option(help="Channel index (defau
 StepsOption = Annotated[Optional[int], typer.Option(help="Use only the first N steps (default: the dataset's period).")]
 OutOption = Annotated[Path, typer.Option("--out", "-o", help="Run folder for metrics.json, config.yaml, checkpoints, logs.")]
 RootOption = Annotated[Optional[str], typer.Option("--data-root", envvar="STVFM_DATA_ROOT", help="Folder holding the dataset folders.")]
+GapsOption = Annotated[Optional[str], typer.Option("--gaps", help="A window whose history has missing values (NaN): 'last' (last observation carried forward, the default), 'slot-mean' (training mean of the slot of day) or 'skip' (left out). See docs/data.md.")]
 SetOption = Annotated[Optional[list[str]], typer.Option("--set", help="Model option KEY=VALUE (YAML value), repeatable.")]
 # Training options; one left out keeps the library's default for the command.
 MaxEpochsOption = Annotated[Optional[int], typer.Option(help="Upper bound on epochs (default: the recipe's, else the library's); early stopping usually ends sooner.")]

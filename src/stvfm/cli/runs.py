@@ -8,7 +8,8 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from stvfm.cli.options import (AcceleratorOption, ChannelOption, CheckpointOption, DatasetOption, LimitTrainOption,
+from stvfm.cli.options import (AcceleratorOption, ChannelOption, CheckpointOption, DatasetOption, GapsOption,
+                               LimitTrainOption,
                                LrOption, MaxEpochsOption, MaxMinutesOption, ModelOption, OutOption, OverwriteOption,
                                PatienceOption, PrecisionOption, RootOption, SetOption, StepsOption, WarmupOption,
                                batch_limit, channel_index, console, given, parse_options, quiet_lightning)
@@ -20,7 +21,8 @@ def _print_metrics(payload: dict[str, Any], out: Path) -> None:
     for step in range(len(payload["per_horizon"]["mae"])):
         table.add_column(f"t+{step + 1}", justify="right")
     for name in ("mae", "rmse"):
-        table.add_row(name.upper(), f"{payload[name]:.4f}", *(f"{v:.3f}" for v in payload["per_horizon"][name]))
+        table.add_row(name.upper(), f"{payload[name]:.4f}",
+                      *("-" if v is None else f"{v:.3f}" for v in payload["per_horizon"][name]))
     console.print(table)
     weights = payload.get("weights")
     if weights:
@@ -37,7 +39,9 @@ def _print_metrics(payload: dict[str, Any], out: Path) -> None:
         over = f" over {sittings} sittings" if sittings > 1 else ""
         console.print(f"trained: {payload['epochs']} epoch(s) in {minutes:.1f} min{over}, "
                       f"stopped by {payload['stop_reason']}; {precision} on {device}")
-    console.print(f"windows: {payload['n_windows']}  written: {out / 'metrics.json'}")
+    scored = f" (of {payload['protocol_card']['n_targets']})" if "protocol_card" in payload else ""
+    console.print(f"windows: {payload['n_windows']}  targets scored: {payload['n_points']}{scored}  "
+                  f"written: {out / 'metrics.json'}")
 
 
 def models_command() -> None:
@@ -60,6 +64,7 @@ def evaluate_command(
     channel: ChannelOption = None,
     steps: StepsOption = None,
     scaling: Annotated[str, typer.Option(help="Fit min-max on 'train' (default) or 'all' splits (UniST).")] = "train",
+    gaps: GapsOption = None,
     option: SetOption = None,
     data_root: RootOption = None,
     overwrite: OverwriteOption = False,
@@ -69,7 +74,8 @@ def evaluate_command(
 
     quiet_lightning()
     config = RunConfig(model=model, dataset=dataset, out=str(out), channel=channel_index(channel), steps=steps,
-                       scaling=scaling, model_options=parse_options(option), data_root=data_root)
+                       scaling=scaling, model_options=parse_options(option), data_root=data_root,
+                       **given(gap_fill=gaps))
     _print_metrics(evaluate(config, overwrite=overwrite), out)
 
 
@@ -99,6 +105,7 @@ def fit_command(
     seed: Annotated[Optional[int], typer.Option(help="Seed for weights, shuffling and dropout (default 0).")] = None,
     init_from: Annotated[Optional[Path], typer.Option(help="Start from this checkpoint's weights (same model and grid): fine-tuning.")] = None,
     scaling: Annotated[Optional[str], typer.Option(help="Fit min-max on 'train' (default) or 'all' splits (UniST).")] = None,
+    gaps: GapsOption = None,
     devices: Annotated[Optional[str], typer.Option(help="Devices per node (Lightning), e.g. 1, 2, auto.")] = None,
     num_nodes: Annotated[Optional[int], typer.Option(help="Nodes for multi-node DDP.")] = None,
     strategy: Annotated[Optional[str], typer.Option(help="Lightning strategy, e.g. auto, ddp, ddp_spawn.")] = None,
@@ -116,7 +123,7 @@ def fit_command(
     optim = given(lr=lr, weight_decay=weight_decay, warmup_epochs=warmup_epochs, ema_decay=ema_decay)
     flags = given(**{
         "model": model, "dataset": dataset, "out": str(out),
-        "channel": channel_index(channel) if channel is not None else None, "steps": steps, "scaling": scaling,
+        "channel": channel_index(channel) if channel is not None else None, "steps": steps, "scaling": scaling, "gap_fill": gaps,
         "max_epochs": max_epochs, "max_minutes": max_minutes, "patience": patience,
         "limit_train_batches": batch_limit(limit_train_batches) if limit_train_batches is not None else None,
         "batch_size": batch_size, "precision": precision, "compile_backbone": compile_backbone, "seed": seed,

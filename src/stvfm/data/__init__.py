@@ -2,7 +2,8 @@
 
 Owns: the dataset registry (``registry``: where files live, grid, interval, size), fetching and
 checksums, readers (``sources``), the series type (``series``), the evaluation protocol
-(``windows``: split, window starts, time features), the one batch contract and its builder
+(``windows``: split, window starts, time features), missing values (``gaps``: the fill rules and
+which windows a gap rules out), the one batch contract and its builder
 (``batch``), scaling and the one de-scaling of forecasts (``scaling``), prepared data
 (``prepared``), the Lightning DataModule (``datamodule``) and a synthetic city (``synthetic``).
 

@@ -28,10 +28,13 @@ class MinMaxScaler:
 
     @classmethod
     def fit(cls, values: np.ndarray | torch.Tensor) -> "MinMaxScaler":
-        size = values.numel() if isinstance(values, torch.Tensor) else np.size(values)
-        if size == 0:
+        """The range of the observed values: NaN (a missing value) is left out."""
+        values = values.numpy(force=True) if isinstance(values, torch.Tensor) else np.asarray(values)
+        if np.size(values) == 0:
             raise DataError("cannot fit a scaler on zero values")
-        return cls(float(values.min()), float(values.max()))
+        if np.isnan(values).all():
+            raise DataError("cannot fit a scaler: every value is missing (NaN)")
+        return cls(float(np.nanmin(values)), float(np.nanmax(values)))
 
     @property
     def span(self) -> float:

@@ -7,6 +7,7 @@ touch no pyplot state, so plotting works headless and from several threads.
 from __future__ import annotations
 
 import csv
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -76,7 +77,7 @@ def _format_time(time: np.datetime64) -> str:
 
 def pick_windows(target: np.ndarray, count: int) -> list[int]:
     """Fullest window (largest total target) in each of ``count`` equal stretches of the test period."""
-    totals = target.reshape(len(target), -1).sum(axis=1)
+    totals = np.nansum(target.reshape(len(target), -1), axis=1)  # a missing target (NaN) adds nothing
     stretches = np.array_split(np.arange(len(target)), min(count, len(target)))
     return [int(stretch[np.argmax(totals[stretch])]) for stretch in stretches]
 
@@ -111,10 +112,11 @@ def plot_forecast_grids(run_dir: str | Path, out_png: str | Path, windows: int =
         for channel in range(channels):
             truth, forecast = target[window, :, channel], prediction[window, :, channel]
             error = np.abs(forecast - truth)
-            vmin, vmax = float(min(truth.min(), forecast.min())), float(max(truth.max(), forecast.max()))
+            vmin = float(min(np.nanmin(truth, initial=np.inf), forecast.min()))
+            vmax = float(max(np.nanmax(truth, initial=-np.inf), forecast.max()))
             label = _format_time(first_time) + (f"\n{names[channel]}" if channels > 1 else "")
             panels = (("truth", truth, VALUE_COLOURS, vmin, vmax), ("forecast", forecast, VALUE_COLOURS, vmin, vmax),
-                      ("|error|", error, ERROR_COLOURS, 0.0, float(error.max())))
+                      ("|error|", error, ERROR_COLOURS, 0.0, float(np.nanmax(error, initial=0.0))))
             for offset, (kind, maps, colours, low, high) in enumerate(panels):
                 for step in range(steps):
                     image = _heatmap(axes[row + offset, step], maps[step], colours, low, high)
@@ -131,15 +133,17 @@ def plot_forecast_grids(run_dir: str | Path, out_png: str | Path, windows: int =
 
 
 def plot_error_map(run_dir: str | Path, out_png: str | Path, title: str | None = None) -> Path:
-    """Mean absolute error per cell over all test windows and steps, to show where a model fails."""
+    """Mean absolute error per cell over all observed test targets, to show where a model fails."""
     arrays = load_predictions(run_dir)
-    error = np.abs(arrays["prediction"] - arrays["target"]).mean(axis=(0, 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a cell never observed is NaN (blank), not an error
+        error = np.nanmean(np.abs(arrays["prediction"] - arrays["target"]), axis=(0, 1))
     names = _channel_names(arrays)
     channels, height, width = error.shape
     fig = Figure(figsize=(3.2 * channels + 0.6, 3.2 * height / width + 0.8), layout="constrained")
     axes = fig.subplots(1, channels, squeeze=False)[0]
     for channel, ax in enumerate(axes):
-        image = _heatmap(ax, error[channel], ERROR_COLOURS, 0.0, float(error[channel].max()))
+        image = _heatmap(ax, error[channel], ERROR_COLOURS, 0.0, float(np.nanmax(error[channel], initial=0.0)))
         ax.set_title(names[channel], fontsize=9)
         fig.colorbar(image, ax=ax, shrink=0.9)
     fig.suptitle(f"{title or Path(run_dir).name}: mean absolute error per cell")

@@ -26,8 +26,10 @@ IDENTITY, BUDGET, PLACEMENT = "identity", "budget", "placement"
 TRAINING_ONLY = ("batch_size", "limit_train_batches", "precision", "init_from", "optim")
 
 
-def _role(role: str, default: Any = dataclasses.MISSING, **kwargs: Any) -> Any:
-    return field(default=default, metadata={"role": role}, **kwargs)
+def _role(role: str, default: Any = dataclasses.MISSING, added_later: bool = False, **kwargs: Any) -> Any:
+    """``added_later``: a field that came after runs were first recorded; at its default it leaves a
+    ledger record's name as it was (``RunConfig.defaults_added_later``)."""
+    return field(default=default, metadata={"role": role, "added_later": added_later}, **kwargs)
 
 
 @dataclass
@@ -40,6 +42,8 @@ class RunConfig:
     channel: int | None = _role(IDENTITY, 0)
     steps: int | None = _role(IDENTITY, None)  # None: the dataset's default period (taxinyc1: the paper's 60 days)
     scaling: str = _role(IDENTITY, "train")  # "train" (fit on the training split) or "all" (UniST's variant)
+    # what a window's history with missing values reads: "last", "slot-mean" or "skip" (stvfm.data.gaps)
+    gap_fill: str = _role(IDENTITY, "last", added_later=True)
     model_options: dict[str, Any] = _role(IDENTITY, default_factory=dict)
     max_epochs: int = _role(BUDGET, 200)
     max_minutes: float | None = _role(BUDGET, None)  # wall-clock cap on training; the best checkpoint so far is tested
@@ -115,6 +119,11 @@ class RunConfig:
     def field_names(cls, role: str) -> tuple[str, ...]:
         return tuple(f.name for f in dataclasses.fields(cls) if f.metadata["role"] == role)
 
+    @classmethod
+    def defaults_added_later(cls) -> dict[str, Any]:
+        """Fields added after runs were first recorded, with the defaults that every earlier run had."""
+        return {f.name: f.default for f in dataclasses.fields(cls) if f.metadata["added_later"]}
+
     def identity_differences(self, other: "RunConfig") -> list[str]:
         """Names of the identity fields on which ``other`` is another run."""
         mine, theirs = self.identity(), other.identity()
@@ -150,6 +159,7 @@ def protocol_for(config: RunConfig) -> ProtocolConfig:
         channel=config.channel,
         steps=config.steps,
         scaling=config.scaling,
+        gap_fill=config.gap_fill,
         daily_context=int(getattr(model_config, "daily_context", 0)),
         weekly_context=int(getattr(model_config, "weekly_context", 0)),
     )

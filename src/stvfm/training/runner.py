@@ -77,7 +77,7 @@ def _fit_classical(config: RunConfig, data: PreparedData, task: ForecastTask, ov
     trainer = build_trainer(config, Path(config.out), callbacks=[], max_epochs=0)
     module = data_module(data, config, trainer)
     accept_folder(config, Path(config.out), overwrite)
-    task.model.fit_series(data.values, data.time_features, data.splits["train"][1])
+    task.model.fit_series(data.scaled_with_gaps(), data.time_features, data.splits["train"][1])
     extra = {"fit_seconds": time.perf_counter() - started}
     return _finish(trainer, task, module, None, config, data, extra, started, logged_before=[])
 

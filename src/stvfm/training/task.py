@@ -19,7 +19,8 @@ class ForecastTask(L.LightningModule):
     """Wraps a pure model: losses come from ``model.loss``, metrics from ``model.predict``.
 
     ``inverse`` maps scaled values back to original units, so validation and test metrics
-    are logged in the units users report.
+    are logged in the units users report. Metrics count the targets a batch's ``y_observed``
+    marks (all without it); saved targets are NaN where they were missing.
     """
 
     def __init__(self, model: Forecaster, inverse: Callable[[torch.Tensor], torch.Tensor],
@@ -60,7 +61,7 @@ class ForecastTask(L.LightningModule):
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         outputs = self.model(batch)
         self._log_losses("val", self.model.loss(batch, outputs), batch["x"].shape[0])
-        self.val_metrics.update(outputs["forecast"].float(), batch["y"].float())
+        self.val_metrics.update(outputs["forecast"].float(), batch["y"].float(), batch.get("y_observed"))
 
     def on_validation_epoch_end(self) -> None:
         values = self.val_metrics.compute()
@@ -73,10 +74,14 @@ class ForecastTask(L.LightningModule):
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         prediction = self.model.predict(batch).float()
-        self.test_metrics.update(prediction, batch["y"].float())
+        observed = batch.get("y_observed")
+        self.test_metrics.update(prediction, batch["y"].float(), observed)
         if self.collect_predictions:
             descaled = descale_forecast(prediction, self.inverse).cpu()
-            self._collected.append((descaled, self.inverse(batch["y"].float()).cpu(), batch["start"].cpu()))
+            target = self.inverse(batch["y"].float())
+            if observed is not None:
+                target = torch.where(observed, target, torch.nan)
+            self._collected.append((descaled, target.cpu(), batch["start"].cpu()))
 
     def collected_predictions(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(prediction, target, start) of the last test pass, in original units."""
