@@ -27,8 +27,10 @@ LEDGER_ENV = "STVFM_LEDGER"
 SCHEMA = 1
 #: Why training ended, as every table says it.
 STOP_REASONS = ("early stop", "epoch cap", "time cap", "not trained")
-#: Validation columns of Lightning's CSV log kept in a record's curve.
-CURVE_COLUMNS = ("val/mse_st", "val/rmse", "val/mae", "val/loss")
+#: Per-epoch wall seconds (training and validation) logged beside the validation figures.
+EPOCH_SECONDS = "time/epoch_seconds"
+#: Validation columns of Lightning's CSV log kept in a record's curve, with each epoch's wall time.
+CURVE_COLUMNS = ("val/mse_st", "val/rmse", "val/mae", "val/loss", EPOCH_SECONDS)
 REQUIRED = ("schema", "model", "dataset", "channel", "split", "mae", "rmse", "per_horizon", "n_windows", "seed",
             "settings", "stop_reason", "epochs", "val_curve", "threads", "recorded_at")
 
@@ -69,6 +71,27 @@ def validation_curve(log_csv: Path) -> list[dict[str, float]]:
             if epoch.isdigit() and values:
                 by_epoch.setdefault(int(epoch), {}).update(values)
     return [{"epoch": epoch, **values} for epoch, values in sorted(by_epoch.items())]
+
+
+def record_period(record: dict[str, Any]) -> tuple[str, str] | None:
+    """First and last time step of the series a record's run read: its ``period``, or for a record
+    written before runs stored it, the registered protocol's span at its ``steps``; None when neither
+    is known (a file no registry entry describes)."""
+    period = record.get("period") or {}
+    if period.get("start") and period.get("end"):
+        return period["start"], period["end"]
+    return protocol_period(str(record.get("dataset")), (record.get("settings") or {}).get("steps"))
+
+
+def protocol_period(dataset: str, steps: int | None = None) -> tuple[str, str] | None:
+    """The span a registered dataset's protocol reads at ``steps``; None for a file of one's own."""
+    from stvfm.data.registry import get_dataset, is_registered
+
+    return get_dataset(dataset).protocol_period(steps) if is_registered(dataset) else None
+
+
+def period_text(period: tuple[str, str] | None) -> str:
+    return f"{period[0].replace('T', ' ')} to {period[1].replace('T', ' ')}" if period else "period not recorded"
 
 
 def normalised_settings(settings: dict[str, Any]) -> dict[str, Any]:

@@ -43,6 +43,8 @@ def test_every_fit_leaves_a_record_with_the_schema(ledger_with_runs):
     stid = next(record for record in records if record["model"] == "stid")
     assert stid["stop_reason"] == "epoch cap" and stid["epochs"] == 2
     assert [point["epoch"] for point in stid["val_curve"]] == [0, 1] and "val/mse_st" in stid["val_curve"][0]
+    assert all(point["time/epoch_seconds"] > 0 for point in stid["val_curve"])  # each epoch's wall time
+    assert stid["period"] == {"start": "2024-01-01T00:00", "end": "2024-01-10T23:00", "steps": 240}  # what was read
     assert stid["settings"]["optim"]["optimizer"] == "adam"  # the recipe, resolved
     assert stid["selection_metric"] == "val/mse_st" and stid["threads"] >= 1 and stid["machine"]["cores"]
     assert stid["machine"]["load_15min"] >= 0  # readers can tell a run that shared its cores
@@ -195,6 +197,7 @@ def test_a_reproduce_report_takes_records_of_the_same_run_and_budget_from_the_le
     stid = next(outcome for outcome in outcomes if outcome.label == "stid" and outcome.seed == 1)
     assert stid.folder.parent == alone / "ledger" / small_city.stem and stid.metrics["seed"] == 1
     report_text = paths["report"].read_text()
+    assert report_text.startswith("# main on city (channel 0, 2024-01-01 00:00 to 2024-01-10 23:00)")
     assert "| stid | - | 2/2 |" in report_text and "every model at its own recipe" in report_text
     assert "--ledger" in report_text and "horizons.png" in report_text  # the figure reads the records too
     # another budget is another run: its records never fill this table

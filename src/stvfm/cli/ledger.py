@@ -1,4 +1,4 @@
-"""``stvfm ledger add / report``: the committed results ledger."""
+"""``stvfm ledger add / report / compute``: the committed results ledger."""
 
 from __future__ import annotations
 
@@ -43,3 +43,23 @@ def report_command(
     console.print(report(sources, dataset, channel_index(channel), out), markup=False, highlight=False)
     if out:
         console.print(f"written: {out}")
+
+
+@app.command("compute")
+def compute_command(
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset whose records to place against compute.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Path stem: writes OUT.md (table) and OUT.png (figure).")],
+    channel: ChannelOption = None,
+    ledger: Annotated[Optional[list[Path]], typer.Option("--ledger", help="Ledger folders or record files, repeatable (default $STVFM_LEDGER, else docs/results/ledger).")] = None,
+) -> None:
+    """Validation RMSE against the core-hours each model had spent, from ledger records alone: which is best
+    after 10 minutes, 1 hour or 10 hours of one core."""
+    import os
+
+    from stvfm.experiments.compute_report import compute
+
+    sources = ledger or [Path(os.environ.get("STVFM_LEDGER") or "docs/results/ledger")]
+    text, written = compute(sources, dataset, channel_index(channel), out)
+    console.print(text, markup=False, highlight=False)
+    for path in written:
+        console.print(f"written: {path}")

@@ -18,7 +18,7 @@ from typing import Any
 from stvfm.atomic import write_text_atomic
 from stvfm.errors import DataError
 from stvfm.experiments.paper import paper_figure, paper_scale, printed_figure
-from stvfm.ledger import identity, normalised_settings, read_records
+from stvfm.ledger import identity, normalised_settings, period_text, read_records, record_period
 
 #: Paper rows for ST-VFM variants (main table rows are model names).
 _PAPER_ROW = {"stvfm": "stvfm"}
@@ -39,6 +39,11 @@ class LedgerRow:
     @property
     def model(self) -> str:
         return self.records[0]["model"]
+
+    @property
+    def period(self) -> tuple[str, str] | None:
+        """The span of the series its records read (one per row: rows are grouped by it)."""
+        return record_period(self.records[0])
 
     @property
     def learned(self) -> bool:
@@ -96,16 +101,18 @@ def _budget_label(settings: dict[str, Any], keys: list[str]) -> str:
 
 
 def ledger_rows(records: list[dict[str, Any]], dataset: str, channel: int | None = 0) -> list[LedgerRow]:
-    """Records of ``dataset`` / ``channel`` grouped by configuration and time cap, best mean RMSE first.
+    """Records of ``dataset`` / ``channel`` grouped by period, configuration and time cap, best mean RMSE first.
 
     A row's seeds share one budget: a seed stopped at an 8-minute cap never averages with one trained
-    for 30, so the same model at two caps is two rows, each labelled with its cap."""
-    groups: dict[str, list[dict[str, Any]]] = {}
+    for 30, so the same model at two caps is two rows, each labelled with its cap; records of two spans
+    of the series (BikeNYC's 183 and 60 days) are never one row either."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
     for record in records:
         if record["dataset"] != dataset or record["channel"] != channel or record.get("split", "test") != "test":
             continue
         untimed = ("seed", "max_minutes") if record["stop_reason"] == "not trained" else ("seed",)
-        groups.setdefault(identity({k: v for k, v in record["settings"].items() if k not in untimed}), []).append(record)
+        key = (record_period(record), identity({k: v for k, v in record["settings"].items() if k not in untimed}))
+        groups.setdefault(key, []).append(record)
     rows = []
     for group in groups.values():
         by_seed = {record["seed"]: record for record in sorted(group, key=lambda r: r["recorded_at"])}
@@ -113,9 +120,10 @@ def ledger_rows(records: list[dict[str, Any]], dataset: str, channel: int | None
     for label in {row.label for row in rows}:  # one model at several budgets: say which is which
         same = [row for row in rows if row.label == label]
         if len(same) > 1:
-            keys = _differing(same)
+            keys, periods = _differing(same), len({row.period for row in same}) > 1
             for row in same:
-                row.label += f" [{_budget_label(normalised_settings(row.records[0]['settings']), keys)}]"
+                parts = [_budget_label(normalised_settings(row.records[0]["settings"]), keys)] if keys else []
+                row.label += f" [{', '.join(parts + ([period_text(row.period)] if periods else []))}]"
     return sorted(rows, key=lambda row: row.stat("rmse")[0])
 
 
@@ -150,7 +158,9 @@ def render(rows: list[LedgerRow], dataset: str, channel: int | None, sources: li
     if not rows:
         raise DataError(f"no ledger records for {dataset} channel {channel} in {', '.join(sources)}")
     best = rows[0]
-    lines = [f"# {dataset}, channel {channel}: test RMSE / MAE from the results ledger", "",
+    periods = sorted({row.period for row in rows}, key=str)
+    span = period_text(periods[0]) if len(periods) == 1 else "several periods, named in the rows"
+    lines = [f"# {dataset}, channel {channel} ({span}): test RMSE / MAE from the results ledger", "",
              f"Rebuilt from the records in {', '.join(f'`{s}`' for s in sources)} by "
              f"`stvfm ledger report --dataset {dataset} --channel {channel}`. Original units; mean ± std over "
              "the seeds listed, which share one time cap (a model at two caps is two rows); every model at its recipe (stvfm/recipes), selected on validation forecast MSE. "

@@ -59,12 +59,20 @@ def data_record(data: PreparedData) -> dict[str, Any]:
     }
 
 
+def series_period(data: PreparedData) -> dict[str, Any]:
+    """The span of the series the run read (after the protocol's period and steps): two spans of one
+    file (BikeNYC's 183 and 60 days) are two results that no table may pool."""
+    stamps = data.series.timestamps.astype("datetime64[m]")
+    return {"start": str(stamps[0]), "end": str(stamps[-1]), "steps": len(stamps)}
+
+
 def metrics_payload(config: RunConfig, data: PreparedData, model: Forecaster, results: dict[str, Any],
                      split: str, extra: dict[str, Any]) -> dict[str, Any]:
     """metrics.json: the results, how they were computed (the protocol card), what produced them (model,
     weights, scaling) and every setting."""
     return {
         "dataset": data.series.name,
+        "period": series_period(data),
         "channel": config.channel,
         "split": split,
         "model": config.model,
