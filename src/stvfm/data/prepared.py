@@ -78,6 +78,7 @@ class PreparedData:
             "value_range": {"min": float(values.min()), "max": float(values.max()), "mean": float(values.mean())},
             "scaler": self.scaler.to_dict(),
             "protocol": {**asdict(self.protocol), "split": list(self.protocol.split)},
+            **({"metadata": self.series.attrs["metadata"]} if "metadata" in self.series.attrs else {}),
         }
 
 
