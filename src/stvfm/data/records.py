@@ -141,11 +141,11 @@ class Box:
         return (self.north - self.south) * METRES_PER_DEGREE / shape[0], (self.east - self.west) * per_lon / shape[1]
 
     def fitted_to_cells(self, cell_metres: float) -> tuple[Box, tuple[int, int]]:
-        """Whole cells of ``cell_metres``: the box grows north and east to fit them."""
-        height_m, width_m = self.cell_metres((1, 1))
-        rows, cols = max(1, math.ceil(height_m / cell_metres - 1e-9)), max(1, math.ceil(width_m / cell_metres - 1e-9))
-        per_lon = METRES_PER_DEGREE * math.cos(math.radians((self.south + self.north) / 2))
+        """Whole cells of ``cell_metres``: the box grows north, then east (at the grown box's mid-latitude)."""
+        rows = max(1, math.ceil((self.north - self.south) * METRES_PER_DEGREE / cell_metres - 1e-9))
         north = self.south + rows * cell_metres / METRES_PER_DEGREE
+        per_lon = METRES_PER_DEGREE * math.cos(math.radians((self.south + north) / 2))
+        cols = max(1, math.ceil((self.east - self.west) * per_lon / cell_metres - 1e-9))
         east = self.west + cols * cell_metres / per_lon
         if north > 90 or east > 180:
             raise ConfigError(f"box {self.as_list()} with {cell_metres} m cells passes the pole or the antimeridian")
@@ -269,16 +269,17 @@ def _pick(names: Sequence[str], wanted: Sequence[str], where: Path, what: str) -
 def _csv_zones(path: Path) -> ZoneTable:
     import duckdb
 
+    reader = f"read_csv({_literal(str(path))}, header=true, all_varchar=true, ignore_errors=true)"
     try:
-        relation = duckdb.connect().read_csv(str(path), all_varchar=True)
-        names = relation.columns
+        connection = duckdb.connect()
+        names = [row[0] for row in connection.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()]
         id_column, lon_column, lat_column = (_pick(names, wanted, path, what) for wanted, what in (
             (_ZONE_ID_NAMES, "zone id"), (_LON_NAMES, "longitude"), (_LAT_NAMES, "latitude")))
-        table = relation.select(*(f"try_cast({_quote(column)} AS DOUBLE)" for column in
-                                  (id_column, lon_column, lat_column))).fetchnumpy()
+        fields = ", ".join(f"try_cast({_quote(column)} AS DOUBLE)" for column in (id_column, lon_column, lat_column))
+        table = connection.execute(f"SELECT {fields} FROM {reader}").fetchnumpy()
     except duckdb.Error as error:
         raise DataError(f"{path}: not a readable zone table ({str(error).splitlines()[0]})") from None
-    ids, lon, lat = (np.asarray(array, dtype=float) for array in table.values())
+    ids, lon, lat = (np.ma.filled(np.ma.asarray(array, dtype=float), np.nan) for array in table.values())
     if np.isnan(ids).any() or np.isnan(lon).any() or np.isnan(lat).any():
         raise DataError(f"{path}: zone ids and coordinates must all be numbers")
     return _zone_table(path, ids, lon, lat, "zone centroid from the table")
@@ -349,10 +350,12 @@ def detect_layout(path: Path, header: Sequence[str], overrides: Mapping[str, str
             raise DataError(f"{path}: no column {name!r} (given as --{role.replace('_', '-')}); "
                             f"its columns are {', '.join(header) or 'none'}")
         given[role] = column
-    for layout in LAYOUTS:
-        wanted = {role: normalise_name(name) for role, name in layout.columns.items() if role not in given}
-        if all(name in by_normal for name in wanted.values()):
-            return layout.name, {**{role: by_normal[name] for role, name in wanted.items()}, **given}
+    for part, roles in (("", ROLES), (" (starts only)", (START_TIME, START_LON, START_LAT, START_ZONE))):
+        for layout in LAYOUTS:  # whole layouts first, then event records with a layout's start columns only
+            wanted = {role: normalise_name(name) for role, name in layout.columns.items()
+                      if role in roles and role not in given}
+            if all(name in by_normal for name in wanted.values()):
+                return layout.name + part, {**{role: by_normal[name] for role, name in wanted.items()}, **given}
     if _complete(given):
         return "named columns", given
     known = "; ".join(f"{layout.name}: {', '.join(layout.columns.values())}" for layout in LAYOUTS)
@@ -683,7 +686,7 @@ def _describe(connection, path: Path, overrides: Mapping[str, str]) -> SourceFil
 
     kind = _file_kind(path)
     reader = f"read_parquet({_literal(str(path))})" if kind == "parquet" else \
-        f"read_csv({_literal(str(path))}, header=true, all_varchar=true)"
+        f"read_csv({_literal(str(path))}, header=true, all_varchar=true, ignore_errors=true)"
     try:
         described = connection.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()
     except duckdb.Error as error:
