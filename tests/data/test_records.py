@@ -12,7 +12,14 @@ import numpy as np
 import pytest
 
 from stvfm.cli.main import main
-from stvfm.data.records import LAYOUTS, REASONS, Box, grid_records, parse_interval, parse_shape
+from stvfm.data.records import (
+    LAYOUTS,
+    REASONS,
+    Box,
+    grid_records,
+    parse_interval,
+    parse_shape,
+)
 from stvfm.data.sources import read_generic
 from stvfm.errors import ConfigError, DataError
 
@@ -137,8 +144,8 @@ def zone_tables(tmp_path: Path, seed: int) -> tuple[dict, Path, Path]:
 
 
 def grid(files, tmp_path: Path, **options):
-    settings = dict(time_zone="America/New_York", interval_minutes=INTERVAL, shape=SHAPE, box=BOX, start=START,
-                    end=START + timedelta(minutes=STEPS * INTERVAL))
+    settings = {"time_zone": "America/New_York", "interval_minutes": INTERVAL, "shape": SHAPE, "box": BOX, "start": START,
+                    "end": START + timedelta(minutes=STEPS * INTERVAL)}
     return grid_records(files, tmp_path / "grid.npz", **{**settings, **options})
 
 
@@ -238,9 +245,9 @@ def test_spring_forward_day_has_24_local_slots(tmp_path):
     duckdb.execute(f"""COPY (SELECT * FROM (VALUES (TIMESTAMPTZ '2018-03-11 06:30:00+00'),
                                                    (TIMESTAMPTZ '2018-03-11 07:30:00+00')) t(started_at),
                             (VALUES (-74.02, 40.72)) p(start_lng, start_lat)) TO '{aware}' (FORMAT parquet)""")
-    options = dict(time_zone="America/New_York", interval_minutes=60, shape=(1, 1), box=BOX,
-                   start=datetime(2018, 3, 11), end=datetime(2018, 3, 12),
-                   columns={"start_time": "started_at", "start_lon": "start_lng", "start_lat": "start_lat"})
+    options = {"time_zone": "America/New_York", "interval_minutes": 60, "shape": (1, 1), "box": BOX,
+                   "start": datetime(2018, 3, 11), "end": datetime(2018, 3, 12),
+                   "columns": {"start_time": "started_at", "start_lon": "start_lng", "start_lat": "start_lat"}}
     by_naive = grid_records([naive], tmp_path / "n.npz", **options)
     by_aware = grid_records([aware], tmp_path / "a.npz", **options)
     assert by_naive.series.values.shape[0] == 24
