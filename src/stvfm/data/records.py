@@ -719,8 +719,9 @@ def _count(connection, scans: _Scans, box: Box, period: tuple[datetime, datetime
     file, channel, n, slot, row, col = (np.ma.getdata(result[key]).astype(np.int64)
                                         for key in ("file", "channel", "n", "slot", "row", "col"))
     kept = np.ma.getmaskarray(result["reason"])
-    counts = np.zeros((steps, channels, rows_count, cols_count), dtype=np.int64)
-    np.add.at(counts, (slot[kept], channel[kept], row[kept], col[kept]), n[kept])
+    shape = (steps, channels, rows_count, cols_count)
+    cells = np.ravel_multi_index((slot[kept], channel[kept], row[kept], col[kept]), shape)
+    counts = np.bincount(cells, weights=n[kept], minlength=math.prod(shape)).astype(np.int64).reshape(shape)
     rejected = {reason: np.zeros(channels, dtype=np.int64) for reason in REASONS}
     reasons = np.ma.getdata(result["reason"])
     for reason, channel_index, number in zip(reasons[~kept], channel[~kept], n[~kept]):  # grouped rows, not records
