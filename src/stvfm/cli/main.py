@@ -63,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_dependencies()
     warnings.showwarning = _show_warning
     try:
-        app(args=argv, prog_name="stvfm", standalone_mode=False)
+        # the command line as given, for outputs that record how they were made (``stvfm data grid``)
+        invocation = ["stvfm", *(sys.argv[1:] if argv is None else argv)]
+        app(args=argv, prog_name="stvfm", standalone_mode=False, obj={"argv": invocation})
     except StvfmError as error:
         _errors.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
         return 2

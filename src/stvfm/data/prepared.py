@@ -92,6 +92,7 @@ class PreparedData:
             "missing_values": int(np.isnan(values).sum()),
             "scaler": self.scaler.to_dict(),
             "protocol": {**asdict(self.protocol), "split": list(self.protocol.split)},
+            **({"metadata": self.series.attrs["metadata"]} if "metadata" in self.series.attrs else {}),
         }
 
 

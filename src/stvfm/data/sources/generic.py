@@ -1,8 +1,10 @@
 """The generic format for users' own grids (and for ``stvfm predict --input``).
 
 - ``.npz``: ``values`` (T, C, H, W) numbers; ``timestamps`` (T,) ISO strings or
-  datetime64; optional ``channel_names`` (C,) strings and ``interval_minutes`` (needed
-  only when T = 1, otherwise inferred from the timestamps).
+  datetime64; optional ``channel_names`` (C,) strings, ``interval_minutes`` (needed
+  only when T = 1, otherwise inferred from the timestamps) and ``metadata``, one JSON
+  string saying how the grid was made (``stvfm data grid`` writes it; read into
+  ``series.attrs["metadata"]``).
 - NetCDF (``.nc``) or zarr (``.zarr``), read with xarray: the variable ``values`` (or the
   file's only data variable) with dims ``time``, ``channel``, ``y``, ``x`` (any order);
   ``time`` coordinate as datetimes, optional ``channel`` coordinate of names, optional
@@ -11,6 +13,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import zipfile
 import zlib
@@ -62,7 +65,7 @@ def _check_values(values: np.ndarray, where: Path) -> np.ndarray:
     return values
 
 
-def _series(where: Path, values, timestamps, channel_names, declared_interval) -> GridSeries:
+def _series(where: Path, values, timestamps, channel_names, declared_interval, attrs: dict | None = None) -> GridSeries:
     values = _check_values(values, where)
     timestamps = _parse_timestamps(timestamps, where)
     if channel_names is None:
@@ -74,6 +77,7 @@ def _series(where: Path, values, timestamps, channel_names, declared_interval) -
         interval_minutes=_interval_minutes(timestamps, declared_interval, where),
         channel_names=tuple(str(channel) for channel in channel_names),
         source=str(where),
+        attrs=attrs or {},
     )
 
 
@@ -91,6 +95,15 @@ def _channel_names(raw: np.ndarray | None, where: Path) -> list | None:
     if raw is not None and raw.ndim != 1:
         raise DataError(f"{where}: 'channel_names' should be one-dimensional, got shape {raw.shape}")
     return None if raw is None else raw.tolist()
+
+
+def _metadata(raw: np.ndarray | None, where: Path) -> dict:
+    if raw is None:
+        return {}
+    try:
+        return {"metadata": json.loads(str(raw.item()))}
+    except (ValueError, TypeError):
+        raise DataError(f"{where}: 'metadata' should be one JSON string") from None
 
 
 def _check_declared_sizes(path: Path) -> None:
@@ -127,6 +140,7 @@ def _read_npz(path: Path) -> GridSeries:
         arrays["timestamps"],
         _channel_names(arrays.get("channel_names"), path),
         _declared_interval(arrays.get("interval_minutes"), path),
+        _metadata(arrays.get("metadata"), path),
     )
 
 
@@ -183,9 +197,10 @@ def read_generic(path: str | Path) -> GridSeries:
     raise DataError(f"{path}: unknown file type {suffix!r}; use one of {', '.join(GENERIC_SUFFIXES)}")
 
 
-def save_generic_npz(series: GridSeries, path: str | Path) -> Path:
-    """Write ``series`` in the generic npz format (readable by ``read_generic``)."""
+def save_generic_npz(series: GridSeries, path: str | Path, metadata: dict | None = None) -> Path:
+    """Write ``series`` in the generic npz format (readable by ``read_generic``), with ``metadata`` as JSON."""
     path = Path(path)
+    extra = {} if metadata is None else {"metadata": np.array(json.dumps(metadata))}
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.savez_compressed(
             handle,
@@ -193,5 +208,6 @@ def save_generic_npz(series: GridSeries, path: str | Path) -> Path:
             timestamps=series.timestamps.astype("datetime64[s]"),
             channel_names=np.array(series.channel_names, dtype=str),
             interval_minutes=np.int64(series.interval_minutes),
+            **extra,
         )
     return path
