@@ -14,6 +14,7 @@ from stvfm.errors import DataError
 from stvfm.experiments.ledger_report import report
 from stvfm.experiments.reproduce import ReproduceConfig, reproduce
 from stvfm.ledger import REQUIRED, STOP_REASONS, add, read_records, stop_reason
+from stvfm.reports.tables import budget_words
 from stvfm.testing import write_synthetic_city
 
 
@@ -42,13 +43,16 @@ def test_every_fit_leaves_a_record_with_the_schema(ledger_with_runs):
     assert len(records) == 3 and all(set(REQUIRED) <= set(record) for record in records)
     stid = next(record for record in records if record["model"] == "stid")
     assert stid["stop_reason"] == "epoch cap" and stid["epochs"] == 2
+    assert stid["train_steps"] == 4 and stid["batches_per_epoch"] == 10  # 2 of each epoch's 10 batches, twice
+    # all its training is less than one epoch's worth of batches: said as such
+    assert budget_words(stid) == "4 training steps, about 40% of one epoch (epoch cap): not converged"
     assert [point["epoch"] for point in stid["val_curve"]] == [0, 1] and "val/mse_st" in stid["val_curve"][0]
     assert stid["settings"]["optim"]["optimizer"] == "adam"  # the recipe, resolved
     assert stid["selection_metric"] == "val/mse_st" and stid["threads"] >= 1 and stid["machine"]["cores"]
     assert stid["machine"]["load_15min"] >= 0  # readers can tell a run that shared its cores
     assert "checkpoint" not in stid and not any(path.suffix != ".json" for path in ledger.rglob("*") if path.is_file())
     classical = next(record for record in records if record["model"] == "ha-week")
-    assert classical["stop_reason"] == "not trained"
+    assert classical["stop_reason"] == "not trained" and budget_words(classical) == "closed form"
 
 
 def test_a_report_is_rebuilt_from_ledger_records_alone(ledger_with_runs, small_city, tmp_path, capsys):

@@ -103,6 +103,8 @@ def _train(config: RunConfig, data: PreparedData, task: ForecastTask, overwrite:
     train_seconds = time.perf_counter() - started
     epochs, best_val_score = _training_record(trainer, checkpoints, ckpt_last)
     extra = dict(epochs=epochs, train_seconds=train_seconds, seconds_per_epoch=train_seconds / max(1, epochs),
+                 # optimizer steps and the batches of one whole epoch: a budget readers can say in words
+                 train_steps=int(trainer.global_step), batches_per_epoch=len(module.train_dataloader()),
                  selection_metric=SELECTION_METRIC, best_val_score=best_val_score,
                  stop_reason=stop_reason(epochs, config.max_epochs, train_seconds, config.max_minutes,
                                          early_stopped=stopper.stopped_epoch > 0, timed_out=_timed_out(trainer)),
