@@ -1,4 +1,4 @@
-"""``stvfm compare / plot``: tables and figures of finished runs."""
+"""``stvfm compare / plot / report``: tables, figures and the HTML report of finished runs."""
 
 from __future__ import annotations
 
@@ -44,6 +44,17 @@ def plot_command(
         console.print(f"written: {path}")
 
 
+def report_command(
+    runs: Annotated[list[Path], typer.Argument(help="Run folders tested on one split (ST-VFM is shown beside the best other run).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The HTML file to write.")] = Path("report.html"),
+) -> None:
+    """One self-contained HTML page: comparison table, per-step errors, forecast and error maps."""
+    from stvfm.reports.html import report
+
+    console.print(f"written: {report(runs, out)}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("compare")(compare_command)
     app.command("plot")(plot_command)
+    app.command("report")(report_command)
