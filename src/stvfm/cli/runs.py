@@ -26,14 +26,15 @@ def _print_metrics(payload: dict[str, Any], out: Path) -> None:
     if weights:
         console.print(f"weights: {weights.get('label', weights)}")
     if payload.get("stop_reason") and payload["stop_reason"] != "not trained":
+        from stvfm.reports.tables import budget_words
         from stvfm.training.config import precision_label
 
         # how far training got and on what: a short or emulated run reads very differently from a converged one
         precision = precision_label(str(payload["settings"].get("precision")))
         host = payload.get("machine") or {}
         device = host.get("gpu") or host.get("cpu_capability") or "cpu"
-        console.print(f"trained: {payload['epochs']} epoch(s) in {payload.get('train_seconds', 0) / 60:.1f} min, "
-                      f"stopped by {payload['stop_reason']}; {precision} on {device}")
+        console.print(f"trained: {budget_words(payload)}; {payload.get('train_seconds', 0) / 60:.1f} min, "
+                      f"{precision} on {device}")
     console.print(f"windows: {payload['n_windows']}  written: {out / 'metrics.json'}")
 
 
