@@ -9,11 +9,18 @@ import pytest
 import torch
 
 from stvfm.cli.main import main
+from stvfm.errors import ConfigError
 from stvfm.models import create_model
 from stvfm.models.base import ForecastShape
-from stvfm.errors import ConfigError
-from stvfm.training.benchmark import (COMPILED_MODE, MODES, NATIVE_BF16_MODE, BenchmarkConfig, inference_against_baseline,
-                                      read_baseline, run_benchmark)
+from stvfm.training.benchmark import (
+    COMPILED_MODE,
+    MODES,
+    NATIVE_BF16_MODE,
+    BenchmarkConfig,
+    inference_against_baseline,
+    read_baseline,
+    run_benchmark,
+)
 from stvfm.training.speed import cast_frozen_linears
 
 TINY = {"temporal_dim": 16, "temporal_heads": 2, "encoder_layers": 1, "decoder_layers": 1}
@@ -179,9 +186,8 @@ def test_cost_scaling_counts_every_case_and_times_the_affordable_ones(tmp_path, 
 
 
 def test_bf16_accuracy_check_trains_both_precisions_on_one_schedule(tmp_path):
-    from stvfm.testing import SMALL_BACKBONE_CONFIGS
+    from stvfm.testing import SMALL_BACKBONE_CONFIGS, write_synthetic_city
     from stvfm.training.accuracy_check import AccuracyCheckConfig, bf16_accuracy_check
-    from stvfm.testing import write_synthetic_city
 
     city = write_synthetic_city(tmp_path / "city.npz", days=10, height=4, width=4)
     options = {"backbone": "dinov2-s", "weights": "random", "backbone_overrides": SMALL_BACKBONE_CONFIGS["dinov2-s"], **TINY}
