@@ -39,8 +39,10 @@ demo: venv
 	$(BIN)/stvfm ledger best --dataset bikenyc1 --channel 0 --ledger docs/results/ledger
 	$(BIN)/stvfm report $(RUNS)/stvfm-$(DEMO_EPOCHS)ep $(RUNS)/last $(RUNS)/ha-day $(RUNS)/ha-week --out $(RUNS)/report.html
 
+# Two workers that steal work from each other (one long file no longer holds one worker while the other
+# idles, as with --dist loadfile); the 10 slowest tests are printed at the end.
 test: venv
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=10
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist worksteal --durations=10
 
 clean:
 	rm -rf $(VENV) runs
