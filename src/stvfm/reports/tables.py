@@ -41,9 +41,9 @@ def budget_words(payload: dict[str, Any]) -> str:
     """How much training a result had, in words a newcomer reads right: a closed form, a fraction of one
     epoch, or whole epochs (with their time only then); why it stopped, and ``not converged`` where it
     certainly was not (a time cap, or less than one epoch)."""
-    if payload.get("stop_reason") == "not trained" or not payload.get("epochs"):
-        return "closed form"
     steps, per_epoch = payload.get("train_steps"), payload.get("batches_per_epoch")
+    if not steps and (payload.get("stop_reason") == "not trained" or not payload.get("epochs")):
+        return "closed form"
     limit = (payload.get("settings") or {}).get("limit_train_batches", 1.0)
     partial_epoch = bool(steps and per_epoch and steps < per_epoch)
     if partial_epoch:
