@@ -63,3 +63,33 @@ def compute_command(
     console.print(text, markup=False, highlight=False)
     for path in written:
         console.print(f"written: {path}")
+
+
+@app.command("best")
+def best_command(
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset whose records to tabulate.")],
+    channel: ChannelOption = None,
+    ledger: Annotated[list[Path] | None, typer.Option("--ledger", help="Ledger folders or record files, repeatable (default $STVFM_LEDGER, else docs/results/ledger).")] = None,
+) -> None:
+    """Each model's best ledger row as a terminal table: test RMSE / MAE, seeds, epochs, minutes, why it stopped."""
+    import os
+
+    from rich.table import Table
+
+    from stvfm.experiments.ledger_report import best
+
+    sources = ledger or [Path(os.environ.get("STVFM_LEDGER") or "docs/results/ledger")]
+    index = channel_index(channel)
+    table = Table(title=f"{dataset}, channel {index}: each model's best run in the results ledger "
+                        "(test, original units; mean ± std over seeds)", title_justify="left")
+    for column, justify in (("model", "left"), ("RMSE", "right"), ("MAE", "right"), ("seeds", "right"),
+                            ("epochs per seed", "right"), ("minutes per seed", "right"), ("stopped by", "left")):
+        table.add_column(column, justify=justify)
+    for row in best(sources, dataset, index):
+        several = row.learned and len(row.records) > 1
+        rmse, mae = (row.stat(metric) for metric in ("rmse", "mae"))
+        epochs, minutes = row.epochs_and_minutes
+        table.add_row(row.label, f"{rmse[0]:.3f}" + (f" ± {rmse[1]:.3f}" if several else ""),
+                      f"{mae[0]:.3f}" + (f" ± {mae[1]:.3f}" if several else ""),
+                      str(len(row.records)) if row.learned else "-", epochs, minutes, row.stopped_by)
+    console.print(table)

@@ -1,4 +1,4 @@
-"""``stvfm compare / plot / score``: tables, figures and re-scored metrics of finished runs."""
+"""``stvfm compare / plot / score / report``: tables, figures, re-scored metrics and the HTML report of finished runs."""
 
 from __future__ import annotations
 
@@ -85,7 +85,18 @@ def score_command(
     console.print(Columns([figures, protocol]))
 
 
+def report_command(
+    runs: Annotated[list[Path], typer.Argument(help="Run folders tested on one split (ST-VFM is shown beside the best other run).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The HTML file to write.")] = Path("report.html"),
+) -> None:
+    """One self-contained HTML page: comparison table, per-step errors, forecast and error maps."""
+    from stvfm.reports.html import report
+
+    console.print(f"written: {report(runs, out)}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("compare")(compare_command)
     app.command("plot")(plot_command)
     app.command("score")(score_command)
+    app.command("report")(report_command)

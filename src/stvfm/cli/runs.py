@@ -28,6 +28,7 @@ def _print_metrics(payload: dict[str, Any], out: Path) -> None:
     if weights:
         console.print(f"weights: {weights.get('label', weights)}")
     if payload.get("stop_reason") and payload["stop_reason"] != "not trained":
+        from stvfm.reports.tables import budget_words
         from stvfm.training.config import precision_label
 
         # how far training got and on what: a short or emulated run reads very differently from a converged one
@@ -37,8 +38,7 @@ def _print_metrics(payload: dict[str, Any], out: Path) -> None:
         minutes = payload.get("total_train_seconds", payload.get("train_seconds", 0)) / 60
         sittings = len(payload.get("sittings") or [None])
         over = f" over {sittings} sittings" if sittings > 1 else ""
-        console.print(f"trained: {payload['epochs']} epoch(s) in {minutes:.1f} min{over}, "
-                      f"stopped by {payload['stop_reason']}; {precision} on {device}")
+        console.print(f"trained: {budget_words(payload)}; {minutes:.1f} min{over}, {precision} on {device}")
     scored = f" (of {payload['protocol_card']['n_targets']})" if "protocol_card" in payload else ""
     console.print(f"windows: {payload['n_windows']}  targets scored: {payload['n_points']}{scored}  "
                   f"written: {out / 'metrics.json'}")

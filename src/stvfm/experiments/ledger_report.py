@@ -71,6 +71,19 @@ class LedgerRow:
         return "; ".join(parts)
 
     @property
+    def epochs_and_minutes(self) -> tuple[str, str]:
+        """Epochs and training minutes of each seed, lowest seed first ("-" for a closed form)."""
+        if not self.learned:
+            return "-", "-"
+        ordered = sorted(self.records, key=lambda r: r["seed"])
+        return (", ".join(str(record["epochs"]) for record in ordered),
+                ", ".join(f"{(record.get('train_seconds') or 0) / 60:.0f}" for record in ordered))
+
+    @property
+    def stopped_by(self) -> str:
+        return ", ".join(sorted({record["stop_reason"] for record in self.records})) if self.learned else "closed form"
+
+    @property
     def trend(self) -> str:
         """Validation RMSE of the last three epochs of the lowest seed: still falling means not converged."""
         first = min(self.records, key=lambda record: record["seed"])
@@ -128,17 +141,21 @@ def ledger_rows(records: list[dict[str, Any]], dataset: str, channel: int | None
 
 
 def _verdict(row: LedgerRow, best: LedgerRow) -> str:
-    """Whether the RMSE gap to the best row is more than twice the wider seed spread of the two; a
-    closed-form row has none (0), a learned row with one seed an unknown one (left out)."""
+    """Whether the RMSE gap to the best row is more than twice the wider seed spread of the two. Only a
+    learned row with several seeds has a spread; a closed-form row has no seeds, so its verdict rests on
+    the best row's spread alone and never speaks of its own."""
     if row is best:
         return "best"
-    (mean, spread), (best_mean, best_spread) = row.stat("rmse"), best.stat("rmse")
-    spreads = [value for value in (spread, best_spread) if not math.isnan(value)]
     if not row.learned and not best.learned:
         return "both closed form"
-    if not spreads or (len(spreads) == 1 and spreads[0] == 0.0):
-        return "a learned row has one seed: spread unknown"
-    return "beyond the seed spread" if mean - best_mean > 2 * max(spreads) else "within the seed spread"
+    (mean, _), (best_mean, _) = row.stat("rmse"), best.stat("rmse")
+    spreads = [r.stat("rmse")[1] for r in (row, best) if r.learned and len(r.records) > 1]
+    if not spreads:
+        if not row.learned:
+            return "closed form; the best row has one seed: gap not judged"
+        return "one seed: spread unknown"
+    whose = "the seed spread" if row.learned else "the best row's seed spread"
+    return f"beyond {whose}" if mean - best_mean > 2 * max(spreads) else f"within {whose}"
 
 
 def _format(stat: tuple[float, float], with_spread: bool) -> str:
@@ -170,7 +187,7 @@ def render(rows: list[LedgerRow], dataset: str, channel: int | None, sources: li
     for row in rows:
         several = row.learned and len(row.records) > 1
         lines.append(f"| {row.label} | {_format(row.stat('rmse'), several)} | {_format(row.stat('mae'), several)} | {_paper_text(row, dataset)} | "
-                     f"{', '.join(map(str, row.seeds))} | {row.budget} | {row.trend} | {row.weights} | "
+                     f"{', '.join(map(str, row.seeds)) if row.learned else '-'} | {row.budget} | {row.trend} | {row.weights} | "
                      f"{_verdict(row, best)} |")
     scale = paper_scale(dataset, (best.records[0].get("scaling") or {}).get("maximum"))
     if scale != 1.0:
@@ -193,3 +210,15 @@ def report(ledger: list[str | Path], dataset: str, channel: int | None = 0, out:
     if out is not None:
         write_text_atomic(out, text)
     return text
+
+
+def best(ledger: list[str | Path], dataset: str, channel: int | None = 0) -> list[LedgerRow]:
+    """Each model's best row (the configuration and time cap with the lowest mean test RMSE), best first:
+    what longer runs give, beside a short run's table."""
+    rows = ledger_rows(read_records(ledger), dataset, channel)
+    if not rows:
+        raise DataError(f"no ledger records for {dataset} channel {channel} in {', '.join(map(str, ledger))}")
+    per_model: dict[str, LedgerRow] = {}
+    for row in rows:
+        per_model.setdefault(_label(row.records[0]), row)
+    return list(per_model.values())

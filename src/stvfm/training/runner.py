@@ -108,6 +108,8 @@ def _train(config: RunConfig, data: PreparedData, task: ForecastTask, overwrite:
     compute = sitting_summary(sittings.sittings)
     extra = dict(epochs=epochs, train_seconds=train_seconds, **compute,
                  seconds_per_epoch=compute["total_train_seconds"] / max(1, epochs),
+                 # optimizer steps and the batches of one whole epoch: a budget readers can say in words
+                 train_steps=int(trainer.global_step), batches_per_epoch=len(module.train_dataloader()),
                  selection_metric=SELECTION_METRIC, best_val_score=best_val_score,
                  stop_reason=stop_reason(epochs, config.max_epochs, train_seconds, config.max_minutes,
                                          early_stopped=stopper.stopped_epoch > 0, timed_out=_timed_out(trainer)),
