@@ -89,19 +89,20 @@ class Refusal(BaseModel):
     detail: str = Field(description="one line: what was wrong with the request")
 
 
-UPLOAD_SCHEMA = {"type": "object", "required": [MODEL_FIELD, FILE_FIELD],
-                 "properties": {MODEL_FIELD: {"type": "string"},
-                                FILE_FIELD: {"type": "string", "format": "binary",
-                                             "description": "npz with 'values' (T, C, H, W) and 'timestamps' (T,)"}}}
-FRAMES_REQUEST = {"requestBody": {"required": True, "content": {JSON: {"schema": FramesBody.model_json_schema()},
-                                                                MULTIPART: {"schema": UPLOAD_SCHEMA}}}}
+def frames_request(names: list[str]) -> dict[str, Any]:
+    """The POST body's schema: JSON or an npz upload, naming one of the served models."""
+    model = {"type": "string", "enum": names, "description": "a served model's name (GET /v1/models)"}
+    body = FramesBody.model_json_schema()
+    body["properties"]["model"] = model
+    upload = {"type": "object", "required": [MODEL_FIELD, FILE_FIELD], "additionalProperties": False,
+              "properties": {MODEL_FIELD: model,
+                             FILE_FIELD: {"type": "string", "format": "binary",
+                                          "description": "npz with 'values' (T, C, H, W) and 'timestamps' (T,)"}}}
+    return {"requestBody": {"required": True, "content": {JSON: {"schema": body}, MULTIPART: {"schema": upload}}}}
 
 
 def refusals(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": Refusal} for code in codes}
-
-
-ModelQuery = Annotated[str, Query(description="a served model's name")]
 
 
 def create_app(models: dict[str, ServedModel], settings: ServeSettings) -> FastAPI:
@@ -116,6 +117,8 @@ def create_app(models: dict[str, ServedModel], settings: ServeSettings) -> FastA
     batchers: dict[str, MicroBatcher] = {}
     newest_forecasts: dict[str, tuple[str, dict]] = {}
     page = files("stvfm.serving").joinpath("page.html").read_text()
+    names = sorted(models)
+    model_query = Query(description="a served model's name", json_schema_extra={"enum": names})
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -172,7 +175,7 @@ def create_app(models: dict[str, ServedModel], settings: ServeSettings) -> FastA
             described.append({**model.describe(), "observed_steps": observed, "newest": newest})
         return {"models": described}
 
-    @app.post("/v1/forecast", response_model=FramesReply, openapi_extra=FRAMES_REQUEST,
+    @app.post("/v1/forecast", response_model=FramesReply, openapi_extra=frames_request(names),
               responses=refusals(400, 404, 413, 415, 422))
     async def forecast_posted(request: Request) -> JSONResponse:
         """The next Q frames after the posted ones (at least the model's last P), with their timestamps."""
@@ -180,7 +183,7 @@ def create_app(models: dict[str, ServedModel], settings: ServeSettings) -> FastA
         return JSONResponse(await forecast(model, history))
 
     @app.get("/v1/forecast", response_model=FramesReply, responses=refusals(404, 409, 422))
-    async def forecast_observed(model: ModelQuery) -> JSONResponse:
+    async def forecast_observed(model: str = model_query) -> JSONResponse:
         """The next Q frames after the model's newest observed history."""
         served = model_named(model, models)
         _, newest = await run_in_threadpool(store.summary, served)
@@ -195,7 +198,7 @@ def create_app(models: dict[str, ServedModel], settings: ServeSettings) -> FastA
         newest_forecasts[served.name] = (newest, payload)
         return JSONResponse(payload)
 
-    @app.post("/v1/observe", response_model=ObservedReply, openapi_extra=FRAMES_REQUEST,
+    @app.post("/v1/observe", response_model=ObservedReply, openapi_extra=frames_request(names),
               responses=refusals(400, 404, 409, 413, 415, 422))
     async def observe(request: Request) -> dict:
         """Append newly observed frames to the model's history: all of them, continuing it exactly, or none."""
@@ -204,7 +207,7 @@ def create_app(models: dict[str, ServedModel], settings: ServeSettings) -> FastA
         return {"model": model.name, "stored_steps": stored, "newest": newest}
 
     @app.get("/v1/history", response_model=FramesReply, responses=refusals(404, 422))
-    def history(model: ModelQuery,
+    def history(model: str = model_query,
                 steps: Annotated[int, Query(ge=1, le=100_000, description="how many newest frames")] = 48) -> dict:
         """The model's newest observed frames, oldest first (fewer when fewer are kept)."""
         served = model_named(model, models)
