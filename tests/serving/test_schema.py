@@ -6,7 +6,6 @@ import re
 import subprocess
 import sys
 
-import httpx
 from serving_helpers import body, frames
 
 #: Every check that applies to this API. Left out: positive_data_acceptance (a schema cannot say that
@@ -24,7 +23,7 @@ def test_generated_requests_never_meet_a_server_error(served, service, client, t
                "run", f"{service[0]}/openapi.json",
                "--checks", CHECKS, "--phases", "coverage,fuzzing", "--max-examples", "10", "--workers", "1",
                "--seed", "1", "--report", "junit", "--report-dir", str(tmp_path)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=120)
     summary = re.search(r"(\d+) generated, (\d+) passed", result.stdout)
     assert result.returncode == 0 and summary, result.stdout[-4000:] + result.stderr[-2000:]
     generated, passed = map(int, summary.groups())
