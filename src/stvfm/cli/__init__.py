@@ -3,7 +3,7 @@
 Owns: the entry point and error-to-exit-code mapping (``main``), the options and flag-to-value
 helpers every group shares (``options``), and one module per command group: ``runs`` (models,
 evaluate, fit, pretrain, test, predict), ``reports`` (compare, plot), ``bench``, ``reproduce``,
-``search``, ``data`` and ``ledger``. Rules about runs (which models a command accepts, which
+``search``, ``serve``, ``data`` and ``ledger``. Rules about runs (which models a command accepts, which
 defaults apply) live in the library, not here.
 
 May import: typer, rich, yaml and, inside each command (so ``stvfm --help`` stays fast), any

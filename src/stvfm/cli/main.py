@@ -19,6 +19,7 @@ from stvfm.cli import reports as report_commands
 from stvfm.cli import reproduce as reproduce_commands
 from stvfm.cli import runs as run_commands
 from stvfm.cli import search as search_commands
+from stvfm.cli import serve as serve_commands
 from stvfm.errors import DataWarning, StvfmError
 
 app = typer.Typer(
@@ -36,6 +37,7 @@ bench_commands.register(app)
 run_commands.register(app)
 reproduce_commands.register(app)
 search_commands.register(app)
+serve_commands.register(app)
 
 _errors = Console(stderr=True)
 
