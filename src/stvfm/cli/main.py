@@ -14,6 +14,7 @@ from rich.console import Console
 
 from stvfm.cli import bench as bench_commands
 from stvfm.cli import data as data_commands
+from stvfm.cli import export as export_commands
 from stvfm.cli import ledger as ledger_commands
 from stvfm.cli import reports as report_commands
 from stvfm.cli import reproduce as reproduce_commands
@@ -37,6 +38,7 @@ bench_commands.register(app)
 run_commands.register(app)
 reproduce_commands.register(app)
 search_commands.register(app)
+export_commands.register(app)
 serve_commands.register(app)
 
 _errors = Console(stderr=True)
