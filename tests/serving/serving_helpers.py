@@ -6,7 +6,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator
-from typing import ClassVar
+from pathlib import Path
 
 import numpy as np
 import uvicorn
@@ -16,22 +16,24 @@ from stvfm.serving.models import ServedModel
 START = np.datetime64("2024-01-01T00:00", "s")
 
 
-class StandInForecaster:
-    """Until ``stvfm.load`` lands: the export contract, forecasting each step as the history's mean plus its step."""
+TINY_STVFM = {"backbone": "tiny", "weights": "random", "temporal_dim": 16, "temporal_heads": 2,
+              "encoder_layers": 1, "decoder_layers": 1}
 
-    history_steps, horizon, grid, interval_minutes = 6, 3, (1, 5, 3), 60
-    card: ClassVar[dict] = {"model": "stand-in", "dataset": "synthetic"}
 
-    def forecast_batch(self, histories: np.ndarray, timestamps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        steps = np.arange(1, self.horizon + 1)
-        mean = histories.mean(axis=1, keepdims=True)
-        futures = mean + steps[None, :, None, None, None]
-        step = np.timedelta64(self.interval_minutes * 60, "s")
-        return futures.astype(np.float32), timestamps[:, -1:] + step * steps[None, :]
+def tiny_exports(folder: Path) -> list[Path]:
+    """Two exports of tiny runs on a synthetic 5 x 3 city: ST-VFM (two training batches) and last-value."""
+    from stvfm.export.writer import export_run
+    from stvfm.testing import write_synthetic_city
+    from stvfm.training.runner import RunConfig, evaluate, fit
 
-    def forecast(self, history: np.ndarray, timestamps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        futures, times = self.forecast_batch(history[None], timestamps[None])
-        return futures[0], times[0]
+    city = write_synthetic_city(folder / "city.npz", days=4, height=5, width=3)
+    fit(RunConfig(model="stvfm", dataset=str(city), out=str(folder / "runs" / "stvfm"), model_options=TINY_STVFM,
+                  max_epochs=1, limit_train_batches=2, batch_size=8, progress=False, accelerator="cpu"))
+    evaluate(RunConfig(model="last", dataset=str(city), out=str(folder / "runs" / "last"), progress=False))
+    exports = [folder / "exports" / "tiny-stvfm", folder / "exports" / "last"]
+    for run, export in zip(("stvfm", "last"), exports):
+        export_run(folder / "runs" / run, export)
+    return exports
 
 
 def frames(model: ServedModel, steps: int, first: np.datetime64 = START, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -23,7 +23,8 @@ from serving_helpers import body, frames
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--window-size=1100,900"]
+                  "--window-size=1000,1250"]
+STVFM = 'section[data-model="tiny-stvfm"]'  # the learned model's part of the page
 ELEMENT = "element-6066-11e4-a52e-4f735466cecf"  # the W3C WebDriver key of an element reference
 
 
@@ -104,28 +105,32 @@ def browser(tmp_path) -> Iterator[Browser]:
 
 
 def forecast_line(browser: Browser) -> Callable[[], str]:
-    return lambda: browser.script("return document.querySelector('section[data-model] .series-values').textContent")
+    return lambda: browser.script(f"return document.querySelector('{STVFM} .series-values').textContent")
 
 
 def numbers(line: str) -> list[float]:
     return [float(value) for value in line.split()[1:]]
 
 
-def test_the_page_shows_each_model_its_forecast_maps_and_a_clicked_cells_series(served, service, client, browser, tmp_path):
+def test_the_page_shows_each_model_its_forecast_maps_and_a_clicked_cells_series(served_models, served, service, client,
+                                                                                 browser, tmp_path):
     url, _ = service
     values, times = frames(served, served.history_steps)
-    client.post("/v1/observe", json=body(served, values, times))
+    for model in served_models.values():
+        client.post("/v1/observe", json=body(model, values, times))
     browser.call("POST", "/url", {"url": f"{url}/"})
-    maps = "document.querySelectorAll('section[data-model=\"city\"] canvas.map.forecast').length"
-    assert browser.wait_for(f"return {maps} > 0 && {maps}") == served.horizon
-    assert browser.script("return document.querySelector('section[data-model] h2').textContent") == served.name
-    assert browser.script("return document.querySelectorAll('canvas.map.observed').length") == 1
+    for name, model in served_models.items():
+        section = f'section[data-model="{name}"]'
+        maps = f"document.querySelectorAll('{section} canvas.map.forecast').length"
+        assert browser.wait_for(f"return {maps} > 0 && {maps}") == model.horizon
+        assert browser.script(f"return document.querySelector('{section} h2').textContent") == name
+        assert browser.script(f"return document.querySelectorAll('{section} canvas.map.observed').length") == 1
 
     # a click on the top-left cell of the second forecast map shows that cell's observed and forecast numbers
     size = browser.script("return Number(document.querySelector('canvas.map.forecast').dataset.cellSize)")
     width, height = served.width * size, served.height * size
-    browser.click("section[data-model] figure:nth-child(3) canvas", size / 2 - width / 2, size / 2 - height / 2)
-    browser.wait_for("return document.querySelector('.series-values').textContent.startsWith('cell (y=0, x=0)')")
+    browser.click(f"{STVFM} figure:nth-child(3) canvas", size / 2 - width / 2, size / 2 - height / 2)
+    browser.wait_for(f"return document.querySelector('{STVFM} .series-values').textContent.startsWith('cell (y=0, x=0)')")
     _, observed_line, forecast_text = forecast_line(browser)().splitlines()
     forecast = client.get("/v1/forecast", params={"model": served.name}).json()
     assert numbers(observed_line) == [round(float(v), 2) for v in values[:, 0, 0, 0]]
@@ -134,8 +139,8 @@ def test_the_page_shows_each_model_its_forecast_maps_and_a_clicked_cells_series(
     # an observation arriving refreshes the page's maps and numbers
     later = values[-1:] + 10
     client.post("/v1/observe", json=body(served, later, times[-1:] + np.timedelta64(served.interval_minutes, "m")))
-    newest = client.get("/v1/models").json()["models"][0]["newest"]
-    browser.wait_for(f"return document.querySelector('section[data-model]').dataset.newest === '{newest}'")
+    newest = next(model["newest"] for model in client.get("/v1/models").json()["models"] if model["name"] == served.name)
+    browser.wait_for(f"return document.querySelector('{STVFM}').dataset.newest === '{newest}'")
     refreshed = client.get("/v1/forecast", params={"model": served.name}).json()
     np.testing.assert_allclose(numbers(forecast_line(browser)().splitlines()[2]),
                                np.array(refreshed["values"])[:, 0, 0, 0], atol=0.005)

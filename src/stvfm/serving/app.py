@@ -150,10 +150,9 @@ def create_app(models: dict[str, ServedModel], settings: ServeSettings) -> FastA
         return {"model": model.name, "timestamps": iso(frames.timestamps), "values": frames.values.tolist()}
 
     async def forecast(model: ServedModel, history: Frames) -> dict:
-        if len(history.timestamps) < model.history_steps:
-            raise RequestError(422, f"{len(history.timestamps)} frame(s) given; model {model.name!r} needs the last "
-                                    f"{model.history_steps}")
-        return reply(model, await batchers[model.name].forecast(history.last(model.history_steps)))
+        """One request's forecast, its history checked by the export itself before it joins a batch."""
+        checked = Frames(*model.check_input(history.values, history.timestamps))
+        return reply(model, await batchers[model.name].forecast(checked))
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def show_page(request: Request) -> HTMLResponse:

@@ -32,9 +32,6 @@ class Frames:
     values: np.ndarray
     timestamps: np.ndarray
 
-    def last(self, steps: int) -> Frames:
-        return Frames(self.values[-steps:], self.timestamps[-steps:])
-
 
 def iso(timestamps: np.ndarray) -> list[str]:
     return np.datetime_as_string(timestamps.astype("datetime64[s]"), unit="s").tolist()
@@ -177,6 +174,10 @@ def checked_frames(model: ServedModel, values: np.ndarray, timestamps: np.ndarra
         raise RequestError(422, f"timestamps are {order}: {iso(timestamps[at:at + 2])[0]} to "
                                 f"{iso(timestamps[at:at + 2])[1]}, but model {model.name!r} steps by exactly "
                                 f"{model.interval_minutes} min")
+    offset = (timestamps[0] - model.series_start) % np.timedelta64(interval, "s")
+    if offset:
+        raise RequestError(422, f"timestamps are off the interval grid: {iso(timestamps[:1])[0]} is not "
+                                f"{model.series_start} + k x {model.interval_minutes} min")
     magnitude = np.abs(values).max()
     if magnitude > np.finfo(np.float32).max:
         raise RequestError(422, f"{where} holds {float(magnitude):.3g}, beyond what float32 can hold")
