@@ -64,6 +64,7 @@ class ModelReply(BaseModel):
     height: int
     width: int
     interval_minutes: int
+    series_start: str
     card: dict[str, Any]
     observed_steps: int
     newest: str | None

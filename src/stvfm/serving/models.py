@@ -44,7 +44,8 @@ class ServedModel:
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "history_steps": self.history_steps, "horizon": self.horizon,
                 "channels": self.channels, "height": self.height, "width": self.width,
-                "interval_minutes": self.interval_minutes, "card": self.card}
+                "interval_minutes": self.interval_minutes,
+                "series_start": str(self.series_start.astype("datetime64[s]")), "card": self.card}
 
 
 def served_model(forecaster: Any) -> ServedModel:
