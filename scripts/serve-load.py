@@ -50,6 +50,9 @@ def main() -> None:
     for row in [*result["rows"], result["memory"]]:
         print(f"| {row['clients']} | {row['requests']} | {row['failed']} | {row['p50_ms']} | {row['p99_ms']} | "
               f"{row['requests_per_s']} | {row['forward_passes']} |")
+    for row in [*result["rows"], result["memory"]]:
+        if row["failed"]:
+            print(f"failures at {row['clients']} clients: {row['failures']}")
     memory = result["memory"]
     print(f"server RSS: {memory['rss_before_mib']} MiB before, {memory['rss_after_mib']} MiB after "
           f"{memory['requests']} more requests")

@@ -1,7 +1,7 @@
 """Concurrent forecasts for one model gathered into one forward pass.
 
-Requests wait in an asyncio queue; a collector takes the first, keeps taking for a short window
-(or until the batch is full), then runs the whole batch in the service's one inference thread, so
+Requests wait in an asyncio queue; a collector takes the first, waits a short window, takes what
+arrived meanwhile (up to a full batch), then runs the whole batch in the service's one inference thread, so
 the event loop keeps accepting requests meanwhile. Under load the queue fills while a pass runs,
 so batches grow with concurrency; alone, a request waits only the window.
 """
@@ -55,18 +55,11 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         while True:
             waiting = [await self._queue.get()]
-            deadline = loop.time() + self.window_s
-            while len(waiting) < self.max_batch:
-                if self._queue.empty():
-                    remaining = deadline - loop.time()
-                    if remaining <= 0:
-                        break
-                    try:
-                        waiting.append(await asyncio.wait_for(self._queue.get(), remaining))
-                    except TimeoutError:
-                        break
-                else:
-                    waiting.append(self._queue.get_nowait())
+            # sleep, then take what arrived: asyncio.wait_for(queue.get(), timeout) can take an item and still
+            # time out (Python < 3.12), and a request lost so never gets its answer
+            await asyncio.sleep(self.window_s)
+            while len(waiting) < self.max_batch and not self._queue.empty():
+                waiting.append(self._queue.get_nowait())
             waiting = [(history, done) for history, done in waiting if not done.cancelled()]
             if waiting:
                 await self._run(loop, waiting)

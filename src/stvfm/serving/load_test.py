@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -25,6 +26,7 @@ class LoadResult:
     clients: int
     requests: int
     failed: int
+    failures: dict[str, int]  # what each failed request got: an HTTP status or the client's exception
     p50_ms: float
     p99_ms: float
     requests_per_s: float
@@ -53,28 +55,28 @@ def rss_bytes(pid: int) -> int:
     raise OSError(f"/proc/{pid}/status has no VmRSS line")
 
 
-async def _drive(url: str, body: dict, clients: int, requests: int) -> tuple[list[float], int]:
+async def _drive(url: str, body: dict, clients: int, requests: int) -> tuple[list[float], Counter]:
     remaining = requests
     latencies: list[float] = []
-    failed = 0
+    failures: Counter = Counter()
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
 
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as http:
         async def client() -> None:
-            nonlocal remaining, failed
+            nonlocal remaining
             while remaining > 0:
                 remaining -= 1
                 began = time.perf_counter()
                 try:
                     answer = await http.post("/v1/forecast", json=body)
-                    ok = answer.status_code == 200
-                except httpx.HTTPError:
-                    ok = False
+                    if answer.status_code != 200:
+                        failures[f"HTTP {answer.status_code}"] += 1
+                except httpx.HTTPError as error:
+                    failures[type(error).__name__] += 1
                 latencies.append(time.perf_counter() - began)
-                failed += not ok
 
         await asyncio.gather(*(client() for _ in range(clients)))
-    return latencies, failed
+    return latencies, failures
 
 
 def load_test(url: str, model_name: str, clients: int, requests: int) -> LoadResult:
@@ -83,11 +85,11 @@ def load_test(url: str, model_name: str, clients: int, requests: int) -> LoadRes
     body = forecast_request(models[model_name])
     passes_before = httpx.get(f"{url}/v1/health", timeout=30).json()["models"][model_name]["forward_passes"]
     began = time.perf_counter()
-    latencies, failed = asyncio.run(_drive(url, body, clients, requests))
+    latencies, failures = asyncio.run(_drive(url, body, clients, requests))
     seconds = time.perf_counter() - began
     passes = httpx.get(f"{url}/v1/health", timeout=30).json()["models"][model_name]["forward_passes"] - passes_before
     milliseconds = np.array(latencies) * 1000
-    return LoadResult(clients=clients, requests=requests, failed=failed,
+    return LoadResult(clients=clients, requests=requests, failed=sum(failures.values()), failures=dict(failures),
                       p50_ms=round(float(np.percentile(milliseconds, 50)), 2),
                       p99_ms=round(float(np.percentile(milliseconds, 99)), 2),
                       requests_per_s=round(requests / seconds, 1), forward_passes=passes)
