@@ -26,6 +26,7 @@ def test_generated_requests_never_meet_a_server_error(served, service, client, t
     result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=120)
     summary = re.search(r"(\d+) generated, (\d+) passed", result.stdout)
     assert result.returncode == 0 and summary, result.stdout[-4000:] + result.stderr[-2000:]
+    print(summary.group(0))  # the figure docs/benchmark.md quotes (pytest -s)
     generated, passed = map(int, summary.groups())
     assert generated == passed > 100
     assert client.get("/v1/health").json()["models"][served.name]["forecasts"] > 0  # some reached the model

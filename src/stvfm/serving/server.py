@@ -7,9 +7,7 @@ travel to them in an environment variable and ``app_from_environment`` rebuilds 
 
 from __future__ import annotations
 
-import ctypes
 import os
-import sys
 
 from fastapi import FastAPI
 
@@ -19,21 +17,6 @@ from stvfm.serving.models import load_served_models
 from stvfm.serving.settings import ServeSettings
 
 SETTINGS_VARIABLE = "STVFM_SERVE_SETTINGS"
-#: glibc's mallopt parameter number for the most malloc arenas (malloc.h: M_ARENA_MAX).
-M_ARENA_MAX = -8
-
-
-def limit_malloc_arenas(arenas: int = 2) -> None:
-    """Let glibc keep few malloc arenas: with one per thread (the inference thread, request threads), their
-    fragmentation grew a served tiny model by ~130 MiB over 10,000 forecasts; with two it stayed flat
-    (docs/benchmark.md). Elsewhere than glibc Linux this does nothing."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:  # another C library (musl)
-        return
-    libc.mallopt(M_ARENA_MAX, arenas)
 
 
 def app_from_settings(settings: ServeSettings) -> FastAPI:
@@ -42,7 +25,6 @@ def app_from_settings(settings: ServeSettings) -> FastAPI:
 
 def app_from_environment() -> FastAPI:
     """The app a uvicorn worker builds from the settings ``serve`` left in its environment."""
-    limit_malloc_arenas()
     return app_from_settings(ServeSettings.from_json(os.environ[SETTINGS_VARIABLE]))
 
 
@@ -52,7 +34,6 @@ def serve(settings: ServeSettings) -> None:
 
     if settings.workers < 1:
         raise ConfigError(f"--workers {settings.workers}: give at least 1")
-    limit_malloc_arenas()
     app = app_from_settings(settings)  # a bad export or store fails here, in one line, before any worker starts
     network = {"host": settings.host, "port": settings.port, "root_path": settings.root_path, "proxy_headers": True,
                    "forwarded_allow_ips": settings.forwarded_allow_ips, "log_level": "info"}
