@@ -112,7 +112,7 @@ def render_readme(card: dict[str, Any], onnx: dict[str, Any] | None) -> str:
         "",
         "## Training",
         "",
-        *(f"- {key.replace('_', ' ')}: {round(value, 2) if isinstance(value, float) else value}"
+        *(f"- {key.replace('_', ' ')}: {f'{value:.4g}' if isinstance(value, float) else value}"
           for key, value in training.items() if key not in ("machine", "optim")),
         "- machine: " + ", ".join(f"{key} {value}" for key, value in (training.get("machine") or {}).items()),
         "",
