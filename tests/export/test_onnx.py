@@ -15,7 +15,13 @@ from export_helpers import fit_tiny, window_inputs
 
 import stvfm
 from stvfm.experiments.device_suite import model_options
-from stvfm.export.graph import PARITY_TOLERANCE, WITHOUT_ONNX, benchmark, run_session, session
+from stvfm.export.graph import (
+    PARITY_TOLERANCE,
+    WITHOUT_ONNX,
+    benchmark,
+    run_session,
+    session,
+)
 from stvfm.export.writer import export_run
 from stvfm.models.registry import build_config, list_models
 
