@@ -41,7 +41,7 @@ checkpoint or an export).
 May import: ``stvfm.training``, ``stvfm.models``, ``stvfm.data``, ``stvfm.backbones``,
 ``stvfm.atomic``, ``stvfm.errors``, torch, numpy, safetensors, onnx and onnxruntime; never the CLI,
 ``stvfm.reports``, ``stvfm.experiments`` or ``stvfm.testing``. It sits above training and below the
-CLI (and ``stvfm serve``). Importing it loads no Lightning: ``writer`` and ``runs`` do, when used.
+CLI (and ``stvfm serve``). ``import stvfm`` does not import it: ``stvfm.load`` does, on first use.
 """
 
 from stvfm.export.forecaster import ExportedForecaster, load

@@ -112,7 +112,7 @@ def render_readme(card: dict[str, Any], onnx: dict[str, Any] | None) -> str:
         "",
         "## Training",
         "",
-        *(f"- {key.replace('_', ' ')}: {round(value, 2) if isinstance(value, float) else value}"
+        *(f"- {key.replace('_', ' ')}: {f'{value:.4g}' if isinstance(value, float) else value}"
           for key, value in training.items() if key not in ("machine", "optim")),
         "- machine: " + ", ".join(f"{key} {value}" for key, value in (training.get("machine") or {}).items()),
         "",
@@ -129,7 +129,9 @@ def render_readme(card: dict[str, Any], onnx: dict[str, Any] | None) -> str:
                      "its provider when the export loads, and refused if its digest differs")
     elif weights.get("label"):
         lines.append(f"- {weights['label']}: no provider can rebuild these weights, so they are stored above")
-    if onnx:
+    if onnx and not onnx.get("file"):
+        lines += ["", "## ONNX", "", f"No ONNX graph: {onnx['reason']}."]
+    elif onnx:
         lines += ["", "## ONNX", "", (f"- `{onnx['file']}`: opset {onnx['opset']}, inputs "
                   f"{', '.join(onnx['inputs'])}, output `forecast` in scaled units; max abs difference from PyTorch "
                   f"on the test split {onnx['max_abs_diff_scaled']:.2e} (scaled units, {onnx['windows']} windows)")]

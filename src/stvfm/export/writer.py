@@ -60,17 +60,20 @@ def export_run(run: str | os.PathLike, out: str | os.PathLike, onnx: bool = Fals
     card = build_card(out.name, str(run.resolve()), config, data, metrics, frozen or None, stored)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    staging.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; an export is a folder like any other
     try:
         _write_files(staging, config, data, trained, frozen, provider_weights(model), card)
         onnx_record = None
+        write_text_atomic(staging / bundle.README, render_readme(card, onnx_record))
         if onnx:
             from stvfm.export.graph import write_onnx
 
+            bundle.write_manifest(staging, list(bundle.REQUIRED))  # so the graph is made from the export as loaded
             onnx_record = write_onnx(load(staging), data, quantize)
             card["onnx"] = onnx_record
             write_json_atomic(staging / bundle.CARD, card)
-        write_text_atomic(staging / bundle.README, render_readme(card, onnx_record))
-        names = sorted(path.name for path in staging.iterdir() if not path.name.startswith("."))
+            write_text_atomic(staging / bundle.README, render_readme(card, onnx_record))
+        names = sorted(path.name for path in staging.iterdir() if not path.name.startswith(".") and path.name != bundle.MANIFEST)
         bundle.write_manifest(staging, names)
         if out.exists():
             shutil.rmtree(out) if out.is_dir() else out.unlink()
@@ -142,6 +145,7 @@ def _write_files(folder: Path, config: RunConfig, data: PreparedData, trained: d
 
     with atomic_path(folder / bundle.WEIGHTS) as tmp:
         save_file(trained, str(tmp), metadata={"format": bundle.FORMAT, "model": config.model})
+        tmp.chmod(0o666 & ~_umask())  # safetensors writes a new, owner-only file
     frozen_record = None
     if frozen:
         frozen_record = {**provider.to_dict(), "names": sorted(frozen), "sha256": tensors_digest(frozen)}
@@ -160,3 +164,7 @@ def _write_files(folder: Path, config: RunConfig, data: PreparedData, trained: d
     write_json_atomic(folder / bundle.CARD, card)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
