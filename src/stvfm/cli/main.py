@@ -14,11 +14,13 @@ from rich.console import Console
 
 from stvfm.cli import bench as bench_commands
 from stvfm.cli import data as data_commands
+from stvfm.cli import export as export_commands
 from stvfm.cli import ledger as ledger_commands
 from stvfm.cli import reports as report_commands
 from stvfm.cli import reproduce as reproduce_commands
 from stvfm.cli import runs as run_commands
 from stvfm.cli import search as search_commands
+from stvfm.cli import serve as serve_commands
 from stvfm.errors import DataWarning, StvfmError
 
 app = typer.Typer(
@@ -36,6 +38,8 @@ bench_commands.register(app)
 run_commands.register(app)
 reproduce_commands.register(app)
 search_commands.register(app)
+export_commands.register(app)
+serve_commands.register(app)
 
 _errors = Console(stderr=True)
 

@@ -36,7 +36,7 @@ LrOption = Annotated[Optional[float], typer.Option(help="Peak learning rate (def
 WarmupOption = Annotated[Optional[float], typer.Option(help="Linear warm-up epochs (default: the recipe's, else the library's).")]
 PrecisionOption = Annotated[Optional[str], typer.Option(help="32, bf16 (autocast) or auto (bf16 where the CPU or GPU computes it natively, else 32); default: the recipe's, else 32.")]
 AcceleratorOption = Annotated[Optional[str], typer.Option(help="cpu, gpu or auto.")]
-CheckpointOption = Annotated[Path, typer.Option("--checkpoint", "-c", help="A best.ckpt written by `stvfm fit`.")]
+CheckpointOption = Annotated[Path, typer.Option("--checkpoint", "-c", help="A best.ckpt written by `stvfm fit`, or an export folder of `stvfm export`.")]
 OverwriteOption = Annotated[bool, typer.Option(help="Clear the run files (config, metrics, checkpoints, logs) of another run in --out first.")]
 
 

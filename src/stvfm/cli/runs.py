@@ -188,12 +188,12 @@ def test_command(
     data_root: RootOption = None,
     overwrite: OverwriteOption = False,
 ) -> None:
-    """Re-evaluate a checkpoint on the test split; writes the same metrics.json as fit."""
-    from stvfm.training.runner import evaluate_checkpoint
+    """Re-evaluate a checkpoint or an export on the test split; writes the same metrics.json as fit."""
+    from stvfm.export.runs import test
 
     quiet_lightning()
-    _print_metrics(evaluate_checkpoint(checkpoint, out, dataset=dataset, data_root=data_root, precision=precision,
-                                       overwrite=overwrite), out)
+    _print_metrics(test(checkpoint, out, dataset=dataset, data_root=data_root, precision=precision,
+                        overwrite=overwrite), out)
 
 
 def predict_command(
@@ -202,8 +202,8 @@ def predict_command(
     output: Annotated[Path, typer.Option("--output", help="Where to write the forecast (.npz, generic format).")],
     accelerator: AcceleratorOption = "auto",
 ) -> None:
-    """Forecast the steps after the end of a series, in original units, with timestamps."""
-    from stvfm.training.inference import predict
+    """Forecast the steps after the end of a series, in original units, with timestamps (a checkpoint or an export)."""
+    from stvfm.export.runs import predict
 
     series = predict(checkpoint, input, output, accelerator=accelerator)
     console.print(f"[green]ok[/] {series.values.shape[0]} steps from {series.timestamps[0]} to "

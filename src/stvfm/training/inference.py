@@ -34,9 +34,7 @@ def future_batch(values: np.ndarray, timestamps: np.ndarray, interval_minutes: i
 def predict(checkpoint_path: str | os.PathLike, input_path: str | os.PathLike,
                        output_path: str | os.PathLike, accelerator: str = "auto") -> GridSeries:
     """The horizon after the series' last step, on the accelerator when there is one (``auto``)."""
-    output = Path(output_path)
-    if output.suffix.lower() != ".npz" or output.is_dir():
-        raise ConfigError(f"{output}: the forecast is written in the generic npz format; give a file ending in .npz")
+    check_output_path(output_path)
     device = _device(accelerator)
     checkpoint = load_checkpoint(checkpoint_path)
     config = recorded_run(checkpoint, checkpoint_path)  # as ``test`` rebuilds it: an old record loads under both
@@ -69,6 +67,19 @@ def predict(checkpoint_path: str | os.PathLike, input_path: str | os.PathLike,
     forecast = descale_forecast(model.predict(batch).float().cpu(), scaler.inverse_transform)[0].numpy()
     step = np.timedelta64(series.interval_minutes * 60, "s")
     timestamps = series.timestamps[-1].astype("datetime64[s]") + step * np.arange(1, shape.horizon + 1)
+    return save_forecast(series, forecast, timestamps, output_path)
+
+
+def check_output_path(output_path: str | os.PathLike) -> None:
+    """A forecast is written as a generic npz file: refuse another target before any work."""
+    output = Path(output_path)
+    if output.suffix.lower() != ".npz" or output.is_dir():
+        raise ConfigError(f"{output}: the forecast is written in the generic npz format; give a file ending in .npz")
+
+
+def save_forecast(series: GridSeries, forecast: np.ndarray, timestamps: np.ndarray,
+                  output_path: str | os.PathLike) -> GridSeries:
+    """The forecast after ``series`` as a generic npz file, written atomically."""
     result = GridSeries(name=f"{series.name}-forecast", values=forecast, timestamps=timestamps,
                         interval_minutes=series.interval_minutes, channel_names=series.channel_names,
                         source=str(output_path))

@@ -185,14 +185,21 @@ def evaluate_checkpoint(checkpoint_path: str | os.PathLike, out: str | os.PathLi
     if precision:
         overrides["precision"] = precision
     config, data, model = restore(checkpoint_path, dataset, overrides)
+    return evaluate_model(config, data, model, {"checkpoint": str(checkpoint_path)}, overwrite)
+
+
+def evaluate_model(config: RunConfig, data: PreparedData, model: Forecaster, source: dict[str, str],
+               overwrite: bool = False) -> dict[str, Any]:
+    """Test a rebuilt model (from a checkpoint or an export) on ``data``'s test split into ``config.out``,
+    writing the same outputs as fit, ``source`` among them, and no ledger record."""
     config.validate()
     _speed_up(model, config)
     task = ForecastTask(model, data.scaler.inverse_transform, config.optim, run_config=config.to_dict(),
                         data_record=data_record(data))
     config.devices, config.num_nodes, config.strategy = 1, 1, "auto"
-    trainer = build_trainer(config, Path(out), callbacks=[], max_epochs=0)
+    out = Path(config.out)
+    trainer = build_trainer(config, out, callbacks=[], max_epochs=0)
     module = data_module(data, config, trainer)
-    accept_folder(config, Path(out), overwrite)
+    accept_folder(config, out, overwrite)
     test_results = results.run_test(trainer, task, module, ckpt_path=None)
-    return results.write_outputs(config, data, task, test_results, {"checkpoint": str(checkpoint_path)},
-                                 to_ledger=False)
+    return results.write_outputs(config, data, task, test_results, dict(source), to_ledger=False)

@@ -18,6 +18,7 @@ import math
 import zipfile
 import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -106,11 +107,16 @@ def _metadata(raw: np.ndarray | None, where: Path) -> dict:
         raise DataError(f"{where}: 'metadata' should be one JSON string") from None
 
 
-def _check_declared_sizes(path: Path) -> None:
-    """Refuse an array whose header claims more bytes than its member holds, before numpy allocates them."""
+def _check_declared_sizes(source: Path | BinaryIO, where: str | Path, max_bytes: int | None = None) -> None:
+    """Refuse an array whose header claims more bytes than its member holds, before numpy allocates them,
+    and (with ``max_bytes``) an archive that would unpack to more than that."""
     readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
-    with zipfile.ZipFile(path) as archive:
-        for member in archive.infolist():
+    with zipfile.ZipFile(source) as archive:
+        members = archive.infolist()
+        unpacked = sum(member.file_size for member in members)
+        if max_bytes is not None and unpacked > max_bytes:
+            raise DataError(f"{where}: unpacks to {unpacked:,} bytes, over the limit of {max_bytes:,}")
+        for member in members:
             with archive.open(member) as handle:
                 version = np.lib.format.read_magic(handle)
                 if version not in readers:
@@ -118,19 +124,26 @@ def _check_declared_sizes(path: Path) -> None:
                 shape, _, dtype = readers[version](handle)
             claimed = math.prod(shape) * dtype.itemsize
             if claimed > member.file_size:
-                raise DataError(f"{path}: array {member.filename!r} claims shape {shape} ({claimed:,} bytes) "
+                raise DataError(f"{where}: array {member.filename!r} claims shape {shape} ({claimed:,} bytes) "
                                 f"but holds {member.file_size:,} bytes")
 
 
-def _read_npz(path: Path) -> GridSeries:
+def read_npz_arrays(source: Path | BinaryIO, where: str | Path, max_bytes: int | None = None) -> dict[str, np.ndarray]:
+    """Every array of an npz (a file or an uploaded stream), never unpickling, checked before it is unpacked."""
     try:
-        _check_declared_sizes(path)
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
+        _check_declared_sizes(source, where, max_bytes)
+        if not isinstance(source, Path):
+            source.seek(0)
+        with np.load(source, allow_pickle=False) as archive:
+            return {key: archive[key] for key in archive.files}
     # empty, truncated or foreign files fail in numpy, zipfile or zlib with these types
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise DataError(f"{path}: not a readable npz file ({reason[:200]})") from None
+        raise DataError(f"{where}: not a readable npz file ({reason[:200]})") from None
+
+
+def _read_npz(path: Path) -> GridSeries:
+    arrays = read_npz_arrays(path, path)
     for key in ("values", "timestamps"):
         if key not in arrays:
             raise DataError(f"{path}: missing array {key!r}; the generic npz needs 'values' and 'timestamps'")

@@ -90,8 +90,9 @@ class STVFMConfig(ModelConfig):
 
 
 def st_flow(frames: torch.Tensor) -> torch.Tensor:
-    """ST flow of (B, T, ...) frames: first difference along time, the first frame's flow is 0 (eq. 4)."""
-    return torch.cat([torch.zeros_like(frames[:, :1]), frames.diff(dim=1)], dim=1)
+    """ST flow of (B, T, ...) frames: first difference along time, the first frame's flow is 0 (eq. 4).
+    Written as a subtraction rather than ``Tensor.diff`` (the same numbers), which ONNX cannot express."""
+    return torch.cat([torch.zeros_like(frames[:, :1]), frames[:, 1:] - frames[:, :-1]], dim=1)
 
 
 def flow_target(history: torch.Tensor, future: torch.Tensor) -> torch.Tensor:
