@@ -1,3 +1,15 @@
-"""stvfm: spatio-temporal forecasting on city grids by reprogramming frozen vision foundation models."""
+"""stvfm: spatio-temporal forecasting on city grids by reprogramming frozen vision foundation models.
+
+``stvfm.load(folder)`` opens an export (``stvfm export RUN --out DIR``) as a forecaster; it is
+imported on first use, so ``import stvfm`` stays cheap.
+"""
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name == "load":
+        from stvfm.export import load
+
+        return load
+    raise AttributeError(f"module 'stvfm' has no attribute {name!r}")

@@ -32,5 +32,13 @@ class RunError(StvfmError):
     """A run ended without a usable result (its forecasts or metrics are not finite numbers)."""
 
 
+class RequestError(StvfmError):
+    """A request the forecast service refuses; ``status`` is the 4xx HTTP code it answers with."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
 class DataWarning(UserWarning):
     """Data that loads but is probably wrong (an outlier far beyond the rest): the CLI shows it as one line."""

@@ -29,8 +29,10 @@ LEDGER_ENV = "STVFM_LEDGER"
 SCHEMA = 1
 #: Why training ended, as every table says it.
 STOP_REASONS = ("early stop", "epoch cap", "time cap", "not trained")
-#: Validation columns of Lightning's CSV log kept in a record's curve.
-CURVE_COLUMNS = ("val/mse_st", "val/rmse", "val/mae", "val/loss")
+#: Per-epoch wall seconds (training and validation) logged beside the validation figures.
+EPOCH_SECONDS = "time/epoch_seconds"
+#: Validation columns of Lightning's CSV log kept in a record's curve, with each epoch's wall time.
+CURVE_COLUMNS = ("val/mse_st", "val/rmse", "val/mae", "val/loss", EPOCH_SECONDS)
 #: What a name that becomes part of a record's path may hold: no separator, no "..", no leading dot.
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_+=.-]{0,127}")
 REQUIRED = ("schema", "model", "dataset", "channel", "split", "mae", "rmse", "per_horizon", "n_windows", "seed",
@@ -75,6 +77,27 @@ def validation_curve(log_csv: Path) -> list[dict[str, float]]:
     return [{"epoch": epoch, **values} for epoch, values in sorted(by_epoch.items())]
 
 
+def record_period(record: dict[str, Any]) -> tuple[str, str] | None:
+    """First and last time step of the series a record's run read: its ``period``, or for a record
+    written before runs stored it, the registered protocol's span at its ``steps``; None when neither
+    is known (a file no registry entry describes)."""
+    period = record.get("period") or {}
+    if period.get("start") and period.get("end"):
+        return period["start"], period["end"]
+    return protocol_period(str(record.get("dataset")), (record.get("settings") or {}).get("steps"))
+
+
+def protocol_period(dataset: str, steps: int | None = None) -> tuple[str, str] | None:
+    """The span a registered dataset's protocol reads at ``steps``; None for a file of one's own."""
+    from stvfm.data.registry import get_dataset, is_registered
+
+    return get_dataset(dataset).protocol_period(steps) if is_registered(dataset) else None
+
+
+def period_text(period: tuple[str, str] | None) -> str:
+    return f"{period[0].replace('T', ' ')} to {period[1].replace('T', ' ')}" if period else "period not recorded"
+
+
 def normalised_settings(settings: dict[str, Any]) -> dict[str, Any]:
     """A record's settings with the defaults of today's code filled in, so records written before a
     setting existed compare equal to newer ones; settings the code cannot read are kept as written."""
@@ -90,11 +113,14 @@ def identity(settings: dict[str, Any]) -> str:
     """A short hash of the run and its budget, so two records of one result share a name: where and how
     fast it ran (placement) is left out, the budget stays in (the same run stopped at 8 minutes and
     given 30 are two results, and both are kept). The data digest is left out too: records written
-    before it was recorded name the same results."""
+    before it was recorded name the same results. A setting added after records were first named is
+    left out too while it holds the default every earlier record had, so their names stay."""
     from stvfm.training.config import PLACEMENT, RunConfig
 
     placement = (*RunConfig.field_names(PLACEMENT), "data_sha256")
-    kept = {key: value for key, value in normalised_settings(settings).items() if key not in placement}
+    later = RunConfig.defaults_added_later()
+    kept = {key: value for key, value in normalised_settings(settings).items()
+            if key not in placement and not (key in later and value == later[key])}
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 

@@ -35,3 +35,22 @@ def overfit_losses(model: torch.nn.Module, batch: dict[str, torch.Tensor], steps
     with torch.no_grad():
         last = float(model.loss(batch, model(batch))["loss"])
     return first, last
+
+
+#: Small widths for the learned baselines, for tests that prove wiring (a CLI path, an experiment's plumbing),
+#: not capacity: their default sizes are built and run on the meta device (tests/models/test_meta_device.py).
+SMALL_MODEL_OPTIONS = {
+    "unist": {"width": 16, "encoder_depth": 1, "decoder_depth": 1, "heads": 2, "spatial_memory": 8, "temporal_memory": 8},
+    "stresnet": {"filters": 8, "residual_units": 1},
+    "simvp": {"hidden_spatial": 8, "hidden_temporal": 16, "temporal_layers": 2},
+    "tau": {"hidden_spatial": 8, "hidden_temporal": 16, "temporal_layers": 2},
+    "predrnn": {"layers": 2, "hidden": 8},
+    "mim": {"num_layers": 2, "hidden": 8},
+    "mau": {"num_layers": 2, "hidden": 8},
+    "patchtst": {"width": 16, "heads": 2, "layers": 1, "feedforward": 32},
+    "itransformer": {"width": 16, "heads": 2, "layers": 1, "feedforward": 32},
+    "acfm": {"hidden": 8},
+    "stgsp": {"hidden": 16, "heads": 2, "layers": 1},
+    "mcstl": {"hidden": 16, "heads": 2, "layers": 1},
+    "stnorm": {"channels": 8, "skip_channels": 16},
+}

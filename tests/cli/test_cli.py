@@ -9,7 +9,7 @@ import pytest
 
 from stvfm.cli.main import main
 from stvfm.models.registry import list_models
-from stvfm.testing import write_synthetic_city
+from stvfm.testing import SMALL_MODEL_OPTIONS, write_synthetic_city
 
 
 def run(capsys, *args: str) -> tuple[int, str, str]:
@@ -65,7 +65,9 @@ def test_every_model_runs_through_the_cli(capsys, tmp_path, small_city, model):
     else:
         args = ["fit", "--model", model, "--dataset", str(small_city), "--out", str(out), "--max-epochs", "1",
                 "--limit-train-batches", "2", "--batch-size", "16", "--accelerator", "cpu"]
-        for option in TINY_OPTIONS.get(model, []):
+        # small widths: this proves the CLI path of every model; default sizes run on the meta device
+        small = [f"{key}={value}" for key, value in SMALL_MODEL_OPTIONS.get(model, {}).items()]
+        for option in TINY_OPTIONS.get(model, small):
             args += ["--set", option]
     code, _, err = run(capsys, *args)
     assert code == 0, err
@@ -90,14 +92,24 @@ def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, shared_data_dir, arg
     assert not (out / "metrics.json").exists()
 
 
-def test_nan_file_is_rejected(capsys, tmp_path):
-    values = np.ones((40, 1, 4, 4), dtype=np.float32)
-    values[3, 0, 1, 1] = np.nan
+def test_an_inf_file_is_rejected_and_a_nan_is_a_gap(capsys, tmp_path):
+    values = np.ones((100, 1, 4, 4), dtype=np.float32)
+    values[3, 0, 1, 1] = np.inf
     path = tmp_path / "bad.npz"
-    np.savez(path, values=values, timestamps=np.datetime64("2024-01-01T00:00") + np.arange(40) * np.timedelta64(1, "h"))
+    times = np.datetime64("2024-01-01T00:00") + np.arange(100) * np.timedelta64(1, "h")
+    np.savez(path, values=values, timestamps=times)
     code, _, err = run(capsys, "evaluate", "--model", "last", "--dataset", str(path), "--out", str(tmp_path / "o"))
-    assert code == 2 and "bad.npz" in err and "NaN" in err
+    assert code == 2 and "bad.npz" in err and "infinite" in err
     assert not (tmp_path / "o" / "metrics.json").exists()
+    # the test split is steps 85..99: 4 windows of 6 targets x 16 cells; step 95 of one cell is a target of all 4
+    values[3, 0, 1, 1], values[95, 0, 2, 2] = np.nan, np.nan
+    np.savez(path, values=values, timestamps=times)
+    code, out, _ = run(capsys, "evaluate", "--model", "last", "--dataset", str(path), "--out", str(tmp_path / "o"),
+                       "--gaps", "slot-mean")
+    saved = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert code == 0 and saved["settings"]["gap_fill"] == "slot-mean" and saved["protocol_card"]["gap_fill"] == "slot-mean"
+    assert (saved["n_points"], saved["protocol_card"]["n_targets"]) == (4 * 6 * 16 - 4, 4 * 6 * 16)
+    assert "targets scored: 380 (of 384)" in out
 
 
 def test_fit_then_predict_on_a_generic_file(capsys, tmp_path, small_city):

@@ -59,7 +59,7 @@ GOOD_TIMES = np.arange(np.datetime64("2020-01-01T00"), np.datetime64("2020-01-01
         ({"values": np.ones((0, 1, 2, 2)), "timestamps": GOOD_TIMES[:0]}, "zero time steps"),
         ({"values": np.array([[[["a"]]]] * 4), "timestamps": GOOD_TIMES}, "real numbers"),
         ({"values": np.full((4, 1, 2, 2), np.nan), "timestamps": GOOD_TIMES}, "NaN"),
-        ({"values": np.full((4, 1, 2, 2), np.inf), "timestamps": GOOD_TIMES}, "NaN/inf"),
+        ({"values": np.full((4, 1, 2, 2), np.inf), "timestamps": GOOD_TIMES}, "infinite"),
         ({"values": np.ones((4, 1, 2, 2))}, "timestamps"),
         ({"values": np.ones((4, 1, 2, 2)), "timestamps": GOOD_TIMES[:3]}, "timestamps"),
         ({"values": np.ones((4, 1, 2, 2)), "timestamps": np.array(["soon"] * 4)}, "ISO"),

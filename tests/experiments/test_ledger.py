@@ -14,6 +14,7 @@ from stvfm.errors import DataError
 from stvfm.experiments.ledger_report import report
 from stvfm.experiments.reproduce import ReproduceConfig, reproduce
 from stvfm.ledger import REQUIRED, STOP_REASONS, add, read_records, stop_reason
+from stvfm.reports.tables import budget_words
 from stvfm.testing import write_synthetic_city
 
 
@@ -42,13 +43,18 @@ def test_every_fit_leaves_a_record_with_the_schema(ledger_with_runs):
     assert len(records) == 3 and all(set(REQUIRED) <= set(record) for record in records)
     stid = next(record for record in records if record["model"] == "stid")
     assert stid["stop_reason"] == "epoch cap" and stid["epochs"] == 2
+    assert stid["train_steps"] == 4 and stid["batches_per_epoch"] == 10  # 2 of each epoch's 10 batches, twice
+    # all its training is less than one epoch's worth of batches: said as such
+    assert budget_words(stid) == "4 training steps, about 40% of one epoch (epoch cap): not converged"
     assert [point["epoch"] for point in stid["val_curve"]] == [0, 1] and "val/mse_st" in stid["val_curve"][0]
+    assert all(point["time/epoch_seconds"] > 0 for point in stid["val_curve"])  # each epoch's wall time
+    assert stid["period"] == {"start": "2024-01-01T00:00", "end": "2024-01-10T23:00", "steps": 240}  # what was read
     assert stid["settings"]["optim"]["optimizer"] == "adam"  # the recipe, resolved
     assert stid["selection_metric"] == "val/mse_st" and stid["threads"] >= 1 and stid["machine"]["cores"]
     assert stid["machine"]["load_15min"] >= 0  # readers can tell a run that shared its cores
     assert "checkpoint" not in stid and not any(path.suffix != ".json" for path in ledger.rglob("*") if path.is_file())
     classical = next(record for record in records if record["model"] == "ha-week")
-    assert classical["stop_reason"] == "not trained"
+    assert classical["stop_reason"] == "not trained" and budget_words(classical) == "closed form"
 
 
 def test_a_report_is_rebuilt_from_ledger_records_alone(ledger_with_runs, small_city, tmp_path, capsys):
@@ -61,9 +67,29 @@ def test_a_report_is_rebuilt_from_ledger_records_alone(ledger_with_runs, small_c
     stid = next(line for line in lines if line.startswith("| stid"))
     assert "±" in stid and "0, 1" in stid and "epoch cap" in stid
     assert torch.backends.cpu.get_cpu_capability() in stid  # the host's vector units beside each budget
+    ha_week = next(line for line in lines if line.startswith("| ha-week"))
+    assert "| - | closed form |" in ha_week  # no seeds listed for a closed form
     assert (alone / "table.md").read_text() == text
     assert main(["ledger", "report", "-d", small_city.stem, "--ledger", str(alone / "ledger")]) == 0
     assert "stid" in capsys.readouterr().out
+
+
+def test_ledger_best_is_a_terminal_table_of_each_models_best_row(ledger_with_runs, small_city, capsys):
+    from stvfm.experiments.ledger_report import best
+
+    _, ledger = ledger_with_runs
+    rows = best([ledger], small_city.stem, 0)
+    stid = next(row for row in rows if row.model == "stid")
+    assert len(stid.records) == 2 and stid.epochs_and_minutes[0] == "2, 2" and stid.stopped_by == "epoch cap"
+    assert rows == sorted(rows, key=lambda row: row.stat("rmse")[0])  # best first
+    assert main(["ledger", "best", "-d", small_city.stem, "--ledger", str(ledger)]) == 0
+    out = capsys.readouterr().out
+    assert "|" not in out and "---" not in out  # a drawn table, not Markdown
+    table_rows = {line.split()[1]: line for line in out.splitlines() if line.startswith("│")}
+    assert set(table_rows) == {"stid", "ha-week"}
+    assert "closed form" in table_rows["ha-week"] and "epoch cap" in table_rows["stid"] and "±" in table_rows["stid"]
+    with pytest.raises(DataError, match="no ledger records"):
+        best([ledger], "elsewhere", 0)
 
 
 def test_ledger_add_from_run_folders_and_bad_records(ledger_with_runs, tmp_path, capsys):
@@ -164,7 +190,10 @@ def test_gaps_are_judged_against_whichever_seed_spread_is_known():
     closed = row("ha-week", [10.0], stop="not trained")
     assert _verdict(row("stid", [10.0, 10.6, 10.3]), closed) == "within the seed spread"  # gap 0.3, std 0.3
     assert _verdict(row("stid", [11.0, 11.1, 11.2]), closed) == "beyond the seed spread"
-    assert _verdict(row("tau", [10.1]), closed) == "a learned row has one seed: spread unknown"
+    assert _verdict(row("tau", [10.1]), closed) == "one seed: spread unknown"
+    # a closed-form row has no seeds: behind a one-seed learned best, no verdict speaks of its spread
+    assert _verdict(closed, row("tau", [9.1])) == "closed form; the best row has one seed: gap not judged"
+    assert _verdict(closed, row("stid", [9.0, 9.5, 10.0])) == "within the best row's seed spread"
     assert _verdict(row("tau", [10.1]), row("stvfm", [9.0, 9.5, 10.0])) == "within the seed spread"
     assert _verdict(row("ha-day", [12.0], stop="not trained"), closed) == "both closed form"
 
@@ -195,6 +224,7 @@ def test_a_reproduce_report_takes_records_of_the_same_run_and_budget_from_the_le
     stid = next(outcome for outcome in outcomes if outcome.label == "stid" and outcome.seed == 1)
     assert stid.folder.parent == alone / "ledger" / small_city.stem and stid.metrics["seed"] == 1
     report_text = paths["report"].read_text()
+    assert report_text.startswith("# main on city (channel 0, 2024-01-01 00:00 to 2024-01-10 23:00)")
     assert "| stid | - | 2/2 |" in report_text and "every model at its own recipe" in report_text
     assert "--ledger" in report_text and "horizons.png" in report_text  # the figure reads the records too
     # another budget is another run: its records never fill this table

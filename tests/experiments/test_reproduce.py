@@ -16,7 +16,7 @@ from stvfm.experiments.paper import PAPER, paper_figure, printed_figure
 from stvfm.experiments.reproduce import EXPERIMENTS, ReproduceConfig, plan, reproduce, run_key
 from stvfm.models.registry import list_models
 from stvfm.testing import SMALL_BACKBONE_CONFIGS as SMALL_CONFIGS
-from stvfm.testing import write_synthetic_city
+from stvfm.testing import SMALL_MODEL_OPTIONS, write_synthetic_city
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def tiny(run) -> dict:
         return {"weights": "random", "llm_layers": 2, "gpt2_overrides": {"n_embd": 32, "n_layer": 2, "n_head": 2}}
     if run.model == "arima":
         return {"workers": 1}
-    return {}
+    return dict(SMALL_MODEL_OPTIONS.get(run.model, {}))
 
 
 def quick(experiment, dataset, out, **overrides) -> ReproduceConfig:

@@ -11,10 +11,12 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def fake_cli(tmp_path: Path) -> Path:
-    """A `stvfm` that logs its arguments, with the real Python beside it (as in a venv's bin/)."""
+    """A `stvfm` that logs its arguments, with the real Python beside it (as in a venv's bin/): a wrapper,
+    not a symlink, since a symlinked venv python outside its venv loses the venv's packages."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "python").symlink_to(sys.executable)
+    (bin_dir / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    (bin_dir / "python").chmod(0o755)
     cli = bin_dir / "stvfm"
     cli.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "calls.txt"}\n')
     cli.chmod(0o755)

@@ -121,7 +121,7 @@ def _write_npz(path: Path, arrays: dict) -> None:
 def _assert_valid_series(series: GridSeries) -> None:
     values, stamps = series.values, series.timestamps
     assert values.dtype == np.float32 and values.ndim == 4 and min(values.shape) > 0
-    assert np.isfinite(values).all()
+    assert not np.isinf(values).any() and not np.isnan(values).all()  # NaN marks a missing value
     assert stamps.shape == (values.shape[0],) and not np.isnat(stamps).any()
     if len(stamps) > 1:
         steps = np.diff(stamps.astype("datetime64[s]").astype(np.int64))

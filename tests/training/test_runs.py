@@ -113,3 +113,20 @@ def test_a_few_steps_on_real_windows_lower_the_loss(shared_data_dir):
     model = create_model("stvfm", data.forecast_shape, **TINY_STVFM)
     first, last = overfit_losses(model, batch, steps=25)
     assert last < 0.7 * first
+
+
+def test_each_sitting_of_a_resumed_run_is_recorded(tmp_path, shared_data_dir):
+    """A run extended in a second sitting keeps the first sitting's compute: the relay's records show both."""
+    from stvfm.training.optim import OptimConfig
+
+    common = dict(model="stid", dataset="bikenyc1-60d", out=str(tmp_path), steps=300, batch_size=64,
+                  progress=False, data_root=str(shared_data_dir), accelerator="cpu",
+                  optim=OptimConfig(schedule="constant", warmup_epochs=0))
+    first = fit(RunConfig(max_epochs=1, **common))
+    second = fit(RunConfig(max_epochs=2, **common))
+    assert [sitting["epochs_reached"] for sitting in first["sittings"]] == [1]
+    assert [sitting["epochs_reached"] for sitting in second["sittings"]] == [1, 2]
+    assert second["sittings"][0] == first["sittings"][0]
+    assert second["total_train_seconds"] == pytest.approx(sum(s["train_seconds"] for s in second["sittings"]))
+    assert second["sittings"][1]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert json.loads((tmp_path / "sittings.json").read_text()) == second["sittings"]

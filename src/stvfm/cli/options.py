@@ -25,6 +25,7 @@ ChannelOption = Annotated[Optional[int], typer.Option(help="Channel index (defau
 StepsOption = Annotated[Optional[int], typer.Option(help="Use only the first N steps (default: the dataset's period).")]
 OutOption = Annotated[Path, typer.Option("--out", "-o", help="Run folder for metrics.json, config.yaml, checkpoints, logs.")]
 RootOption = Annotated[Optional[str], typer.Option("--data-root", envvar="STVFM_DATA_ROOT", help="Folder holding the dataset folders.")]
+GapsOption = Annotated[Optional[str], typer.Option("--gaps", help="A window whose history has missing values (NaN): 'last' (last observation carried forward, the default), 'slot-mean' (training mean of the slot of day) or 'skip' (left out). See docs/data.md.")]
 SetOption = Annotated[Optional[list[str]], typer.Option("--set", help="Model option KEY=VALUE (YAML value), repeatable.")]
 # Training options; one left out keeps the library's default for the command.
 MaxEpochsOption = Annotated[Optional[int], typer.Option(help="Upper bound on epochs (default: the recipe's, else the library's); early stopping usually ends sooner.")]
@@ -35,7 +36,7 @@ LrOption = Annotated[Optional[float], typer.Option(help="Peak learning rate (def
 WarmupOption = Annotated[Optional[float], typer.Option(help="Linear warm-up epochs (default: the recipe's, else the library's).")]
 PrecisionOption = Annotated[Optional[str], typer.Option(help="32, bf16 (autocast) or auto (bf16 where the CPU or GPU computes it natively, else 32); default: the recipe's, else 32.")]
 AcceleratorOption = Annotated[Optional[str], typer.Option(help="cpu, gpu or auto.")]
-CheckpointOption = Annotated[Path, typer.Option("--checkpoint", "-c", help="A best.ckpt written by `stvfm fit`.")]
+CheckpointOption = Annotated[Path, typer.Option("--checkpoint", "-c", help="A best.ckpt written by `stvfm fit`, or an export folder of `stvfm export`.")]
 OverwriteOption = Annotated[bool, typer.Option(help="Clear the run files (config, metrics, checkpoints, logs) of another run in --out first.")]
 
 

@@ -1,4 +1,4 @@
-"""``stvfm compare / plot``: tables and figures of finished runs."""
+"""``stvfm compare / plot / score / report``: tables, figures, re-scored metrics and the HTML report of finished runs."""
 
 from __future__ import annotations
 
@@ -48,6 +48,59 @@ def plot_command(
         console.print(f"written: {path}")
 
 
+def _card_value(value) -> str:
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return "-" if value is None else str(value)
+
+
+def score_command(
+    run: Annotated[Path, typer.Argument(help="Run folder with metrics.json and predictions.npz (any stvfm version).")],
+    mask_below: Annotated[Optional[float], typer.Option(help="Also leave out targets whose true value is below this (original units); e.g. 1 leaves out zeros of counts.")] = None,
+    steps: Annotated[Optional[str], typer.Option(help="Forecast steps to pool, 1-based and comma-separated, e.g. 1,3,6 (default: all).")] = None,
+) -> None:
+    """Score a run's saved test forecasts again under another masking rule or steps, without retraining."""
+    from rich.columns import Columns
+
+    from stvfm.errors import ConfigError
+    from stvfm.training.scoring import score
+
+    try:
+        chosen = [int(step) for step in steps.split(",")] if steps else None
+    except ValueError:
+        raise ConfigError(f"--steps expects comma-separated step numbers such as 1,3,6, got {steps!r}") from None
+    result = score(run, mask_below=mask_below, steps=chosen)
+    card, recorded = result["protocol_card"], result["recorded"]["protocol_card"]
+    figures = Table(title=f"{result['model']} on {result['dataset']} (channel {result['channel']}): test")
+    figures.add_column("")
+    figures.add_column("pooled", justify="right")
+    for step in card["steps"]:
+        figures.add_column(f"t+{step}", justify="right")
+    for name in ("mae", "rmse"):
+        figures.add_row(name.upper(), f"{result[name]:.4f}",
+                        *("-" if v is None else f"{v:.3f}" for v in result["per_horizon"][name]))
+    figures.add_row("scored", str(result["n_points"]), *map(str, result["per_horizon"]["n_points"]))
+    figures.caption = f"as recorded: MAE {result['recorded']['mae']:.4f}, RMSE {result['recorded']['rmse']:.4f}"
+    protocol = Table(title="protocol card")
+    for column in ("", "this score", "as recorded"):
+        protocol.add_column(column)
+    for key in dict.fromkeys([*card, *recorded]):
+        protocol.add_row(key, _card_value(card.get(key)), _card_value(recorded.get(key)))
+    console.print(Columns([figures, protocol]))
+
+
+def report_command(
+    runs: Annotated[list[Path], typer.Argument(help="Run folders tested on one split (ST-VFM is shown beside the best other run).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The HTML file to write.")] = Path("report.html"),
+) -> None:
+    """One self-contained HTML page: comparison table, per-step errors, forecast and error maps."""
+    from stvfm.reports.html import report
+
+    console.print(f"written: {report(runs, out)}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("compare")(compare_command)
     app.command("plot")(plot_command)
+    app.command("score")(score_command)
+    app.command("report")(report_command)

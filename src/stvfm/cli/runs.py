@@ -13,6 +13,7 @@ from stvfm.cli.options import (
     ChannelOption,
     CheckpointOption,
     DatasetOption,
+    GapsOption,
     LimitTrainOption,
     LrOption,
     MaxEpochsOption,
@@ -42,21 +43,27 @@ def _print_metrics(payload: dict[str, Any], out: Path) -> None:
     for step in range(len(payload["per_horizon"]["mae"])):
         table.add_column(f"t+{step + 1}", justify="right")
     for name in ("mae", "rmse"):
-        table.add_row(name.upper(), f"{payload[name]:.4f}", *(f"{v:.3f}" for v in payload["per_horizon"][name]))
+        table.add_row(name.upper(), f"{payload[name]:.4f}",
+                      *("-" if v is None else f"{v:.3f}" for v in payload["per_horizon"][name]))
     console.print(table)
     weights = payload.get("weights")
     if weights:
         console.print(f"weights: {weights.get('label', weights)}")
     if payload.get("stop_reason") and payload["stop_reason"] != "not trained":
+        from stvfm.reports.tables import budget_words
         from stvfm.training.config import precision_label
 
         # how far training got and on what: a short or emulated run reads very differently from a converged one
         precision = precision_label(str(payload["settings"].get("precision")))
         host = payload.get("machine") or {}
         device = host.get("gpu") or host.get("cpu_capability") or "cpu"
-        console.print(f"trained: {payload['epochs']} epoch(s) in {payload.get('train_seconds', 0) / 60:.1f} min, "
-                      f"stopped by {payload['stop_reason']}; {precision} on {device}")
-    console.print(f"windows: {payload['n_windows']}  written: {out / 'metrics.json'}")
+        minutes = payload.get("total_train_seconds", payload.get("train_seconds", 0)) / 60
+        sittings = len(payload.get("sittings") or [None])
+        over = f" over {sittings} sittings" if sittings > 1 else ""
+        console.print(f"trained: {budget_words(payload)}; {minutes:.1f} min{over}, {precision} on {device}")
+    scored = f" (of {payload['protocol_card']['n_targets']})" if "protocol_card" in payload else ""
+    console.print(f"windows: {payload['n_windows']}  targets scored: {payload['n_points']}{scored}  "
+                  f"written: {out / 'metrics.json'}")
 
 
 def models_command() -> None:
@@ -79,6 +86,7 @@ def evaluate_command(
     channel: ChannelOption = None,
     steps: StepsOption = None,
     scaling: Annotated[str, typer.Option(help="Fit min-max on 'train' (default) or 'all' splits (UniST).")] = "train",
+    gaps: GapsOption = None,
     option: SetOption = None,
     data_root: RootOption = None,
     overwrite: OverwriteOption = False,
@@ -88,7 +96,8 @@ def evaluate_command(
 
     quiet_lightning()
     config = RunConfig(model=model, dataset=dataset, out=str(out), channel=channel_index(channel), steps=steps,
-                       scaling=scaling, model_options=parse_options(option), data_root=data_root)
+                       scaling=scaling, model_options=parse_options(option), data_root=data_root,
+                       **given(gap_fill=gaps))
     _print_metrics(evaluate(config, overwrite=overwrite), out)
 
 
@@ -118,6 +127,7 @@ def fit_command(
     seed: Annotated[Optional[int], typer.Option(help="Seed for weights, shuffling and dropout (default 0).")] = None,
     init_from: Annotated[Optional[Path], typer.Option(help="Start from this checkpoint's weights (same model and grid): fine-tuning.")] = None,
     scaling: Annotated[Optional[str], typer.Option(help="Fit min-max on 'train' (default) or 'all' splits (UniST).")] = None,
+    gaps: GapsOption = None,
     devices: Annotated[Optional[str], typer.Option(help="Devices per node (Lightning), e.g. 1, 2, auto.")] = None,
     num_nodes: Annotated[Optional[int], typer.Option(help="Nodes for multi-node DDP.")] = None,
     strategy: Annotated[Optional[str], typer.Option(help="Lightning strategy, e.g. auto, ddp, ddp_spawn.")] = None,
@@ -135,7 +145,7 @@ def fit_command(
     optim = given(lr=lr, weight_decay=weight_decay, warmup_epochs=warmup_epochs, ema_decay=ema_decay)
     flags = given(**{
         "model": model, "dataset": dataset, "out": str(out),
-        "channel": channel_index(channel) if channel is not None else None, "steps": steps, "scaling": scaling,
+        "channel": channel_index(channel) if channel is not None else None, "steps": steps, "scaling": scaling, "gap_fill": gaps,
         "max_epochs": max_epochs, "max_minutes": max_minutes, "patience": patience,
         "limit_train_batches": batch_limit(limit_train_batches) if limit_train_batches is not None else None,
         "batch_size": batch_size, "precision": precision, "compile_backbone": compile_backbone, "seed": seed,
@@ -200,12 +210,12 @@ def test_command(
     data_root: RootOption = None,
     overwrite: OverwriteOption = False,
 ) -> None:
-    """Re-evaluate a checkpoint on the test split; writes the same metrics.json as fit."""
-    from stvfm.training.runner import evaluate_checkpoint
+    """Re-evaluate a checkpoint or an export on the test split; writes the same metrics.json as fit."""
+    from stvfm.export.runs import test
 
     quiet_lightning()
-    _print_metrics(evaluate_checkpoint(checkpoint, out, dataset=dataset, data_root=data_root, precision=precision,
-                                       overwrite=overwrite), out)
+    _print_metrics(test(checkpoint, out, dataset=dataset, data_root=data_root, precision=precision,
+                        overwrite=overwrite), out)
 
 
 def predict_command(
@@ -214,8 +224,8 @@ def predict_command(
     output: Annotated[Path, typer.Option("--output", help="Where to write the forecast (.npz, generic format).")],
     accelerator: AcceleratorOption = "auto",
 ) -> None:
-    """Forecast the steps after the end of a series, in original units, with timestamps."""
-    from stvfm.training.inference import predict
+    """Forecast the steps after the end of a series, in original units, with timestamps (a checkpoint or an export)."""
+    from stvfm.export.runs import predict
 
     series = predict(checkpoint, input, output, accelerator=accelerator)
     console.print(f"[green]ok[/] {series.values.shape[0]} steps from {series.timestamps[0]} to "

@@ -2,9 +2,11 @@
 
 Owns: the dataset registry (``registry``: where files live, grid, interval, size), fetching and
 checksums, readers (``sources``), the series type (``series``), the evaluation protocol
-(``windows``: split, window starts, time features), the one batch contract and its builder
+(``windows``: split, window starts, time features), missing values (``gaps``: the fill rules and
+which windows a gap rules out), the one batch contract and its builder
 (``batch``), scaling and the one de-scaling of forecasts (``scaling``), prepared data
-(``prepared``), the Lightning DataModule (``datamodule``) and a synthetic city (``synthetic``).
+(``prepared``), the Lightning DataModule (``datamodule``), a synthetic city (``synthetic``) and
+raw trip records counted into a grid (``records``, with DuckDB).
 
 May import: numpy, torch, lightning, the readers' libraries, ``stvfm.errors``, ``stvfm.atomic``
 and ``stvfm.models.base`` (``ForecastShape`` only); never ``stvfm.training``, ``stvfm.reports``,

@@ -1,4 +1,4 @@
-"""A dataset made ready for the protocol: selected, scaled once, split, and windowed on demand."""
+"""A dataset made ready for the protocol: selected, scaled once, gaps filled, split, and windowed on demand."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from stvfm.data.gaps import fill_gaps
 from stvfm.data.loading import load_series
 from stvfm.data.scaling import MinMaxScaler
 from stvfm.data.series import GridSeries
@@ -21,12 +22,15 @@ class PreparedData:
     series: GridSeries
     protocol: ProtocolConfig
     scaler: MinMaxScaler
-    #: float32 (T, C, H, W) min-max scaled (the fitted range maps to [-1, 1]); every WindowDataset slices this one array.
+    #: float32 (T, C, H, W) min-max scaled (the fitted range maps to [-1, 1]), missing values filled by the
+    #: protocol's gap rule; every WindowDataset slices this one array.
     values: np.ndarray
     #: int64 (T, 2): weekday (Monday = 0) and slot of day.
     time_features: np.ndarray
     #: split name -> (begin, end) series indices.
     splits: dict[str, tuple[int, int]]
+    #: bool (T, C, H, W), False where the series misses a value; None for a series without gaps.
+    observed: np.ndarray | None = None
 
     @property
     def slots_per_day(self) -> int:
@@ -44,7 +48,13 @@ class PreparedData:
             self.slots_per_day,
             self.protocol.daily_context,
             self.protocol.weekly_context,
+            observed=self.observed,
+            skip_gaps=self.protocol.gap_fill == "skip",
         )
+
+    def scaled_with_gaps(self) -> np.ndarray:
+        """The scaled series with NaN where a value is missing, for models that skip missing values themselves."""
+        return self.values if self.observed is None else np.where(self.observed, self.values, np.float32(np.nan))
 
     @property
     def forecast_shape(self) -> ForecastShape:
@@ -64,6 +74,7 @@ class PreparedData:
     def describe(self) -> dict:
         """Plain-JSON summary for ``stvfm data info`` and run records."""
         values = self.series.values
+        datasets = {split: self.dataset(split) for split in self.splits}
         return {
             "name": self.series.name,
             "source": self.series.source,
@@ -73,12 +84,16 @@ class PreparedData:
             "end": str(self.series.timestamps[-1]),
             "interval_minutes": self.series.interval_minutes,
             "splits": {
-                split: {"begin": begin, "end": end, "windows": len(self.dataset(split))}
+                split: {"begin": begin, "end": end, "windows": len(datasets[split])}
+                | ({"windows_with_history_gaps": datasets[split].history_gap_windows} if self.observed is not None else {})
                 for split, (begin, end) in self.splits.items()
             },
-            "value_range": {"min": float(values.min()), "max": float(values.max()), "mean": float(values.mean())},
+            "value_range": {"min": float(np.nanmin(values)), "max": float(np.nanmax(values)),
+                            "mean": float(np.nanmean(values))},
+            "missing_values": int(np.isnan(values).sum()),
             "scaler": self.scaler.to_dict(),
             "protocol": {**asdict(self.protocol), "split": list(self.protocol.split)},
+            **({"metadata": self.series.attrs["metadata"]} if "metadata" in self.series.attrs else {}),
         }
 
 
@@ -99,8 +114,8 @@ OUTLIER_FACTOR = 1000.0
 def _warn_of_outliers(series: GridSeries) -> None:
     """Warn of the largest value far beyond the rest (a 1e30 typo): min-max scaling would squash every other value."""
     magnitudes = np.abs(series.values)
-    typical = max(1.0, float(np.percentile(magnitudes, 99)))
-    worst = int(np.argmax(magnitudes))
+    typical = max(1.0, float(np.nanpercentile(magnitudes, 99)))
+    worst = int(np.nanargmax(magnitudes))
     if float(magnitudes.flat[worst]) > OUTLIER_FACTOR * typical:  # in float64: a float32 limit would overflow
         step, channel, y, x = np.unravel_index(worst, magnitudes.shape)
         warnings.warn(f"{series.source or series.name}: value {series.values.flat[worst]:.3g} at step {step} "
@@ -120,19 +135,35 @@ def prepare_series(series: GridSeries, protocol: ProtocolConfig | None = None) -
     fit_begin, fit_end = bounds["train"] if protocol.scaling == "train" else (0, length)
     if fit_end <= fit_begin:
         raise DataError(f"{where}: series of {length} steps leaves no training steps to fit the scaler")
-    scaler = MinMaxScaler.fit(series.values[fit_begin:fit_end])
+    try:
+        scaler = MinMaxScaler.fit(series.values[fit_begin:fit_end])
+    except DataError as error:
+        raise DataError(f"{where}: steps {fit_begin}..{fit_end - 1} fit the scaler: {error}") from None
+    features = time_features(series.timestamps, series.interval_minutes)
+    scaled = np.ascontiguousarray(scaler.transform(series.values), dtype=np.float32)
+    observed = series.observed if series.has_gaps else None
+    if observed is not None:
+        try:
+            scaled = fill_gaps(scaled, observed, features[:, 1], bounds["train"][1], protocol.gap_fill)
+        except DataError as error:
+            raise DataError(f"{where}: {error}") from None
     prepared = PreparedData(
         series=series,
         protocol=protocol,
         scaler=scaler,
-        values=np.ascontiguousarray(scaler.transform(series.values), dtype=np.float32),
-        time_features=time_features(series.timestamps, series.interval_minutes),
+        values=scaled,
+        time_features=features,
         splits=bounds,
+        observed=observed,
     )
     for split in SPLITS:
-        if len(prepared.dataset(split)) == 0:
+        windows = prepared.dataset(split)
+        if len(windows) == 0:
             begin, end = bounds[split]
             context = protocol.daily_context or protocol.weekly_context
+            if windows.history_gap_windows:
+                raise DataError(f"{where}: every window of split {split!r} has a missing value in its history, and "
+                                "the gap rule 'skip' leaves them out; choose the rule 'last' or 'slot-mean'")
             raise DataError(
                 f"{where}: series of {length} steps is shorter than the protocol needs: split {split!r} "
                 f"has {end - begin} steps and no window of {protocol.history}+{protocol.horizon} steps"

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from stvfm.errors import ConfigError
 
 UNIST_DOWNLOAD_PAGE = "https://github.com/tsinghua-fib-lab/UniST/blob/main/dataset/README.md"
@@ -61,6 +63,16 @@ class DatasetSpec:
     def protocol_steps(self) -> int | None:
         """Steps the paper's protocol reads; None where the series' length is not recorded."""
         return self.default_steps or self.series_steps
+
+    def protocol_period(self, steps: int | None = None) -> tuple[str, str] | None:
+        """First and last time step (ISO, to the minute) the protocol reads of ``steps`` (None: its
+        default), from the spec alone: what a record written before runs stored their period read."""
+        first = self.period[0] if self.period else self.start
+        count = steps or self.protocol_steps
+        if not first or not count:
+            return None
+        last = np.datetime64(first, "m") + np.timedelta64((count - 1) * self.interval_minutes, "m")
+        return str(np.datetime64(first, "m")), str(last)
 
     @property
     def folder(self) -> str:

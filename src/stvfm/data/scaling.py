@@ -29,10 +29,13 @@ class MinMaxScaler:
 
     @classmethod
     def fit(cls, values: np.ndarray | torch.Tensor) -> MinMaxScaler:
-        size = values.numel() if isinstance(values, torch.Tensor) else np.size(values)
-        if size == 0:
+        """The range of the observed values: NaN (a missing value) is left out."""
+        values = values.numpy(force=True) if isinstance(values, torch.Tensor) else np.asarray(values)
+        if np.size(values) == 0:
             raise DataError("cannot fit a scaler on zero values")
-        minimum, maximum = float(values.min()), float(values.max())
+        if np.isnan(values).all():
+            raise DataError("cannot fit a scaler: every value is missing (NaN)")
+        minimum, maximum = float(np.nanmin(values)), float(np.nanmax(values))
         if not maximum - minimum <= float(np.finfo(np.float32).max):
             raise DataError(f"values span {minimum:.3g} to {maximum:.3g}, wider than float32 holds: every scaled "
                             "value would overflow; rescale the data (e.g. to other units) first")

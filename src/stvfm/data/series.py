@@ -22,8 +22,9 @@ def slots_per_day(interval_minutes: int) -> int:
 class GridSeries:
     """A regular-interval grid series with its timestamps.
 
-    ``values`` is float32 (T, C, H, W); ``timestamps`` is datetime64[s] (T,), strictly
-    increasing with a constant step equal to ``interval_minutes``.
+    ``values`` is float32 (T, C, H, W), NaN where a value is missing (an outage, an unobserved
+    interval; see ``observed``); ``timestamps`` is datetime64[s] (T,), strictly increasing with a
+    constant step equal to ``interval_minutes``.
     """
 
     name: str
@@ -46,9 +47,11 @@ class GridSeries:
             raise DataError(f"{where}: empty series, shape {values.shape}")
         if values.dtype != np.float32:
             object.__setattr__(self, "values", values.astype(np.float32))
-        if not np.isfinite(self.values).all():
-            bad = int((~np.isfinite(self.values)).sum())
-            raise DataError(f"{where}: {bad} NaN/inf values; fill or drop them before loading")
+        if np.isinf(self.values).any():
+            bad = int(np.isinf(self.values).sum())
+            raise DataError(f"{where}: {bad} infinite values; mark a missing value with NaN, not inf")
+        if np.isnan(self.values).all():
+            raise DataError(f"{where}: every value is missing (NaN)")
         if self.timestamps.shape != (values.shape[0],):
             raise DataError(
                 f"{where}: {self.timestamps.shape[0] if self.timestamps.ndim else 0} timestamps "
@@ -82,6 +85,15 @@ class GridSeries:
         digest.update(self.timestamps.astype("datetime64[s]").astype("int64").tobytes())
         digest.update(np.ascontiguousarray(self.values).tobytes())
         return digest.hexdigest()
+
+    @property
+    def observed(self) -> np.ndarray:
+        """bool (T, C, H, W): True where a value was observed, False where it is missing (NaN)."""
+        return ~np.isnan(self.values)
+
+    @property
+    def has_gaps(self) -> bool:
+        return bool(np.isnan(self.values).any())
 
     def select_channels(self, channel: int | None) -> GridSeries:
         """Keep one channel (``int``) or all (``None``)."""

@@ -4,7 +4,8 @@ A window starting at series index ``s`` reads history ``[s, s+P)`` and future
 ``[s+P, s+P+Q)``; it belongs to a split only if both lie inside the split's
 ``[begin, end)``. Periodic context (the same future steps 1..D days or 1..K weeks
 earlier) may reach before the split's start, since that is the past, but windows whose
-context would reach before series index 0 are dropped.
+context would reach before series index 0 are dropped. In a series with gaps, a window whose
+history has a missing value is filled or left out by the gap rule (``stvfm.data.gaps``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 from torch.utils.data import Dataset
 
 from stvfm.data.batch import Batch, series_window
+from stvfm.data.gaps import GAP_FILLS, windows_with_history_gaps
 from stvfm.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
@@ -25,7 +27,8 @@ SCALING_MODES = ("train", "all")
 
 @dataclass(frozen=True)
 class ProtocolConfig:
-    """``scaling="all"`` reproduces UniST's min/max over every split (test leakage); "train" is the default."""
+    """``scaling="all"`` reproduces UniST's min/max over every split (test leakage); "train" is the default.
+    ``gap_fill``: what a window's history with missing values reads (``stvfm.data.gaps``)."""
 
     history: int = 6
     horizon: int = 6
@@ -35,6 +38,7 @@ class ProtocolConfig:
     steps: int | None = None
     daily_context: int = 0
     weekly_context: int = 0
+    gap_fill: str = "last"
 
     def __post_init__(self) -> None:
         if self.history < 1 or self.horizon < 1:
@@ -47,6 +51,8 @@ class ProtocolConfig:
             raise ConfigError(f"periodic context must be >= 0, got daily {self.daily_context}, weekly {self.weekly_context}")
         if self.steps is not None and self.steps < 1:
             raise ConfigError(f"steps must be positive, got {self.steps}")
+        if self.gap_fill not in GAP_FILLS:
+            raise ConfigError(f"gap rule must be one of {', '.join(GAP_FILLS)}, got {self.gap_fill!r}")
 
 
 def chronological_split(length: int, ratios: tuple[float, float, float] = (0.7, 0.15, 0.15)) -> dict[str, tuple[int, int]]:
@@ -80,7 +86,11 @@ def window_starts(
 
 
 class WindowDataset(Dataset):
-    """Windows of one split, sliced on demand from the shared scaled series (never copied)."""
+    """Windows of one split, sliced on demand from the shared scaled series (never copied).
+
+    ``observed`` (the series' mask, None without gaps) puts the masks into every window;
+    ``skip_gaps`` leaves out the windows whose history has a missing value.
+    """
 
     def __init__(
         self,
@@ -92,6 +102,8 @@ class WindowDataset(Dataset):
         slots_per_day: int,
         daily_context: int = 0,
         weekly_context: int = 0,
+        observed: torch.Tensor | np.ndarray | None = None,
+        skip_gaps: bool = False,
     ):
         self.values = torch.as_tensor(values)
         self.time_feats = torch.as_tensor(time_feats, dtype=torch.long)
@@ -102,11 +114,20 @@ class WindowDataset(Dataset):
         self.daily_context = daily_context
         self.weekly_context = weekly_context
         reach = max(daily_context * slots_per_day, weekly_context * 7 * slots_per_day)
-        self.window_starts = window_starts(bounds, history, horizon, earliest_context=reach)
+        starts = window_starts(bounds, history, horizon, earliest_context=reach)
+        self.observed = None if observed is None else torch.as_tensor(observed)
+        gappy = np.zeros(len(starts), dtype=bool)
+        if self.observed is not None:
+            periods = [k * slots_per_day for k in range(1, daily_context + 1)]
+            periods += [k * 7 * slots_per_day for k in range(1, weekly_context + 1)]
+            gappy = windows_with_history_gaps(self.observed.numpy(), starts, history, horizon, periods)
+        #: windows of the split whose history had a missing value: filled, or (``skip_gaps``) left out
+        self.history_gap_windows = int(gappy.sum())
+        self.window_starts = starts[~gappy] if skip_gaps else starts
 
     def __len__(self) -> int:
         return len(self.window_starts)
 
     def __getitem__(self, index: int) -> Batch:
         return series_window(self.values, self.time_feats, int(self.window_starts[index]), self.history,
-                             self.horizon, self.day, self.daily_context, self.weekly_context)
+                             self.horizon, self.day, self.daily_context, self.weekly_context, self.observed)

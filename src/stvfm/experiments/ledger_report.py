@@ -18,7 +18,7 @@ from typing import Any
 from stvfm.atomic import write_text_atomic
 from stvfm.errors import DataError
 from stvfm.experiments.paper import paper_figure, paper_scale, printed_figure
-from stvfm.ledger import identity, normalised_settings, read_records
+from stvfm.ledger import identity, normalised_settings, period_text, read_records, record_period
 
 #: Paper rows for ST-VFM variants (main table rows are model names).
 _PAPER_ROW = {"stvfm": "stvfm"}
@@ -39,6 +39,11 @@ class LedgerRow:
     @property
     def model(self) -> str:
         return self.records[0]["model"]
+
+    @property
+    def period(self) -> tuple[str, str] | None:
+        """The span of the series its records read (one per row: rows are grouped by it)."""
+        return record_period(self.records[0])
 
     @property
     def learned(self) -> bool:
@@ -64,6 +69,19 @@ class LedgerRow:
             parts.append(f"{record['epochs']} ep, {minutes:.0f} min x {record.get('threads') or '?'} thr{shared}, "
                          f"{record['stop_reason']}")
         return "; ".join(parts)
+
+    @property
+    def epochs_and_minutes(self) -> tuple[str, str]:
+        """Epochs and training minutes of each seed, lowest seed first ("-" for a closed form)."""
+        if not self.learned:
+            return "-", "-"
+        ordered = sorted(self.records, key=lambda r: r["seed"])
+        return (", ".join(str(record["epochs"]) for record in ordered),
+                ", ".join(f"{(record.get('train_seconds') or 0) / 60:.0f}" for record in ordered))
+
+    @property
+    def stopped_by(self) -> str:
+        return ", ".join(sorted({record["stop_reason"] for record in self.records})) if self.learned else "closed form"
 
     @property
     def trend(self) -> str:
@@ -96,16 +114,18 @@ def _budget_label(settings: dict[str, Any], keys: list[str]) -> str:
 
 
 def ledger_rows(records: list[dict[str, Any]], dataset: str, channel: int | None = 0) -> list[LedgerRow]:
-    """Records of ``dataset`` / ``channel`` grouped by configuration and time cap, best mean RMSE first.
+    """Records of ``dataset`` / ``channel`` grouped by period, configuration and time cap, best mean RMSE first.
 
     A row's seeds share one budget: a seed stopped at an 8-minute cap never averages with one trained
-    for 30, so the same model at two caps is two rows, each labelled with its cap."""
-    groups: dict[str, list[dict[str, Any]]] = {}
+    for 30, so the same model at two caps is two rows, each labelled with its cap; records of two spans
+    of the series (BikeNYC's 183 and 60 days) are never one row either."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
     for record in records:
         if record["dataset"] != dataset or record["channel"] != channel or record.get("split", "test") != "test":
             continue
         untimed = ("seed", "max_minutes") if record["stop_reason"] == "not trained" else ("seed",)
-        groups.setdefault(identity({k: v for k, v in record["settings"].items() if k not in untimed}), []).append(record)
+        key = (record_period(record), identity({k: v for k, v in record["settings"].items() if k not in untimed}))
+        groups.setdefault(key, []).append(record)
     rows = []
     for group in groups.values():
         by_seed = {record["seed"]: record for record in sorted(group, key=lambda r: r["recorded_at"])}
@@ -113,24 +133,29 @@ def ledger_rows(records: list[dict[str, Any]], dataset: str, channel: int | None
     for label in {row.label for row in rows}:  # one model at several budgets: say which is which
         same = [row for row in rows if row.label == label]
         if len(same) > 1:
-            keys = _differing(same)
+            keys, periods = _differing(same), len({row.period for row in same}) > 1
             for row in same:
-                row.label += f" [{_budget_label(normalised_settings(row.records[0]['settings']), keys)}]"
+                parts = [_budget_label(normalised_settings(row.records[0]["settings"]), keys)] if keys else []
+                row.label += f" [{', '.join(parts + ([period_text(row.period)] if periods else []))}]"
     return sorted(rows, key=lambda row: row.stat("rmse")[0])
 
 
 def _verdict(row: LedgerRow, best: LedgerRow) -> str:
-    """Whether the RMSE gap to the best row is more than twice the wider seed spread of the two; a
-    closed-form row has none (0), a learned row with one seed an unknown one (left out)."""
+    """Whether the RMSE gap to the best row is more than twice the wider seed spread of the two. Only a
+    learned row with several seeds has a spread; a closed-form row has no seeds, so its verdict rests on
+    the best row's spread alone and never speaks of its own."""
     if row is best:
         return "best"
-    (mean, spread), (best_mean, best_spread) = row.stat("rmse"), best.stat("rmse")
-    spreads = [value for value in (spread, best_spread) if not math.isnan(value)]
     if not row.learned and not best.learned:
         return "both closed form"
-    if not spreads or (len(spreads) == 1 and spreads[0] == 0.0):
-        return "a learned row has one seed: spread unknown"
-    return "beyond the seed spread" if mean - best_mean > 2 * max(spreads) else "within the seed spread"
+    (mean, _), (best_mean, _) = row.stat("rmse"), best.stat("rmse")
+    spreads = [r.stat("rmse")[1] for r in (row, best) if r.learned and len(r.records) > 1]
+    if not spreads:
+        if not row.learned:
+            return "closed form; the best row has one seed: gap not judged"
+        return "one seed: spread unknown"
+    whose = "the seed spread" if row.learned else "the best row's seed spread"
+    return f"beyond {whose}" if mean - best_mean > 2 * max(spreads) else f"within {whose}"
 
 
 def _format(stat: tuple[float, float], with_spread: bool) -> str:
@@ -150,7 +175,9 @@ def render(rows: list[LedgerRow], dataset: str, channel: int | None, sources: li
     if not rows:
         raise DataError(f"no ledger records for {dataset} channel {channel} in {', '.join(sources)}")
     best = rows[0]
-    lines = [f"# {dataset}, channel {channel}: test RMSE / MAE from the results ledger", "",
+    periods = sorted({row.period for row in rows}, key=str)
+    span = period_text(periods[0]) if len(periods) == 1 else "several periods, named in the rows"
+    lines = [f"# {dataset}, channel {channel} ({span}): test RMSE / MAE from the results ledger", "",
              f"Rebuilt from the records in {', '.join(f'`{s}`' for s in sources)} by "
              f"`stvfm ledger report --dataset {dataset} --channel {channel}`. Original units; mean ± std over "
              "the seeds listed, which share one time cap (a model at two caps is two rows); "
@@ -161,7 +188,7 @@ def render(rows: list[LedgerRow], dataset: str, channel: int | None, sources: li
     for row in rows:
         several = row.learned and len(row.records) > 1
         lines.append(f"| {row.label} | {_format(row.stat('rmse'), several)} | {_format(row.stat('mae'), several)} | {_paper_text(row, dataset)} | "
-                     f"{', '.join(map(str, row.seeds))} | {row.budget} | {row.trend} | {row.weights} | "
+                     f"{', '.join(map(str, row.seeds)) if row.learned else '-'} | {row.budget} | {row.trend} | {row.weights} | "
                      f"{_verdict(row, best)} |")
     scale = paper_scale(dataset, (best.records[0].get("scaling") or {}).get("maximum"))
     if scale != 1.0:
@@ -184,3 +211,15 @@ def report(ledger: list[str | Path], dataset: str, channel: int | None = 0, out:
     if out is not None:
         write_text_atomic(out, text)
     return text
+
+
+def best(ledger: list[str | Path], dataset: str, channel: int | None = 0) -> list[LedgerRow]:
+    """Each model's best row (the configuration and time cap with the lowest mean test RMSE), best first:
+    what longer runs give, beside a short run's table."""
+    rows = ledger_rows(read_records(ledger), dataset, channel)
+    if not rows:
+        raise DataError(f"no ledger records for {dataset} channel {channel} in {', '.join(map(str, ledger))}")
+    per_model: dict[str, LedgerRow] = {}
+    for row in rows:
+        per_model.setdefault(_label(row.records[0]), row)
+    return list(per_model.values())

@@ -15,6 +15,7 @@ from stvfm.atomic import write_text_atomic
 from stvfm.experiments.paper import EFFICIENCY, paper_figure
 from stvfm.experiments.plan import PlannedRun, ReproduceConfig, reproduce_command, run_key
 from stvfm.experiments.schedule import RunOutcome
+from stvfm.ledger import period_text, protocol_period, record_period
 from stvfm.models.registry import get_model_entry
 
 
@@ -98,8 +99,10 @@ def write_report(config: ReproduceConfig, outcomes: list[RunOutcome]) -> dict[st
         rows.sort(key=lambda row: (row.stat("rmse") or (math.inf,))[0])
     reference = next((row for row in rows if row.run.reference), None)
     settings = config.run_config(rows[0].run, config.seed_list[0])
+    periods = {record_period(metrics) for row in rows for metrics in row.finished} or {protocol_period(dataset, config.steps)}
+    span = period_text(periods.pop()) if len(periods) == 1 else "runs of several periods"
     lines = [
-        f"# {config.experiment} on {dataset} (channel {config.channel})", "",
+        f"# {config.experiment} on {dataset} (channel {config.channel}, {span})", "",
         f"Test split, original units. Seeds: {', '.join(map(str, config.seed_list))}; "
         f"mode: {'quick (smoke run, numbers mean nothing)' if config.quick else 'full'}; "
         + (_recipe_budget(config) if config.recipes else

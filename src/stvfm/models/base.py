@@ -9,6 +9,9 @@ A batch is a dict of tensors built by ``stvfm.data.windows``:
 - ``start``   long  (B,): series index of the first history step
 - ``daily``   float (B, D, Q, C, H, W), optional: each future step's value D=1..d days earlier
 - ``weekly``  float (B, K, Q, C, H, W), optional: each future step's value K=1..k weeks earlier
+- ``x_observed``, ``y_observed`` bool (B, P, ...) and (B, Q, ...), optional (a series with gaps):
+  False where a value is missing; values there are filled, never NaN, and losses average over the
+  targets ``y_observed`` marks (``observed_mean``)
 
 Evaluation, the CLI and reports call only ``predict``; training calls ``forward`` and
 ``loss``. Auxiliary outputs (the flow forecast of ST-VFM) live in ``forward``'s dict and
@@ -83,6 +86,15 @@ class ModelConfig:
         raise ConfigError(f"{model} option {name} must be {rule}, got {getattr(self, name)!r}")
 
 
+def observed_mean(values: torch.Tensor, observed: torch.Tensor | None) -> torch.Tensor:
+    """Mean of ``values`` over the entries ``observed`` marks (all of them when None); 0 when none is."""
+    if observed is None:
+        return torch.mean(values)
+    # zeroed in place on a clone, which keeps the layout of ``values`` and so the order of the sum: with
+    # every target observed this is torch.mean bit for bit
+    return values.clone().masked_fill_(~observed, 0.0).sum() / observed.sum().clamp(min=1)
+
+
 class Forecaster(nn.Module):
     """Base of every model, learned or classical."""
 
@@ -101,8 +113,8 @@ class Forecaster(nn.Module):
         raise NotImplementedError
 
     def loss(self, batch: dict[str, torch.Tensor], outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """``{"loss": total}`` plus any named terms worth logging."""
-        mse = torch.mean((outputs["forecast"].float() - batch["y"].float()) ** 2)
+        """``{"loss": total}`` plus any named terms worth logging; errors count on observed targets only."""
+        mse = observed_mean((outputs["forecast"].float() - batch["y"].float()) ** 2, batch.get("y_observed"))
         return {"loss": mse, "mse_st": mse}
 
     @torch.no_grad()
@@ -118,8 +130,8 @@ class ClassicalForecaster(Forecaster):
     def fit_series(self, values: np.ndarray, time_features: np.ndarray, train_end: int) -> None:
         """Fit on ``values[:train_end]``.
 
-        ``values`` is the whole scaled series (T, C, H, W) and ``time_features`` its
-        (T, 2) weekday/slot array; models that filter causally (ARIMA) may use later steps
+        ``values`` is the whole scaled series (T, C, H, W), NaN where a value is missing, and
+        ``time_features`` its (T, 2) weekday/slot array; models that filter causally (ARIMA) may use later steps
         only to condition forecasts at later origins, never to fit parameters.
         """
         raise NotImplementedError

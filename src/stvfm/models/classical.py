@@ -2,7 +2,9 @@
 
 They fit in closed form (or per cell with statsmodels) on the scaled training split and
 never train by gradient descent. Whatever they learn lives in buffers, so they save and
-load through ``state_dict`` like every other forecaster.
+load through ``state_dict`` like every other forecaster. Missing values (NaN in the series
+``fit_series`` reads, ``x_observed`` in a window) are skipped: averages count observed values,
+ARIMA's Kalman filter steps over them, persistence repeats the last observed frame value.
 """
 
 from __future__ import annotations
@@ -61,7 +63,8 @@ class PersistenceConfig(ModelConfig):
 
 @register_model("last", PersistenceConfig)
 class Persistence(ClassicalForecaster):
-    """Last value: repeats the last history frame for every future step."""
+    """Last value: repeats the last history frame for every future step; in a series with gaps,
+    each cell's last observed history value (the gap rule's fill where the history observed none)."""
 
     def __init__(self, shape: ForecastShape, config: PersistenceConfig):
         super().__init__(shape)
@@ -72,6 +75,12 @@ class Persistence(ClassicalForecaster):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         last_frame = batch["x"][:, -1:].float()
+        observed = batch.get("x_observed")
+        if observed is not None:
+            steps = torch.arange(observed.shape[1], device=observed.device).view(1, -1, *([1] * (observed.ndim - 2)))
+            latest = torch.where(observed, steps, -1).amax(dim=1, keepdim=True)
+            carried = batch["x"].float().gather(1, latest.clamp(min=0))
+            last_frame = torch.where(latest >= 0, carried, last_frame)
         return {"forecast": last_frame.expand(-1, self.shape.horizon, -1, -1, -1).contiguous()}
 
 
@@ -86,8 +95,9 @@ class HistoricalAverageConfig(ModelConfig):
 class _SlotAverage(_FittedFlag):
     """Mean of the training split per (periodic slot, channel, cell), looked up by each future step's slot.
 
-    Slots the training split never saw hold the cell's overall training mean, so the table
-    is complete and ``forward`` is a plain gather.
+    Slots the training split never observed in a cell hold the cell's overall training mean (a
+    cell never observed: the mean of all observed training values), so the table is complete and
+    ``forward`` is a plain gather. Missing values (NaN) count in no mean.
     """
 
     name: str
@@ -108,13 +118,19 @@ class _SlotAverage(_FittedFlag):
     def fit_series(self, values: np.ndarray, time_features: np.ndarray, train_end: int) -> None:
         _check_series(self.shape, values, time_features, train_end)
         training = np.asarray(values[:train_end], dtype=np.float64)
+        observed = ~np.isnan(training)
+        if not observed.any():
+            raise DataError(f"the training split (steps 0..{train_end - 1}) has no observed value")
+        training = np.where(observed, training, 0.0)
         slots = self.slot_index(time_features[:train_end, 0], time_features[:train_end, 1])
         sums = np.zeros((self.slots_per_period(),) + training.shape[1:])
         np.add.at(sums, slots, training)
-        counts = np.bincount(slots, minlength=self.slots_per_period())
-        seen = counts > 0
-        table = np.broadcast_to(training.mean(axis=0), sums.shape).copy()
-        table[seen] = sums[seen] / counts[seen, None, None, None]
+        counts = np.zeros(sums.shape, dtype=np.int64)
+        np.add.at(counts, slots, observed)
+        cell_counts = observed.sum(axis=0)
+        cell_means = np.where(cell_counts > 0, training.sum(axis=0) / np.maximum(cell_counts, 1),
+                              training.sum() / cell_counts.sum())
+        table = np.where(counts > 0, sums / np.maximum(counts, 1), cell_means)
         self.average.copy_(torch.from_numpy(table))
         self.fitted.fill_(True)
 
@@ -203,16 +219,22 @@ def origin_forecasts(filter_results, horizon: int) -> np.ndarray:
     return np.stack(steps, axis=1)
 
 
-def fit_cell_forecasts(series: np.ndarray, train_end: int, order: tuple[int, int, int], trend: str, horizon: int) -> np.ndarray:
+def fit_cell_forecasts(series: np.ndarray, train_end: int, order: tuple[int, int, int], trend: str, horizon: int,
+                       unobserved: float = 0.0) -> np.ndarray:
     """Fit ARIMA on ``series[:train_end]``, filter the whole series with those parameters, forecast from every origin.
 
     A training series without variation has nothing to fit (statsmodels would spend time
-    on a degenerate likelihood): its forecast is that constant at every origin.
+    on a degenerate likelihood): its forecast is that constant at every origin. Missing values
+    (NaN) are left to statsmodels' Kalman filter, which steps over them; a cell with no observed
+    training value forecasts ``unobserved`` (the mean of every observed training value).
     """
     series = np.asarray(series, dtype=np.float64)
     training = series[:train_end]
-    if np.ptp(training) == 0:
-        return np.full((len(series), horizon), training[0], dtype=np.float32)
+    observed = training[~np.isnan(training)]
+    if observed.size == 0:
+        return np.full((len(series), horizon), unobserved, dtype=np.float32)
+    if np.ptp(observed) == 0:
+        return np.full((len(series), horizon), observed[0], dtype=np.float32)
     from statsmodels.tsa.arima.model import ARIMA  # heavy import, kept to the processes that fit
 
     with warnings.catch_warnings():
@@ -245,7 +267,10 @@ class PerCellARIMA(_FittedFlag):
         _check_series(self.shape, values, time_features, train_end)
         steps = values.shape[0]
         cells = np.asarray(values, dtype=np.float64).reshape(steps, -1).T  # one row per (channel, cell)
-        fit = partial(fit_cell_forecasts, train_end=train_end, order=self.order, trend=self.config.trend, horizon=self.shape.horizon)
+        if np.isnan(cells[:, :train_end]).all():
+            raise DataError(f"the training split (steps 0..{train_end - 1}) has no observed value")
+        fit = partial(fit_cell_forecasts, train_end=train_end, order=self.order, trend=self.config.trend,
+                      horizon=self.shape.horizon, unobserved=float(np.nanmean(cells[:, :train_end])))
         per_cell = map_in_processes(fit, cells, len(cells), self.config.workers, preload=(STATSMODELS_ARIMA,))
         table = np.stack(per_cell, axis=-1).reshape(steps, self.shape.horizon, *values.shape[1:])
         self.forecast_table = torch.from_numpy(table).to(self.forecast_table.device)

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stvfm.errors import ConfigError
-from stvfm.models.base import Forecaster, ForecastShape, ModelConfig
+from stvfm.models.base import Forecaster, ForecastShape, ModelConfig, observed_mean
 from stvfm.models.registry import register_model
 from stvfm.models.simvp import EncoderTranslatorDecoder
 
@@ -193,6 +193,6 @@ class TAU(Forecaster):
 
     def loss(self, batch: dict[str, torch.Tensor], outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         forecast, target = outputs["forecast"].float(), batch["y"].float()
-        mse = torch.mean((forecast - target) ** 2)
+        mse = observed_mean((forecast - target) ** 2, batch.get("y_observed"))
         divergence = differential_divergence(forecast, target, self.config.divergence_temperature)
         return {"loss": mse + self.config.divergence_weight * divergence, "mse_st": mse, "divergence": divergence}

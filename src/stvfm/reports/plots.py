@@ -7,6 +7,7 @@ touch no pyplot state, so plotting works headless and from several threads.
 from __future__ import annotations
 
 import csv
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -76,7 +77,7 @@ def _format_time(time: np.datetime64) -> str:
 
 def pick_windows(target: np.ndarray, count: int) -> list[int]:
     """Fullest window (largest total target) in each of ``count`` equal stretches of the test period."""
-    totals = target.reshape(len(target), -1).sum(axis=1)
+    totals = np.nansum(target.reshape(len(target), -1), axis=1)  # a missing target (NaN) adds nothing
     stretches = np.array_split(np.arange(len(target)), min(count, len(target)))
     return [int(stretch[np.argmax(totals[stretch])]) for stretch in stretches]
 
@@ -96,11 +97,16 @@ def _heatmap(ax: Axes, grid: np.ndarray, colours: str, vmin: float, vmax: float)
 def plot_forecast_grids(run_dir: str | Path, out_png: str | Path, windows: int = 3, title: str | None = None) -> Path:
     """Truth, forecast and |error| maps per forecast step for a few busy test windows."""
     arrays = load_predictions(run_dir)
+    return _save(forecast_grids_figure(arrays, pick_windows(arrays["target"], windows), title or Path(run_dir).name),
+                 out_png)
+
+
+def forecast_grids_figure(arrays: dict[str, np.ndarray], chosen: list[int], title: str) -> Figure:
+    """Truth, forecast and |error| rows per forecast step for the test windows ``chosen`` of one run's predictions."""
     prediction, target = arrays["prediction"], arrays["target"]
     _, steps, channels, height, width = prediction.shape
     names = _channel_names(arrays)
     interval = _step_interval(arrays)
-    chosen = pick_windows(target, windows)
     rows = len(chosen) * channels * 3
     fig = Figure(figsize=(PANEL_INCHES * steps + 1.5, PANEL_INCHES * rows * height / width + 0.6),
                  layout="constrained")
@@ -111,10 +117,11 @@ def plot_forecast_grids(run_dir: str | Path, out_png: str | Path, windows: int =
         for channel in range(channels):
             truth, forecast = target[window, :, channel], prediction[window, :, channel]
             error = np.abs(forecast - truth)
-            vmin, vmax = float(min(truth.min(), forecast.min())), float(max(truth.max(), forecast.max()))
+            vmin = float(min(np.nanmin(truth, initial=np.inf), forecast.min()))
+            vmax = float(max(np.nanmax(truth, initial=-np.inf), forecast.max()))
             label = _format_time(first_time) + (f"\n{names[channel]}" if channels > 1 else "")
             panels = (("truth", truth, VALUE_COLOURS, vmin, vmax), ("forecast", forecast, VALUE_COLOURS, vmin, vmax),
-                      ("|error|", error, ERROR_COLOURS, 0.0, float(error.max())))
+                      ("|error|", error, ERROR_COLOURS, 0.0, float(np.nanmax(error, initial=0.0))))
             for offset, (kind, maps, colours, low, high) in enumerate(panels):
                 for step in range(steps):
                     image = _heatmap(axes[row + offset, step], maps[step], colours, low, high)
@@ -126,24 +133,30 @@ def plot_forecast_grids(run_dir: str | Path, out_png: str | Path, windows: int =
                 stamp = f"\n{_format_time(first_time + step * interval)}" if interval is not None else ""
                 axes[row, step].set_title(f"t+{step + 1}{stamp}", fontsize=8)
             row += 3
-    fig.suptitle(f"{title or Path(run_dir).name}: test forecasts (original units)")
-    return _save(fig, out_png)
+    fig.suptitle(f"{title}: test forecasts (original units)")
+    return fig
 
 
 def plot_error_map(run_dir: str | Path, out_png: str | Path, title: str | None = None) -> Path:
-    """Mean absolute error per cell over all test windows and steps, to show where a model fails."""
-    arrays = load_predictions(run_dir)
-    error = np.abs(arrays["prediction"] - arrays["target"]).mean(axis=(0, 1))
+    """Mean absolute error per cell over all observed test targets, to show where a model fails."""
+    return _save(error_map_figure(load_predictions(run_dir), title or Path(run_dir).name), out_png)
+
+
+def error_map_figure(arrays: dict[str, np.ndarray], title: str) -> Figure:
+    """Mean absolute error per cell over the observed test targets of one run's predictions."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a cell never observed is NaN (blank), not an error
+        error = np.nanmean(np.abs(arrays["prediction"] - arrays["target"]), axis=(0, 1))
     names = _channel_names(arrays)
     channels, height, width = error.shape
     fig = Figure(figsize=(3.2 * channels + 0.6, 3.2 * height / width + 0.8), layout="constrained")
     axes = fig.subplots(1, channels, squeeze=False)[0]
     for channel, ax in enumerate(axes):
-        image = _heatmap(ax, error[channel], ERROR_COLOURS, 0.0, float(error[channel].max()))
+        image = _heatmap(ax, error[channel], ERROR_COLOURS, 0.0, float(np.nanmax(error[channel], initial=0.0)))
         ax.set_title(names[channel], fontsize=9)
         fig.colorbar(image, ax=ax, shrink=0.9)
-    fig.suptitle(f"{title or Path(run_dir).name}: mean absolute error per cell")
-    return _save(fig, out_png)
+    fig.suptitle(f"{title}: mean absolute error per cell")
+    return fig
 
 
 def _run_label(payload: dict) -> str:
@@ -154,6 +167,11 @@ def _run_label(payload: dict) -> str:
 
 def plot_horizon_curves(run_dirs: list[str | Path], out_png: str | Path, labels: list[str] | None = None) -> Path:
     """Per-step RMSE and MAE of several runs on shared axes, to compare how errors grow."""
+    return _save(horizon_curves_figure(run_dirs, labels), out_png)
+
+
+def horizon_curves_figure(run_dirs: list[str | Path], labels: list[str] | None = None) -> Figure:
+    """Per-step test RMSE and MAE of several runs on shared axes."""
     fig = Figure(figsize=(10, 4), layout="constrained")
     rmse_ax, mae_ax = fig.subplots(1, 2)
     for index, run_dir in enumerate(run_dirs):
@@ -172,7 +190,7 @@ def plot_horizon_curves(run_dirs: list[str | Path], out_png: str | Path, labels:
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
     mae_ax.legend(fontsize=8)
-    return _save(fig, out_png)
+    return fig
 
 
 def read_loss_history(run_dir: str | Path) -> dict[str, tuple[list[int], list[float]]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,29 @@ def load_metrics(run: str | Path) -> dict[str, Any]:
     return payload
 
 
-COLUMNS = ("model", "dataset", "channel", "RMSE", "MAE", "windows", "weights", "epochs", "s/epoch")
+COLUMNS = ("model", "dataset", "channel", "RMSE", "MAE", "windows", "weights", "budget")
+
+
+def budget_words(payload: dict[str, Any]) -> str:
+    """How much training a result had, in words a newcomer reads right: a closed form, a fraction of one
+    epoch, or whole epochs (with their time only then); why it stopped, and ``not converged`` where it
+    certainly was not (a time cap, or less than one epoch)."""
+    steps, per_epoch = payload.get("train_steps"), payload.get("batches_per_epoch")
+    if not steps and (payload.get("stop_reason") == "not trained" or not payload.get("epochs")):
+        return "closed form"
+    limit = (payload.get("settings") or {}).get("limit_train_batches", 1.0)
+    partial_epoch = bool(steps and per_epoch and steps < per_epoch)
+    if partial_epoch:
+        words = f"{steps} training steps, about {steps / per_epoch:.0%} of one epoch"
+    elif not (limit == 1.0 and isinstance(limit, float) or isinstance(limit, int) and limit >= (per_epoch or math.inf)):
+        share = f"{limit} batch{'es' if limit != 1 else ''}" if isinstance(limit, int) else f"{limit:.0%} of the batches"
+        words = f"{payload['epochs']} epochs of {share} each"
+    else:
+        per_epoch_seconds = payload.get("seconds_per_epoch")
+        words = f"{payload['epochs']} epochs" + (f", {per_epoch_seconds:.0f} s each" if per_epoch_seconds else "")
+    reason = payload.get("stop_reason")
+    words += f" ({reason})" if reason else ""
+    return words + (": not converged" if partial_epoch or reason == "time cap" else "")
 
 
 def _results(source: str | Path) -> list[dict[str, Any]]:
@@ -59,10 +82,8 @@ def comparison_rows(runs: list[str | Path]) -> list[tuple[str, ...]]:
     for payload in sorted(results, key=lambda p: p["rmse"]):
         weights = (payload.get("weights") or {}).get("label", "-")
         name = payload["model"] + (f" ({payload['variant']})" if payload.get("variant") else "")
-        per_epoch = payload.get("seconds_per_epoch")
         rows.append((name, payload["dataset"], str(payload["channel"]), f"{payload['rmse']:.3f}",
-                     f"{payload['mae']:.3f}", str(payload["n_windows"]), weights, str(payload.get("epochs", "-")),
-                     f"{per_epoch:.0f}" if per_epoch else "-"))
+                     f"{payload['mae']:.3f}", str(payload["n_windows"]), weights, budget_words(payload)))
     return rows
 
 

@@ -7,7 +7,8 @@ rebuilding a checkpoint's model from its recorded options, used by test, predict
 (``claim``, ``folders``), the test pass and outputs (``results``), fit / evaluate / test
 (``runner``, which re-exports the names above it used to hold), multi-dataset pre-training
 (``pretrain``), forecasting past a series' end (``inference``), recipes, the shared
-LightningModule (``task``), metrics, optimisers and schedules, speed-ups, and the benchmarks
+LightningModule (``task``), metrics, the protocol card and re-scoring saved forecasts (``scoring``),
+optimisers and schedules, speed-ups, and the benchmarks
 (``benchmark``: throughput and a whole epoch; ``cost_scaling``; ``accuracy_check``: bf16 vs fp32).
 
 May import: ``stvfm.data``, ``stvfm.models``, ``stvfm.ledger``, ``stvfm.atomic``, ``stvfm.errors``,

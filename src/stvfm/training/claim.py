@@ -109,11 +109,11 @@ def accept_folder(config: RunConfig, out: Path, overwrite: bool) -> int | None:
     return resumed
 
 
-def refuse_trained_run(out: Path, checkpoint: str | os.PathLike) -> None:
+def refuse_trained_run(out: Path, source: str | os.PathLike, kind: str) -> None:
     """A test writes its own metrics.json: never into the folder of a trained run (whose metrics.json holds
-    its epochs, stop reason and timings) nor around the checkpoint it reads."""
-    if Path(out).resolve() in Path(checkpoint).resolve().parents:
-        raise ConfigError(f"{out}: holds the checkpoint under test; write the test's results to another --out")
+    its epochs, stop reason and timings) nor into or around the checkpoint or export (``kind``) it reads."""
+    if Path(out).resolve() in (Path(source).resolve(), *Path(source).resolve().parents):
+        raise ConfigError(f"{out}: holds the {kind} under test; write the test's results to another --out")
     if (out / "checkpoints").is_dir() or _trained_metrics(out / "metrics.json"):
         raise ConfigError(f"{out}: holds a trained run's records; write the test's results to another --out")
 

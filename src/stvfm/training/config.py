@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from stvfm import host
+from stvfm.data.gaps import GAP_FILLS
 from stvfm.data.windows import ProtocolConfig
 from stvfm.errors import CheckpointError, ConfigError, StvfmError
 from stvfm.models.registry import build_config, get_model_entry, recorded_options, resolved_options
@@ -27,9 +28,12 @@ IDENTITY, BUDGET, PLACEMENT = "identity", "budget", "placement"
 TRAINING_ONLY = ("batch_size", "limit_train_batches", "precision", "init_from", "optim")
 
 
-def _role(role: str, default: Any = dataclasses.MISSING, size: bool = True, **kwargs: Any) -> Any:
-    """``size=False``: a whole number that is no size (a seed, a step count), exempt from the size bound."""
-    return field(default=default, metadata={"role": role, "size": size}, **kwargs)
+def _role(role: str, default: Any = dataclasses.MISSING, size: bool = True, added_later: bool = False,
+          **kwargs: Any) -> Any:
+    """``size=False``: a whole number that is no size (a seed, a step count), exempt from the size bound.
+    ``added_later``: a field that came after runs were first recorded; at its default it leaves a
+    ledger record's name as it was (``RunConfig.defaults_added_later``)."""
+    return field(default=default, metadata={"role": role, "size": size, "added_later": added_later}, **kwargs)
 
 
 #: Seeds Lightning and numpy accept.
@@ -48,6 +52,8 @@ class RunConfig:
     channel: int | None = _role(IDENTITY, 0)
     steps: int | None = _role(IDENTITY, None, size=False)  # None: the dataset's default period (taxinyc1: the paper's 60 days)
     scaling: str = _role(IDENTITY, "train")  # "train" (fit on the training split) or "all" (UniST's variant)
+    # what a window's history with missing values reads: "last", "slot-mean" or "skip" (stvfm.data.gaps)
+    gap_fill: str = _role(IDENTITY, "last", added_later=True)
     model_options: dict[str, Any] = _role(IDENTITY, default_factory=dict)
     max_epochs: int = _role(BUDGET, 200)
     max_minutes: float | None = _role(BUDGET, None)  # wall-clock cap on training; the best checkpoint so far is tested
@@ -144,6 +150,11 @@ class RunConfig:
     def field_names(cls, role: str) -> tuple[str, ...]:
         return tuple(f.name for f in dataclasses.fields(cls) if f.metadata["role"] == role)
 
+    @classmethod
+    def defaults_added_later(cls) -> dict[str, Any]:
+        """Fields added after runs were first recorded, with the defaults that every earlier run had."""
+        return {f.name: f.default for f in dataclasses.fields(cls) if f.metadata["added_later"]}
+
     def identity_differences(self, other: RunConfig) -> list[str]:
         """Names of the identity fields on which ``other`` is another run."""
         mine, theirs = self.identity(), other.identity()
@@ -162,6 +173,8 @@ class RunConfig:
             raise ConfigError(f"unknown accelerator {self.accelerator!r}; choose one of {', '.join(ACCELERATORS)}")
         if self.scaling not in SCALINGS:
             raise ConfigError(f"scaling must be one of {', '.join(SCALINGS)}, got {self.scaling!r}")
+        if self.gap_fill not in GAP_FILLS:
+            raise ConfigError(f"gap_fill must be one of {', '.join(GAP_FILLS)}, got {self.gap_fill!r}")
         if not (self.devices == "auto" or (isinstance(self.devices, int) and (self.devices >= 1 or self.devices == -1))
                 or (isinstance(self.devices, str) and all(part.strip().isdigit() for part in self.devices.split(",")))):
             raise ConfigError(f"devices must be a count (-1: all), 'auto' or a list of device indices like '0,1', "
@@ -200,6 +213,7 @@ def protocol_for(config: RunConfig) -> ProtocolConfig:
         channel=config.channel,
         steps=config.steps,
         scaling=config.scaling,
+        gap_fill=config.gap_fill,
         daily_context=int(getattr(model_config, "daily_context", 0)),
         weekly_context=int(getattr(model_config, "weekly_context", 0)),
     )

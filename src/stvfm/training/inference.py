@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from stvfm.data.batch import Batch, series_window
+from stvfm.data.gaps import fill_gaps, windows_with_history_gaps
 from stvfm.data.scaling import MinMaxScaler, descale_forecast
 from stvfm.data.series import GridSeries, slots_per_day
 from stvfm.data.sources.generic import read_generic, save_generic_npz
@@ -34,10 +35,7 @@ def future_batch(values: np.ndarray, timestamps: np.ndarray, interval_minutes: i
 def predict(checkpoint_path: str | os.PathLike, input_path: str | os.PathLike,
                        output_path: str | os.PathLike, accelerator: str = "auto") -> GridSeries:
     """The horizon after the series' last step, on the accelerator when there is one (``auto``)."""
-    output = Path(output_path)
-    if output.suffix.lower() != ".npz" or output.is_dir():
-        raise ConfigError(f"{output}: the forecast is written in the generic npz format; give a file ending in .npz")
-    check_output(output, inputs=(input_path, checkpoint_path))
+    check_output_path(output_path, inputs=(input_path, checkpoint_path))
     device = _device(accelerator)
     checkpoint = load_checkpoint(checkpoint_path)
     config = recorded_run(checkpoint, checkpoint_path)  # as ``test`` rebuilds it: an old record loads under both
@@ -63,7 +61,8 @@ def predict(checkpoint_path: str | os.PathLike, input_path: str | os.PathLike,
     if series.values.shape[0] < needed:
         raise DataError(f"{where}: {series.values.shape[0]} steps, the model needs at least the last {needed}")
     model = checkpoint_model(checkpoint, checkpoint_path, config, shape).eval().to(device)
-    scaled = np.ascontiguousarray(scaler.transform(series.values), dtype=np.float32)
+    scaled = _filled(np.ascontiguousarray(scaler.transform(series.values), dtype=np.float32), series, shape,
+                     config.gap_fill, where)
     batch = {key: value.to(device) for key, value in
              future_batch(scaled, series.timestamps, series.interval_minutes, shape).items()}
     forecast = descale_forecast(model.predict(batch).float().cpu(), scaler.inverse_transform)[0].numpy()
@@ -72,11 +71,45 @@ def predict(checkpoint_path: str | os.PathLike, input_path: str | os.PathLike,
                               "(NaN or infinity); it was saved from a run that diverged")
     step = np.timedelta64(series.interval_minutes * 60, "s")
     timestamps = series.timestamps[-1].astype("datetime64[s]") + step * np.arange(1, shape.horizon + 1)
+    return save_forecast(series, forecast, timestamps, output_path)
+
+
+def check_output_path(output_path: str | os.PathLike, inputs: tuple[str | os.PathLike, ...] = ()) -> None:
+    """A forecast is written as a generic npz file, never over what it reads (``inputs``): refuse another
+    target before any work."""
+    output = Path(output_path)
+    if output.suffix.lower() != ".npz" or output.is_dir():
+        raise ConfigError(f"{output}: the forecast is written in the generic npz format; give a file ending in .npz")
+    check_output(output, inputs=inputs)
+
+
+def save_forecast(series: GridSeries, forecast: np.ndarray, timestamps: np.ndarray,
+                  output_path: str | os.PathLike) -> GridSeries:
+    """The forecast after ``series`` as a generic npz file, written atomically."""
     result = GridSeries(name=f"{series.name}-forecast", values=forecast, timestamps=timestamps,
                         interval_minutes=series.interval_minutes, channel_names=series.channel_names,
                         source=str(output_path))
     save_generic_npz(result, output_path)
     return result
+
+
+def _filled(scaled: np.ndarray, series: GridSeries, shape: ForecastShape, rule: str, where: Path) -> np.ndarray:
+    """The input's missing values filled by the run's gap rule, its own steps standing in for the training
+    split; under 'skip', a gap in the history the forecast reads is refused."""
+    if not series.has_gaps:
+        return scaled
+    day = series.slots_per_day
+    periods = [k * day for k in range(1, shape.daily_context + 1)] + \
+              [k * 7 * day for k in range(1, shape.weekly_context + 1)]
+    last_start = np.array([len(scaled) - shape.history])
+    if rule == "skip" and windows_with_history_gaps(series.observed, last_start, shape.history, shape.horizon, periods)[0]:
+        raise DataError(f"{where}: the steps the forecast reads have missing values, and the run's gap rule "
+                        "'skip' forecasts only from complete history")
+    slots = time_features(series.timestamps, series.interval_minutes)[:, 1]
+    try:
+        return fill_gaps(scaled, series.observed, slots, len(scaled), rule)
+    except DataError as error:
+        raise DataError(f"{where}: {error}") from None
 
 
 def _device(accelerator: str) -> torch.device:

@@ -24,6 +24,7 @@ from stvfm.ledger import ledger_root
 from stvfm.models.base import Forecaster
 from stvfm.training.config import RunConfig
 from stvfm.training.folders import IN_PROGRESS_NAME
+from stvfm.training.scoring import protocol_card
 from stvfm.training.task import ForecastTask
 
 
@@ -60,11 +61,20 @@ def data_record(data: PreparedData) -> dict[str, Any]:
     }
 
 
+def series_period(data: PreparedData) -> dict[str, Any]:
+    """The span of the series the run read (after the protocol's period and steps): two spans of one
+    file (BikeNYC's 183 and 60 days) are two results that no table may pool."""
+    stamps = data.series.timestamps.astype("datetime64[m]")
+    return {"start": str(stamps[0]), "end": str(stamps[-1]), "steps": len(stamps)}
+
+
 def metrics_payload(config: RunConfig, data: PreparedData, model: Forecaster, results: dict[str, Any],
                      split: str, extra: dict[str, Any]) -> dict[str, Any]:
-    """metrics.json: the results, what produced them (model, weights, scaling) and every setting."""
+    """metrics.json: the results, how they were computed (the protocol card), what produced them (model,
+    weights, scaling) and every setting."""
     return {
         "dataset": data.series.name,
+        "period": series_period(data),
         "channel": config.channel,
         "split": split,
         "model": config.model,
@@ -73,6 +83,8 @@ def metrics_payload(config: RunConfig, data: PreparedData, model: Forecaster, re
         "per_horizon": results["per_horizon"],
         "n_windows": results["n_windows"],
         "n_points": results["n_points"],
+        "protocol_card": protocol_card(config.scaling, config.gap_fill, results,
+                                       windows_with_history_gaps=data.dataset(split).history_gap_windows),
         "seed": config.seed,
         "scaling": data.scaler.to_dict() | {"fit_on": config.scaling},
         **model_description(model),
@@ -82,7 +94,8 @@ def metrics_payload(config: RunConfig, data: PreparedData, model: Forecaster, re
 
 
 def save_predictions(path: Path, data: PreparedData, task: ForecastTask) -> None:
-    """Test forecasts and truths in original units, for plots and metric re-computation."""
+    """Test forecasts and truths in original units (a truth that was missing is NaN), for plots and
+    metric re-computation (``stvfm score``)."""
     predictions, targets, starts = task.collected_predictions()
     history = data.protocol.history
     first_step = data.series.timestamps[starts + history]

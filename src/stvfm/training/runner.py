@@ -31,6 +31,8 @@ from stvfm.training.claim import accept_folder, logged_rows, prepend_rows, refus
 from stvfm.training.config import BUDGET, IDENTITY, PLACEMENT, RunConfig, native_precision, protocol_for  # noqa: F401  (re-exported)
 from stvfm.training.metrics import ForecastMetrics
 from stvfm.training.results import data_record
+from stvfm.training.sittings import SittingLog
+from stvfm.training.sittings import summary as sitting_summary
 from stvfm.training.speed import cast_frozen_linears, compile_backbone
 from stvfm.training.task import ForecastTask
 from stvfm.training.trainer import (
@@ -84,7 +86,7 @@ def _fit_classical(config: RunConfig, data: PreparedData, task: ForecastTask, ov
     trainer = build_trainer(config, Path(config.out), callbacks=[], max_epochs=0)
     module = data_module(data, config, trainer)
     accept_folder(config, Path(config.out), overwrite)
-    task.model.fit_series(data.values, data.time_features, data.splits["train"][1])
+    task.model.fit_series(data.scaled_with_gaps(), data.time_features, data.splits["train"][1])
     extra = {"fit_seconds": time.perf_counter() - started}
     return _finish(trainer, task, module, None, config, data, extra, started, logged_before=[])
 
@@ -96,10 +98,11 @@ def _train(config: RunConfig, data: PreparedData, task: ForecastTask, overwrite:
     started = time.perf_counter()
     out = Path(config.out)
     checkpoints, stopper, selection = selection_callbacks(out, SELECTION_METRIC, config.patience)
-    trainer = build_trainer(config, out, callbacks=[*selection, *weight_averaging(config.optim), *callbacks],
+    ckpt_last = out / "checkpoints" / "last.ckpt"
+    sittings = SittingLog(out, resumed=ckpt_last.exists() and not overwrite, precision=config.precision)
+    trainer = build_trainer(config, out, callbacks=[*selection, *weight_averaging(config.optim), sittings, *callbacks],
                             max_epochs=config.max_epochs)
     module = data_module(data, config, trainer)
-    ckpt_last = out / "checkpoints" / "last.ckpt"
     resumed_epoch = accept_folder(config, out, overwrite)
     resume = str(ckpt_last) if resumed_epoch is not None else None
     if resume is None:  # afresh: Lightning would keep an earlier run's best and write best-v1.ckpt beside it
@@ -111,7 +114,11 @@ def _train(config: RunConfig, data: PreparedData, task: ForecastTask, overwrite:
     end_weight_averaging(trainer)
     train_seconds = time.perf_counter() - started
     epochs, best_val_score = _training_record(trainer, checkpoints, ckpt_last)
-    extra = dict(epochs=epochs, train_seconds=train_seconds, seconds_per_epoch=train_seconds / max(1, epochs),
+    compute = sitting_summary(sittings.sittings)
+    extra = dict(epochs=epochs, train_seconds=train_seconds, **compute,
+                 seconds_per_epoch=compute["total_train_seconds"] / max(1, epochs),
+                 # optimizer steps and the batches of one whole epoch: a budget readers can say in words
+                 train_steps=int(trainer.global_step), batches_per_epoch=len(module.train_dataloader()),
                  selection_metric=SELECTION_METRIC, best_val_score=best_val_score,
                  stop_reason=stop_reason(epochs, config.max_epochs, train_seconds, config.max_minutes,
                                          early_stopped=stopper.stopped_epoch > 0, timed_out=_timed_out(trainer)),
@@ -187,19 +194,27 @@ def evaluate_checkpoint(checkpoint_path: str | os.PathLike, out: str | os.PathLi
     if precision:
         overrides["precision"] = precision
     config, data, model = restore(checkpoint_path, dataset, overrides)
+    return evaluate_model(config, data, model, {"checkpoint": str(checkpoint_path)}, overwrite)
+
+
+def evaluate_model(config: RunConfig, data: PreparedData, model: Forecaster, source: dict[str, str],
+               overwrite: bool = False) -> dict[str, Any]:
+    """Test a rebuilt model (from a checkpoint or an export) on ``data``'s test split into ``config.out``,
+    writing the same outputs as fit, ``source`` among them, and no ledger record."""
     config.data_sha256 = data.series.sha256()
     config.validate()
-    refuse_trained_run(Path(out), checkpoint_path)
+    out = Path(config.out)
+    for kind, read_from in source.items():  # the checkpoint or export under test
+        refuse_trained_run(out, read_from, kind)
     _speed_up(model, config)
     task = ForecastTask(model, data.scaler.inverse_transform, config.optim, run_config=config.to_dict(),
                         data_record=data_record(data))
     config.devices, config.num_nodes, config.strategy = 1, 1, "auto"
-    trainer = build_trainer(config, Path(out), callbacks=[], max_epochs=0)
+    trainer = build_trainer(config, out, callbacks=[], max_epochs=0)
     module = data_module(data, config, trainer)
     try:
-        accept_folder(config, Path(out), overwrite)
+        accept_folder(config, out, overwrite)
         test_results = results.run_test(trainer, task, module, ckpt_path=None)
-        return results.write_outputs(config, data, task, test_results, {"checkpoint": str(checkpoint_path)},
-                                     to_ledger=False)
+        return results.write_outputs(config, data, task, test_results, dict(source), to_ledger=False)
     finally:
-        release_folder(Path(out))
+        release_folder(out)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import lightning as L
@@ -10,6 +11,7 @@ import torch
 
 from stvfm.data.datamodule import derived_seed
 from stvfm.data.scaling import descale_forecast
+from stvfm.ledger import EPOCH_SECONDS
 from stvfm.models.base import Forecaster
 from stvfm.training.metrics import ForecastMetrics
 from stvfm.training.optim import OptimConfig, build_optimizer, build_schedule
@@ -19,7 +21,8 @@ class ForecastTask(L.LightningModule):
     """Wraps a pure model: losses come from ``model.loss``, metrics from ``model.predict``.
 
     ``inverse`` maps scaled values back to original units, so validation and test metrics
-    are logged in the units users report.
+    are logged in the units users report. Metrics count the targets a batch's ``y_observed``
+    marks (all without it); saved targets are NaN where they were missing.
     """
 
     def __init__(self, model: Forecaster, inverse: Callable[[torch.Tensor], torch.Tensor],
@@ -36,6 +39,7 @@ class ForecastTask(L.LightningModule):
         self.test_metrics = ForecastMetrics(inverse, horizon)
         self.collect_predictions = False
         self._collected: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self._epoch_began: float | None = None
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return self.model(batch)
@@ -60,23 +64,36 @@ class ForecastTask(L.LightningModule):
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         outputs = self.model(batch)
         self._log_losses("val", self.model.loss(batch, outputs), batch["x"].shape[0])
-        self.val_metrics.update(outputs["forecast"].float(), batch["y"].float())
+        self.val_metrics.update(outputs["forecast"].float(), batch["y"].float(), batch.get("y_observed"))
+
+    def on_train_start(self) -> None:
+        self._epoch_began = time.perf_counter()
 
     def on_validation_epoch_end(self) -> None:
         values = self.val_metrics.compute()
         self.log("val/mae", values["mae"], prog_bar=True, sync_dist=False)
         self.log("val/rmse", values["rmse"], prog_bar=True, sync_dist=False)
         self.val_metrics.reset()
+        if self._epoch_began is not None and not self.trainer.sanity_checking:
+            # wall time since the last validation (this sitting's start for its first): what accuracy
+            # against compute reads per epoch, since a run's total hides how the epochs spent it
+            now = time.perf_counter()
+            self.log(EPOCH_SECONDS, now - self._epoch_began, sync_dist=False)
+            self._epoch_began = now
 
     def on_test_epoch_start(self) -> None:
         self._collected = []
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         prediction = self.model.predict(batch).float()
-        self.test_metrics.update(prediction, batch["y"].float())
+        observed = batch.get("y_observed")
+        self.test_metrics.update(prediction, batch["y"].float(), observed)
         if self.collect_predictions:
             descaled = descale_forecast(prediction, self.inverse).cpu()
-            self._collected.append((descaled, self.inverse(batch["y"].float()).cpu(), batch["start"].cpu()))
+            target = self.inverse(batch["y"].float())
+            if observed is not None:
+                target = torch.where(observed, target, torch.nan)
+            self._collected.append((descaled, target.cpu(), batch["start"].cpu()))
 
     def collected_predictions(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(prediction, target, start) of the last test pass, in original units."""

@@ -1,8 +1,10 @@
 """The generic format for users' own grids (and for ``stvfm predict --input``).
 
 - ``.npz``: ``values`` (T, C, H, W) numbers; ``timestamps`` (T,) ISO strings or
-  datetime64; optional ``channel_names`` (C,) strings and ``interval_minutes`` (needed
-  only when T = 1, otherwise inferred from the timestamps).
+  datetime64; optional ``channel_names`` (C,) strings, ``interval_minutes`` (needed
+  only when T = 1, otherwise inferred from the timestamps) and ``metadata``, one JSON
+  string saying how the grid was made (``stvfm data grid`` writes it; read into
+  ``series.attrs["metadata"]``).
 - NetCDF (``.nc``) or zarr (``.zarr``), read with xarray: the variable ``values`` (or the
   file's only data variable) with dims ``time``, ``channel``, ``y``, ``x`` (any order);
   ``time`` coordinate as datetimes, optional ``channel`` coordinate of names, optional
@@ -11,11 +13,13 @@
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 import zipfile
 import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -103,7 +107,7 @@ def _check_values(values: np.ndarray, where: Path) -> np.ndarray:
     return values
 
 
-def _series(where: Path, values, timestamps, channel_names, declared_interval) -> GridSeries:
+def _series(where: Path, values, timestamps, channel_names, declared_interval, attrs: dict | None = None) -> GridSeries:
     values = _check_values(values, where)
     timestamps = _parse_timestamps(timestamps, where)
     if channel_names is None:
@@ -115,6 +119,7 @@ def _series(where: Path, values, timestamps, channel_names, declared_interval) -
         interval_minutes=_interval_minutes(timestamps, declared_interval, where),
         channel_names=tuple(str(channel) for channel in channel_names),
         source=str(where),
+        attrs=attrs or {},
     )
 
 
@@ -134,17 +139,31 @@ def _channel_names(raw: np.ndarray | None, where: Path) -> list | None:
     return None if raw is None else raw.tolist()
 
 
-def _check_declared_sizes(path: Path) -> None:
-    """Refuse an array whose header claims more bytes than its member holds, before numpy allocates them."""
+def _metadata(raw: np.ndarray | None, where: Path) -> dict:
+    if raw is None:
+        return {}
+    try:
+        return {"metadata": json.loads(str(raw.item()))}
+    except (ValueError, TypeError):
+        raise DataError(f"{where}: 'metadata' should be one JSON string") from None
+
+
+def _check_declared_sizes(source: Path | BinaryIO, where: str | Path, max_bytes: int | None = None) -> None:
+    """Refuse an array whose header claims more bytes than its member holds, before numpy allocates them,
+    and (with ``max_bytes``) an archive that would unpack to more than that."""
     readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
-    archive_bytes = path.stat().st_size
-    with zipfile.ZipFile(path) as archive:
-        for member in archive.infolist():
+    archive_bytes = source.stat().st_size if isinstance(source, Path) else source.seek(0, 2)
+    with zipfile.ZipFile(source) as archive:
+        members = archive.infolist()
+        unpacked = sum(member.file_size for member in members)
+        if max_bytes is not None and unpacked > max_bytes:
+            raise DataError(f"{where}: unpacks to {unpacked:,} bytes, over the limit of {max_bytes:,}")
+        for member in members:
             # the zip directory's sizes are claims too: a member cannot hold more than its compressed bytes give
             most = member.compress_size if member.compress_type == zipfile.ZIP_STORED \
                 else member.compress_size * DEFLATE_MAX_RATIO + 1024
             if member.compress_size > archive_bytes or member.file_size > most:
-                raise DataError(f"{path}: member {member.filename!r} claims {member.file_size:,} bytes, more than "
+                raise DataError(f"{where}: member {member.filename!r} claims {member.file_size:,} bytes, more than "
                                 f"its {member.compress_size:,} compressed bytes in a {archive_bytes:,}-byte file can hold")
             with archive.open(member) as handle:
                 version = np.lib.format.read_magic(handle)
@@ -153,19 +172,26 @@ def _check_declared_sizes(path: Path) -> None:
                 shape, _, dtype = readers[version](handle)
             claimed = math.prod(shape) * dtype.itemsize
             if claimed > member.file_size:
-                raise DataError(f"{path}: array {member.filename!r} claims shape {shape} ({claimed:,} bytes) "
+                raise DataError(f"{where}: array {member.filename!r} claims shape {shape} ({claimed:,} bytes) "
                                 f"but holds {member.file_size:,} bytes")
 
 
-def _read_npz(path: Path) -> GridSeries:
+def read_npz_arrays(source: Path | BinaryIO, where: str | Path, max_bytes: int | None = None) -> dict[str, np.ndarray]:
+    """Every array of an npz (a file or an uploaded stream), never unpickling, checked before it is unpacked."""
     try:
-        _check_declared_sizes(path)
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
+        _check_declared_sizes(source, where, max_bytes)
+        if not isinstance(source, Path):
+            source.seek(0)
+        with np.load(source, allow_pickle=False) as archive:
+            return {key: archive[key] for key in archive.files}
     # empty, truncated or foreign files fail in numpy, zipfile or zlib with these types
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise DataError(f"{path}: not a readable npz file ({reason[:200]})") from None
+        raise DataError(f"{where}: not a readable npz file ({reason[:200]})") from None
+
+
+def _read_npz(path: Path) -> GridSeries:
+    arrays = read_npz_arrays(path, path)
     for key in ("values", "timestamps"):
         if key not in arrays:
             raise DataError(f"{path}: missing array {key!r}; the generic npz needs 'values' and 'timestamps'")
@@ -175,6 +201,7 @@ def _read_npz(path: Path) -> GridSeries:
         arrays["timestamps"],
         _channel_names(arrays.get("channel_names"), path),
         _declared_interval(arrays.get("interval_minutes"), path),
+        _metadata(arrays.get("metadata"), path),
     )
 
 
@@ -232,9 +259,10 @@ def read_generic(path: str | Path) -> GridSeries:
     raise DataError(f"{path}: unknown file type {suffix!r}; use one of {', '.join(GENERIC_SUFFIXES)}")
 
 
-def save_generic_npz(series: GridSeries, path: str | Path) -> Path:
-    """Write ``series`` in the generic npz format (readable by ``read_generic``)."""
+def save_generic_npz(series: GridSeries, path: str | Path, metadata: dict | None = None) -> Path:
+    """Write ``series`` in the generic npz format (readable by ``read_generic``), with ``metadata`` as JSON."""
     path = Path(path)
+    extra = {} if metadata is None else {"metadata": np.array(json.dumps(metadata))}
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.savez_compressed(
             handle,
@@ -242,5 +270,6 @@ def save_generic_npz(series: GridSeries, path: str | Path) -> Path:
             timestamps=series.timestamps.astype("datetime64[s]"),
             channel_names=np.array(series.channel_names, dtype=str),
             interval_minutes=np.int64(series.interval_minutes),
+            **extra,
         )
     return path

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from stvfm.errors import ConfigError
-from stvfm.models.base import Forecaster, ForecastShape, ModelConfig
+from stvfm.models.base import Forecaster, ForecastShape, ModelConfig, observed_mean
 from stvfm.models.patching import pad_grid, padded_size, patchify, unpatchify
 from stvfm.models.registry import register_model
 from stvfm.models.stvfm.cross_prompt import CrossPromptBlock
@@ -90,13 +90,20 @@ class STVFMConfig(ModelConfig):
 
 
 def st_flow(frames: torch.Tensor) -> torch.Tensor:
-    """ST flow of (B, T, ...) frames: first difference along time, the first frame's flow is 0 (eq. 4)."""
-    return torch.cat([torch.zeros_like(frames[:, :1]), frames.diff(dim=1)], dim=1)
+    """ST flow of (B, T, ...) frames: first difference along time, the first frame's flow is 0 (eq. 4).
+    Written as a subtraction rather than ``Tensor.diff`` (the same numbers), which ONNX cannot express."""
+    return torch.cat([torch.zeros_like(frames[:, :1]), frames[:, 1:] - frames[:, :-1]], dim=1)
 
 
 def flow_target(history: torch.Tensor, future: torch.Tensor) -> torch.Tensor:
     """Future flow y[t] - y[t-1], whose first step uses the last history frame."""
     return future.diff(dim=1, prepend=history[:, -1:])
+
+
+def flow_target_observed(history_observed: torch.Tensor, future_observed: torch.Tensor) -> torch.Tensor:
+    """Where the flow target is known: a difference is observed only where both of its frames are."""
+    frames = torch.cat([history_observed[:, -1:], future_observed], dim=1)
+    return frames[:, 1:] & frames[:, :-1]
 
 
 def attention_heads(width: int) -> int:
@@ -189,11 +196,16 @@ class STVFM(Forecaster):
         return outputs
 
     def loss(self, batch: dict[str, torch.Tensor], outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """MSE of the forecast, plus ``flow_weight`` x MSE of the flow forecast (eq. 11) when there is one."""
+        """MSE of the forecast, plus ``flow_weight`` x MSE of the flow forecast (eq. 11) when there is one;
+        both over observed targets only (a flow target where both of its frames are observed)."""
         terms = super().loss(batch, outputs)
         if "flow_forecast" not in outputs:
             return terms
-        mse_flow = torch.mean((outputs["flow_forecast"].float() - flow_target(batch["x"], batch["y"]).float()) ** 2)
+        observed = batch.get("y_observed")
+        if observed is not None:
+            observed = flow_target_observed(batch["x_observed"], observed)
+        squared = (outputs["flow_forecast"].float() - flow_target(batch["x"], batch["y"]).float()) ** 2
+        mse_flow = observed_mean(squared, observed)
         return {"loss": terms["mse_st"] + self.config.flow_weight * mse_flow, "mse_st": terms["mse_st"], "mse_flow": mse_flow}
 
     def parameter_counts(self) -> tuple[int, int]:

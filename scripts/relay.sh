@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# A relay for runs longer than one session: trains a queue of runs, each at its recipe and the
+# machine's native precision (fp32 on AVX2, bf16 where native), in sittings of SITTING minutes,
+# resuming whatever it finds. A sitting ends at its time cap, a kill or the end of a session; the
+# next call resumes the run from its last epoch end (its folder logs every sitting in sittings.json).
+# A run that ends by early stopping or its recipe's last epoch (a classical model: its closed form) is copied into the ledger
+# (STVFM_LEDGER, default docs/results/ledger): commit that record at once.
+#   QUEUE="stvfm:bikenyc1-60d:0 unist:bikenyc1-60d:0" SITTING=120 scripts/relay.sh
+# Entries are MODEL:DATASET:SEED (channel 0). Environment: STVFM_RUNS (run folders, default runs/;
+# keep it outside the work tree), STVFM (the CLI), THREADS (torch threads, default all cores).
+set -uo pipefail
+queue=${QUEUE:-"stvfm:bikenyc1-60d:0 unist:bikenyc1-60d:0 simvp:bikenyc1-60d:0 tau:bikenyc1-60d:0 stid:bikenyc1-60d:0 acfm:bikenyc1-60d:0 mcstl:bikenyc1-60d:0 predrnn:bikenyc1-60d:0 mim:bikenyc1-60d:0"}
+sitting=${SITTING:-120}
+runs=${STVFM_RUNS:-runs}
+ledger=${STVFM_LEDGER:-docs/results/ledger}
+stvfm=${STVFM:-stvfm}
+python=$(dirname "$(command -v "$stvfm")")/python
+[ -n "${THREADS:-}" ] && export OMP_NUM_THREADS=$THREADS
+
+finished() {  # the run's metrics.json says it ended by early stopping, its last epoch, or in closed form
+  "$python" - "$1" <<'PY'
+import json, pathlib, sys
+out = pathlib.Path(sys.argv[1])
+try:
+    reason = json.loads((out / "metrics.json").read_text()).get("stop_reason")
+except (OSError, ValueError):
+    sys.exit(1)
+# a classical model's metrics have no stop reason: its closed-form fit is complete
+sys.exit(0 if not (out / ".in-progress").exists() and reason != "time cap" else 1)
+PY
+}
+
+for entry in $queue; do
+  IFS=: read -r model dataset seed <<<"$entry"
+  out="$runs/relay/$dataset/$model-seed$seed"
+  extra=()
+  [ "$model" = stllm ] && extra=(--set weights=random)  # GPT-2 weights need the hub; every record says so
+  while ! finished "$out"; do
+    echo "== $(date -u +%H:%M:%S) $model on $dataset, seed $seed: a sitting of up to $sitting min ($out)"
+    if ! STVFM_LEDGER= "$stvfm" fit --model "$model" --dataset "$dataset" --channel 0 --seed "$seed" \
+        --max-minutes "$sitting" "${extra[@]}" --out "$out"; then
+      echo "== $model on $dataset failed (exit $?); next entry"
+      continue 2
+    fi
+  done
+  "$stvfm" ledger add "$out" --ledger "$ledger" >/dev/null && echo "== $(date -u +%H:%M:%S) $model on $dataset, seed $seed: finished; record in $ledger"
+done

@@ -1,0 +1,287 @@
+"""Accuracy against compute, rebuilt from ledger records alone: which model is best after a given
+amount of one's own CPU.
+
+Each learned row's validation RMSE, best so far, against the core-seconds it had spent when it was
+measured (wall seconds of training and validation x threads). Where a validation happened comes from
+the most precise thing a record holds: wall seconds logged per epoch, else each sitting's seconds
+spread evenly over the epochs it trained, else the run's training seconds spread evenly over its
+epochs. A core-second of an AVX2 host buys less than one of an AVX512 host, so every point names its
+host's vector units.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from stvfm.atomic import atomic_path, write_text_atomic
+from stvfm.experiments.ledger_report import ledger_rows
+from stvfm.ledger import (
+    EPOCH_SECONDS,
+    period_text,
+    protocol_period,
+    read_records,
+    record_period,
+)
+
+#: Budgets the table reads the curves at: (core-seconds, label).
+BUDGETS = ((600.0, "10 min"), (3600.0, "1 h"), (36000.0, "10 h"))
+#: How each record's epochs were placed in time, most precise first.
+TIMINGS = {"logged": "wall seconds logged per epoch",
+           "sittings": "each sitting's seconds spread evenly over its epochs",
+           "total": "training seconds spread evenly over the epochs (records before per-epoch times)"}
+UNRECORDED = "not recorded"
+#: Plot markers by vector units torch dispatched to.
+MARKERS = {"AVX512": "o", "AVX2": "^", UNRECORDED: "s"}
+FINISHED = ("early stop", "epoch cap")
+
+
+@dataclass(frozen=True)
+class Validation:
+    """One validation of a run: the compute spent up to it, and what it measured."""
+
+    core_seconds: float
+    val_rmse: float
+    vector_units: str
+
+
+@dataclass
+class RunCompute:
+    record: dict[str, Any]
+    validations: list[Validation]
+    timing: str
+    #: False where the record holds no thread count and the machine's cores were counted instead.
+    threads_recorded: bool
+
+    @property
+    def spent(self) -> float:
+        return self.validations[-1].core_seconds if self.validations else 0.0
+
+    @property
+    def finished(self) -> bool:
+        return self.record["stop_reason"] in FINISHED
+
+    @property
+    def vector_units(self) -> set[str]:
+        return {validation.vector_units for validation in self.validations}
+
+    def best_at(self, core_seconds: float) -> float | None:
+        """Best validation RMSE measured within ``core_seconds``; None before the first validation."""
+        seen = [v.val_rmse for v in self.validations if v.core_seconds <= core_seconds]
+        return min(seen) if seen else None
+
+
+def _vector_units(value: str | None) -> str:
+    return value.upper() if value else UNRECORDED
+
+
+def run_compute(record: dict[str, Any]) -> RunCompute:
+    """A record's validations placed on its core-seconds."""
+    machine = record.get("machine") or {}
+    threads = record.get("threads") or machine.get("cores") or 1
+    units = _vector_units(machine.get("cpu_capability"))
+    curve = sorted((p for p in record.get("val_curve") or [] if "val/rmse" in p), key=lambda p: p["epoch"])
+    # sitting i trained the epochs after the one sitting i-1 reached, up to its own epochs_reached
+    sittings = [s for s in record.get("sittings") or [] if isinstance(s, dict)]
+    spans, reached = [], 0
+    for sitting in sittings:
+        until = int(sitting.get("epochs_reached") or reached)
+        spans.append((reached, until, sitting))
+        reached = max(reached, until)
+
+    def sitting_of(epochs_done: int) -> dict[str, Any]:
+        return next((s for low, high, s in spans if low < epochs_done <= high), {})
+
+    def core(seconds: float, sitting: dict[str, Any]) -> float:
+        return seconds * (sitting.get("threads") or threads)
+
+    def host(sitting: dict[str, Any]) -> str:
+        return _vector_units(sitting.get("cpu_capability")) if sitting.get("cpu_capability") else units
+
+    validations = []
+    if curve and all(EPOCH_SECONDS in point for point in curve):
+        timing, total = "logged", 0.0
+        for point in curve:
+            sitting = sitting_of(point["epoch"] + 1)
+            total += core(point[EPOCH_SECONDS], sitting)
+            validations.append(Validation(total, point["val/rmse"], host(sitting)))
+    elif spans:
+        timing, at_epoch, total = "sittings", {}, 0.0
+        for low, high, sitting in spans:
+            spent = core(float(sitting.get("train_seconds") or 0.0), sitting)
+            for done in range(low + 1, high + 1):
+                at_epoch[done] = total + spent * (done - low) / (high - low)
+            total += spent
+        validations = [Validation(at_epoch[p["epoch"] + 1], p["val/rmse"], host(sitting_of(p["epoch"] + 1)))
+                       for p in curve if p["epoch"] + 1 in at_epoch]
+    else:
+        timing = "total"
+        seconds = float(record.get("total_train_seconds") or record.get("train_seconds") or 0.0)
+        epochs = max(1, int(record.get("epochs") or len(curve)))
+        validations = [Validation(seconds * threads * (p["epoch"] + 1) / epochs, p["val/rmse"], units) for p in curve]
+    recorded = bool(record.get("threads")) and all(s.get("threads") for s in sittings)
+    return RunCompute(record, validations, timing, recorded)
+
+
+@dataclass
+class ComputeRow:
+    label: str
+    runs: list[RunCompute]
+
+    @property
+    def shown(self) -> RunCompute:
+        """The run the figure draws: the lowest seed (the table averages every seed)."""
+        return min(self.runs, key=lambda run: run.record["seed"])
+
+    def at(self, budget: float) -> tuple[float, bool, float | None, int] | None:
+        """(mean best validation RMSE within ``budget`` over the seeds validated by then, whether one of
+        them was stopped by its time cap before the budget (so more compute could only lower it), mean
+        test RMSE where every seed had finished within the budget, seeds counted); None before any
+        validation."""
+        measured = [(run, run.best_at(budget)) for run in self.runs]
+        measured = [(run, value) for run, value in measured if value is not None]
+        if not measured:
+            return None
+        capped = any(not run.finished and run.spent < budget for run, _ in measured)
+        done = all(run.finished and run.spent <= budget for run in self.runs)
+        test = statistics.fmean(run.record["rmse"] for run in self.runs) if done else None
+        return statistics.fmean(value for _, value in measured), capped, test, len(measured)
+
+
+def compute_rows(records: list[dict[str, Any]], dataset: str, channel: int | None) -> list[ComputeRow]:
+    """The ledger report's rows of ``dataset`` that trained and validated, best at the largest budget first."""
+    rows = []
+    for row in ledger_rows(records, dataset, channel):
+        runs = [run_compute(record) for record in row.records] if row.learned else []
+        runs = [run for run in runs if run.validations]
+        if runs:
+            rows.append(ComputeRow(row.label, runs))
+
+    def order(row: ComputeRow) -> tuple:
+        return tuple((row.at(budget) or (math.inf,))[0] for budget, _ in reversed(BUDGETS))
+
+    return sorted(rows, key=order)
+
+
+def _cell(value: tuple[float, bool, float | None, int] | None, seeds: int, best: bool) -> str:
+    if value is None:
+        return "-"
+    mean, capped, test, counted = value
+    text = f"**{mean:.3f}**" if best else f"{mean:.3f}"
+    text = ("≤ " if capped else "") + text
+    text += f" (test {test:.3f})" if test is not None else ""
+    return text + (f" [{counted} of {seeds} seeds]" if counted < seeds else "")
+
+
+def _hours(core_seconds: float) -> str:
+    return f"{core_seconds / 3600:.2f}"
+
+
+def render(rows: list[ComputeRow], dataset: str, channel: int | None, sources: list[str], out: Path,
+           span: str) -> str:
+    command = (f"`stvfm ledger compute --dataset {dataset} --channel {channel} "
+               f"{' '.join(f'--ledger {source}' for source in sources)} --out {out}`")
+    figure = out.name + ".png"
+    lines = [f"# {dataset}, channel {channel} ({span}): validation RMSE against the compute spent", "",
+             (f"Rebuilt from the records in {', '.join(f'`{s}`' for s in sources)} by {command}. "
+             "Compute is core-time: the wall seconds of training and validation up to each validation, times the "
+             "threads the run had (a run sharing its cores counts its waits as compute). FLOPs are not recorded by "
+             "runs, so they are not shown. A core-second of an AVX512 host does more work than one of an AVX2 host: "
+             "each row names its hosts' vector units, and the figure marks each validation by them."), ""]
+    if not rows:
+        return "\n".join(lines + [(f"No learned records of {dataset} channel {channel} with a validation curve in "
+                                  "these ledgers yet: nothing to place against compute."), ""])
+    best = {}
+    for budget, _ in BUDGETS:
+        measured = [(row.at(budget)[0], index) for index, row in enumerate(rows) if row.at(budget)]
+        best[budget] = min(measured)[1] if measured else None
+    lines += [f"![best validation RMSE so far against core-hours]({figure})", "",
+              ("Best validation RMSE (original units) reached within each budget of one core, mean over the seeds "
+              "validated by then; `≤`: a seed was stopped by its time cap before the budget, so more compute "
+              "could only lower it; (test ...): every seed had finished (early stop or the recipe's last epoch) "
+              "within the budget, and this is the mean test RMSE of its selected checkpoint. Bold: the best row "
+              "at that budget (a `≤` row might go lower with the compute it did not get)."), "",
+              "| model | " + " | ".join(f"{label} of one core" for _, label in BUDGETS)
+              + " | core-hours spent per seed | hosts (vector units) | seeds | stopped by | epoch times |",
+              "|---|" + "---|" * (len(BUDGETS) + 5)]
+    unknown_threads = False
+    for index, row in enumerate(rows):
+        cells = [_cell(row.at(budget), len(row.runs), best[budget] == index) for budget, _ in BUDGETS]
+        runs = sorted(row.runs, key=lambda run: run.record["seed"])
+        spent = ", ".join(_hours(run.spent) + ("" if run.threads_recorded else "*") for run in runs)
+        unknown_threads |= not all(run.threads_recorded for run in runs)
+        hosts = ", ".join(sorted(set().union(*(run.vector_units for run in runs))))
+        stops = ", ".join(sorted({run.record["stop_reason"] for run in runs}))
+        timing = ", ".join(sorted({run.timing for run in runs}))
+        lines.append(f"| {row.label} | {' | '.join(cells)} | {spent} | {hosts} | "
+                     f"{', '.join(str(run.record['seed']) for run in runs)} | {stops} | {timing} |")
+    lines += [""]
+    for budget, label in BUDGETS:
+        lines.append(f"- Best after {label} of one core: "
+                     + (rows[best[budget]].label if best[budget] is not None else "no row had validated yet") + ".")
+    used = sorted({run.timing for row in rows for run in row.runs}, key=list(TIMINGS).index)
+    lines += ["", "Epoch times: " + "; ".join(f"`{name}`: {TIMINGS[name]}" for name in used) + "."]
+    if unknown_threads:
+        lines.append("`*`: the record holds no thread count; the machine's cores were counted, an upper bound.")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[ComputeRow], path: Path, title: str) -> Path:
+    """Step-wise best validation RMSE so far against core-hours (log scale), one line per row, each
+    validation marked by its host's vector units."""
+    fig = Figure(figsize=(11, 6), layout="constrained")
+    ax = fig.subplots()
+    colours = [f"C{index % 10}" for index in range(len(rows))]
+    styles = ["-", "--", ":", "-."]
+    lowest, highest = math.inf, 0.0
+    for index, row in enumerate(rows):
+        validations = row.shown.validations
+        hours = [v.core_seconds / 3600 for v in validations]
+        best_so_far = [min(v.val_rmse for v in validations[: i + 1]) for i in range(len(validations))]
+        style = {"color": colours[index], "linestyle": styles[index // 10 % len(styles)]}
+        ax.step(hours, best_so_far, where="post", label=f"{row.label}, seed {row.shown.record['seed']}", **style)
+        for units in {v.vector_units for v in validations}:
+            points = [(h, b) for h, b, v in zip(hours, best_so_far, validations, strict=True) if v.vector_units == units]
+            ax.scatter(*zip(*points, strict=True), marker=MARKERS.get(units, "D"), s=18, color=colours[index], zorder=3)
+        lowest, highest = min(lowest, *best_so_far), max(highest, best_so_far[0])
+    for budget, label in BUDGETS:
+        ax.axvline(budget / 3600, color="grey", linewidth=0.8, linestyle=":")
+        ax.annotate(label, (budget / 3600, 1), xycoords=("data", "axes fraction"), fontsize=8,
+                    ha="left", va="top", color="grey")
+    ax.set_xscale("log")
+    ax.set_xlabel("core-hours spent (wall hours of training and validation x threads)")
+    ax.set_ylabel("best validation RMSE so far (original units)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    if rows:
+        ax.set_ylim(lowest * 0.95, min(highest, lowest * 3) * 1.02)
+        fig.legend(fontsize=7, loc="outside right upper", title="row (the line: its lowest seed)", title_fontsize=8)
+        units = sorted({v.vector_units for row in rows for v in row.shown.validations})
+        fig.legend([Line2D([], [], marker=MARKERS.get(unit, "D"), color="black", linestyle="") for unit in units],
+                   units, fontsize=7, loc="outside right lower", title="host vector units", title_fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no learned records yet", transform=ax.transAxes, ha="center")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    return path
+
+
+def compute(ledger: list[str | Path], dataset: str, channel: int | None, out: str | Path) -> tuple[str, list[Path]]:
+    """``OUT.md`` (the table) and ``OUT.png`` (the figure) of ``dataset``'s accuracy against compute, from
+    ledger records; zero or few records give a report that says so."""
+    out = Path(out)
+    rows = compute_rows(read_records(ledger), dataset, channel)
+    periods = sorted({record_period(row.runs[0].record) for row in rows}, key=str) or [protocol_period(dataset)]
+    span = period_text(periods[0]) if len(periods) == 1 else "several periods, named in the rows"
+    text = render(rows, dataset, channel, [str(source) for source in ledger], out, span)
+    figure = out.with_name(out.name + ".png")
+    plot(rows, figure, f"{dataset}, channel {channel} ({span}): best validation RMSE so far against compute")
+    report = out.with_name(out.name + ".md")
+    write_text_atomic(report, text)
+    return text, [report, figure]
