@@ -18,6 +18,7 @@ from stvfm.data.records import (
     Box,
     grid_records,
     parse_interval,
+    parse_outage,
     parse_shape,
 )
 from stvfm.data.sources import read_generic
@@ -422,3 +423,25 @@ def test_the_jersey_city_files_as_published(tmp_path, shared_data_dir):
     assert result.metadata["kept"]["dropoffs"] + sum(per["dropoffs"] for per in result.rejected.values()) == trips
     assert result.series.values.shape == (92 * 24, 2, 8, 8)  # November to January, hourly
     assert result.metadata["dst"]["repeated"] == ["2017-11-05T01:00:00"]
+
+
+def test_outages_and_long_silence_are_missing_not_zero(tmp_path):
+    """A feed that was down observed nothing: its slots are NaN (gaps), a quiet slot with records elsewhere stays 0."""
+    counts = known_counts(seed=3)
+    path = write_records(tmp_path / "t.csv", "tlc-yellow", trips_from(counts, 3, False), 3)
+    outage = (START + timedelta(minutes=INTERVAL), START + timedelta(minutes=2 * INTERVAL))
+    result = grid([path], tmp_path, end=START + timedelta(minutes=(STEPS + 4) * INTERVAL),
+                  outages=[outage], silence_minutes=3 * INTERVAL)
+    values = read_generic(tmp_path / "grid.npz").values
+    assert np.isnan(values[1]).all() and np.isnan(values[STEPS:]).all()  # the outage and 4 silent slots at the end
+    observed = [step for step in range(STEPS) if step != 1]
+    np.testing.assert_array_equal(values[observed], counts[observed])
+    assert [(gap["reason"], gap["slots"]) for gap in result.metadata["unobserved"]] == [("outage", 1), ("silence", 4)]
+    assert values[EMPTY_SLOT].sum() == 0  # one silent slot, shorter than the threshold: a real 0
+
+
+def test_an_outage_must_end_after_it_starts(tmp_path):
+    with pytest.raises(ConfigError, match="--outage"):
+        grid([], tmp_path, outages=[parse_outage("2018-03-01T02:00/2018-03-01T01:00")])
+    with pytest.raises(ConfigError, match="START/END"):
+        parse_outage("2018-03-01")

@@ -50,7 +50,8 @@ def test_the_identity_is_what_the_issue_lists_and_every_field_has_a_role():
     roles = {field.name: field.metadata["role"] for field in dataclasses.fields(RunConfig)}
     assert {name for name, role in roles.items() if role == IDENTITY} == {
         "model", "dataset", "channel", "steps", "scaling", "model_options", "batch_size", "limit_train_batches",
-        "precision", "seed", "init_from", "optim", "data_sha256"}
+        "precision", "seed", "init_from", "optim", "data_sha256",
+        "gap_fill"}  # how gaps in a history are filled changes what the model reads
     assert {name for name, role in roles.items() if role == BUDGET} == {"max_epochs", "max_minutes", "patience"}
 
 

@@ -117,6 +117,8 @@ def grid_command(
     start_zone: Annotated[str | None, typer.Option(help="Column of the start zone id.")] = None,
     end_zone: Annotated[str | None, typer.Option(help="Column of the end zone id.")] = None,
     strict: Annotated[bool, typer.Option(help="Any rejected record is an error; nothing is written.")] = False,
+    outage: Annotated[list[str] | None, typer.Option(help="START/END (local, end exclusive) when the feed was down: those slots are written as missing, not 0. Repeatable.")] = None,
+    silence_minutes: Annotated[int | None, typer.Option(help="Whole-grid silence lasting this many minutes or more is an outage: written as missing.")] = None,
 ) -> None:
     """Count trip records' pick-ups and drop-offs per interval and cell into a generic .npz (see docs/data.md)."""
     import shlex
@@ -126,6 +128,7 @@ def grid_command(
         parse_box,
         parse_interval,
         parse_local_time,
+        parse_outage,
         parse_shape,
     )
 
@@ -139,6 +142,7 @@ def grid_command(
         end=parse_local_time(end, "--end") if end is not None else None,
         columns={role: column for role, column in named.items() if column is not None},
         zones=zones, time_format=time_format, strict=strict,
+        outages=[parse_outage(text) for text in outage or []], silence_minutes=silence_minutes,
         command=shlex.join((ctx.obj or {}).get("argv", ["stvfm", "data", "grid", *sources])),
     )
     metadata = result.metadata

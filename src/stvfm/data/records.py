@@ -190,6 +190,14 @@ def parse_local_time(text: str, option: str) -> datetime:
     return value
 
 
+def parse_outage(text: str) -> tuple[datetime, datetime]:
+    """``START/END`` in local time, end exclusive (``--outage``)."""
+    first, separator, last = text.partition("/")
+    if not separator:
+        raise ConfigError(f"--outage {text!r}: expected START/END in local time, e.g. 2017-12-03T06:00/2017-12-04")
+    return parse_local_time(first, "--outage"), parse_local_time(last, "--outage")
+
+
 def _time_zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
@@ -564,13 +572,17 @@ def grid_records(
     zones: str | Path | None = None,
     time_format: str | None = None,
     strict: bool = False,
+    outages: Sequence[tuple[datetime, datetime]] = (),
+    silence_minutes: int | None = None,
     command: str = "",
 ) -> GriddedRecords:
     """Count the records' pick-ups (and drop-offs) per interval and cell; write the generic npz atomically.
 
     Give ``shape`` (rows, cols) or ``cell_metres``; ``box``, ``start`` and ``end`` (local,
     end exclusive) are inferred from the records when left out. ``strict`` makes any
-    rejected event an error, before anything is written.
+    rejected event an error, before anything is written. Slots inside ``outages`` (local, end
+    exclusive) and runs of whole-grid silence lasting ``silence_minutes`` or more are written as
+    missing (NaN), not as 0: a feed that was down observed nothing.
     """
     import duckdb
 
@@ -586,6 +598,11 @@ def grid_records(
             raise ConfigError(f"{option} {bound}: not on a {interval_minutes}-minute slot boundary from midnight")
     if start is not None and end is not None and end <= start:
         raise ConfigError(f"--end {end} is not after --start {start}")
+    for first, last in outages:
+        if last <= first:
+            raise ConfigError(f"--outage {first.isoformat()}/{last.isoformat()}: its end is not after its start")
+    if silence_minutes is not None and silence_minutes < interval_minutes:
+        raise ConfigError(f"--silence-minutes {silence_minutes}: shorter than one {interval_minutes}-minute slot")
     unknown_roles = set(columns or {}) - set(ROLES)
     if unknown_roles:
         raise ConfigError(f"unknown column roles {sorted(unknown_roles)}; known: {', '.join(ROLES)}")
@@ -653,6 +670,8 @@ def grid_records(
     interval = timedelta(minutes=interval_minutes)
     steps = (period[1] - period[0]) // interval
     timestamps = np.datetime64(period[0], "s") + np.arange(steps) * np.timedelta64(interval_minutes * 60, "s")
+    values, unobserved = _mark_unobserved(counts.astype(np.float32), timestamps, outages, silence_minutes,
+                                          interval_minutes)
     metadata = {
         "made_by": "stvfm data grid",
         "command": command,
@@ -672,13 +691,37 @@ def grid_records(
         "kept": {channel: int(counts[:, index].sum()) for index, channel in enumerate(channels)},
         "rejected": rejected,
         "dst": _dst_slots(zone, period[0], period[1], interval_minutes),
+        "unobserved": unobserved,
         "engine": f"duckdb {duckdb.__version__}",
     }
-    series = GridSeries(name=output.stem, values=counts.astype(np.float32), timestamps=timestamps,
+    series = GridSeries(name=output.stem, values=values, timestamps=timestamps,
                         interval_minutes=interval_minutes, channel_names=channels, source=str(output),
                         attrs={"metadata": metadata})
     save_generic_npz(series, output, metadata=metadata)
     return GriddedRecords(series, metadata, output, rejected)
+
+
+def _mark_unobserved(values: np.ndarray, timestamps: np.ndarray, outages: Sequence[tuple[datetime, datetime]],
+                     silence_minutes: int | None, interval_minutes: int) -> tuple[np.ndarray, list[dict]]:
+    """The counts with unobserved slots set to NaN, and those slots as ranges with their reason."""
+    missing = np.zeros(len(timestamps), dtype=bool)
+    ranges = []
+    for first, last in outages:
+        inside = (timestamps >= np.datetime64(first, "s")) & (timestamps < np.datetime64(last, "s"))
+        missing |= inside
+        ranges.append({"reason": "outage", "start": first.isoformat(), "end": last.isoformat(), "slots": int(inside.sum())})
+    if silence_minutes is not None:
+        silent = values.reshape(len(values), -1).sum(axis=1) == 0
+        needed = -(-silence_minutes // interval_minutes)
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], silent.astype(np.int8), [0]])))
+        for begin, stop in zip(edges[0::2], edges[1::2], strict=True):
+            if stop - begin >= needed:
+                missing[begin:stop] = True
+                end = timestamps[stop - 1] + np.timedelta64(interval_minutes * 60, "s")
+                ranges.append({"reason": "silence", "start": str(timestamps[begin]), "end": str(end),
+                               "slots": int(stop - begin)})
+    values[missing] = np.nan
+    return values, ranges
 
 
 def _describe(connection, path: Path, overrides: Mapping[str, str]) -> SourceFile:
