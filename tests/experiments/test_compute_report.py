@@ -17,7 +17,7 @@ def _record(model="stid", seed=0, rmse=6.0, curve=(9.0, 7.0, 6.5, 6.4), stop="ep
     settings = {"model": model, "dataset": dataset, "out": f"runs/{model}-{seed}", "seed": seed,
                 "max_minutes": max_minutes}
     record = {"schema": 1, "model": model, "dataset": dataset, "channel": 0, "split": "test", "rmse": rmse,
-              "mae": rmse / 2, "per_horizon": {}, "n_windows": 10, "seed": seed, "settings": settings,
+              "mae": rmse / 2, "per_horizon": {"mae": [rmse / 2], "rmse": [rmse]}, "n_windows": 10, "seed": seed, "settings": settings,
               "stop_reason": stop, "epochs": len(curve), "train_seconds": train_seconds, "threads": threads,
               "machine": {"cores": 4, "cpu_capability": capability}, "recorded_at": f"2026-12-0{seed + 1}",
               "val_curve": [{"epoch": epoch, "val/rmse": value} for epoch, value in enumerate(curve)], **extra}
