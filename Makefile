@@ -36,7 +36,7 @@ demo: venv
 		--max-minutes $(DEMO_MINUTES) --warmup-epochs 0.1 --lr 5e-4 --out $(RUNS)/stvfm-$(DEMO_EPOCHS)ep
 	$(BIN)/stvfm compare $(RUNS)/last $(RUNS)/ha-day $(RUNS)/ha-week $(RUNS)/stvfm-$(DEMO_EPOCHS)ep
 	@echo "What longer runs give on the full BikeNYC span (the committed results ledger, docs/results/):"
-	$(BIN)/stvfm ledger best --dataset bikenyc1 --channel 0 --ledger docs/results/ledger
+	$(BIN)/stvfm ledger best --dataset bikenyc1-60d --channel 0 --ledger docs/results/ledger
 	$(BIN)/stvfm report $(RUNS)/stvfm-$(DEMO_EPOCHS)ep $(RUNS)/last $(RUNS)/ha-day $(RUNS)/ha-week --out $(RUNS)/report.html
 
 # Two workers that steal work from each other (one long file no longer holds one worker while the other
