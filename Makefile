@@ -35,7 +35,7 @@ demo: venv
 		--precision auto --batch-size 8 --max-epochs $(DEMO_EPOCHS) \
 		--max-minutes $(DEMO_MINUTES) --warmup-epochs 0.1 --lr 5e-4 --out $(RUNS)/stvfm-$(DEMO_EPOCHS)ep
 	$(BIN)/stvfm compare $(RUNS)/last $(RUNS)/ha-day $(RUNS)/ha-week $(RUNS)/stvfm-$(DEMO_EPOCHS)ep
-	@echo "What longer runs give on the full BikeNYC span (the committed results ledger, docs/results/):"
+	@echo "What each model gives at its own recipe on the same 60-day span (the committed results ledger, docs/results/):"
 	$(BIN)/stvfm ledger best --dataset bikenyc1-60d --channel 0 --ledger docs/results/ledger
 	$(BIN)/stvfm report $(RUNS)/stvfm-$(DEMO_EPOCHS)ep $(RUNS)/last $(RUNS)/ha-day $(RUNS)/ha-week --out $(RUNS)/report.html
 
