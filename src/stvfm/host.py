@@ -13,6 +13,8 @@ import torch
 
 #: CPU flags of a native bf16 matmul (AVX512-BF16, AMX); without them torch emulates bf16.
 NATIVE_BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+#: oneDNN ISA caps (``ONEDNN_MAX_CPU_ISA``) below AVX512-BF16: with one set, oneDNN emulates bf16 like an AVX2 host.
+ISA_CAPS_WITHOUT_BF16 = frozenset({"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI"})
 
 
 def _cpuinfo_field(name: str) -> str | None:
@@ -34,7 +36,11 @@ def cpu_flags() -> set[str]:
 
 
 def native_bf16_cpu() -> bool:
-    return bool(NATIVE_BF16_CPU_FLAGS & cpu_flags())
+    """False also where the vector units are capped below AVX-512 (``ATEN_CPU_CAPABILITY=avx2``,
+    ``ONEDNN_MAX_CPU_ISA=AVX2``): that is how an AVX-512 host times an AVX2 host's fp32 path."""
+    capped = (not torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+              or os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() in ISA_CAPS_WITHOUT_BF16)
+    return bool(NATIVE_BF16_CPU_FLAGS & cpu_flags()) and not capped
 
 
 def describe() -> dict[str, Any]:
