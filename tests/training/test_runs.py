@@ -130,3 +130,20 @@ def test_each_sitting_of_a_resumed_run_is_recorded(tmp_path, shared_data_dir):
     assert second["total_train_seconds"] == pytest.approx(sum(s["train_seconds"] for s in second["sittings"]))
     assert second["sittings"][1]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert json.loads((tmp_path / "sittings.json").read_text()) == second["sittings"]
+
+
+def test_a_resumed_sitting_gets_its_own_time_cap():
+    """A checkpoint saved when a sitting hit its cap holds the time spent; restoring it must not end
+    the next sitting before its first step (that run would be recorded as stopped early)."""
+    from lightning.pytorch.callbacks import Timer
+
+    from stvfm.training.trainer import sitting_timer
+
+    spent = {"time_elapsed": {"train": 3600.0, "validate": 0.0, "test": 0.0}}
+    lightning_timer = Timer(duration={"minutes": 60})
+    lightning_timer.load_state_dict(spent)
+    assert lightning_timer.time_elapsed("train") >= 3600  # what made resumed sittings stop at once
+    (timer,) = sitting_timer(60)
+    timer.load_state_dict(spent)
+    assert timer.time_elapsed("train") == 0 and timer.time_remaining("train") == 3600
+    assert sitting_timer(None) == []

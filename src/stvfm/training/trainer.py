@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import Timer
 
 from stvfm.data.datamodule import GridDataModule
 from stvfm.data.prepared import PreparedData
@@ -17,6 +20,20 @@ from stvfm.training.optim import OptimConfig
 #: What early stopping and the best checkpoint watch, for every model and variant: the validation
 #: MSE of the forecast itself (scaled units), never a loss with an auxiliary term such as ST-VFM's flow.
 SELECTION_METRIC = "val/mse_st"
+
+
+class SittingTimer(Timer):
+    """``--max-minutes`` caps one sitting. Lightning's own timer restores the time a checkpoint had
+    spent, so a run resumed after a time-capped sitting stopped at once (and its record read as if
+    it had converged); the compute of every sitting is kept by ``SittingLog`` instead."""
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """A sitting's clock starts at zero, whatever the checkpoint's timer had spent."""
+
+
+def sitting_timer(max_minutes: float | None) -> list[Timer]:
+    """The time cap of this sitting, checked after every step as Lightning's ``max_time`` is."""
+    return [SittingTimer(duration=timedelta(minutes=max_minutes), interval="step")] if max_minutes else []
 
 
 def build_trainer(config: RunConfig, out: Path, callbacks: list, max_epochs: int, log: bool = True) -> L.Trainer:
@@ -35,7 +52,6 @@ def build_trainer(config: RunConfig, out: Path, callbacks: list, max_epochs: int
     try:
         trainer = L.Trainer(
             max_epochs=max_epochs,
-            max_time={"minutes": config.max_minutes} if config.max_minutes else None,
             accelerator=config.accelerator,
             devices=config.devices,
             num_nodes=config.num_nodes,
@@ -43,7 +59,7 @@ def build_trainer(config: RunConfig, out: Path, callbacks: list, max_epochs: int
             precision=lightning_precision(config.precision),
             gradient_clip_val=config.optim.grad_clip or None,
             limit_train_batches=config.limit_train_batches,
-            callbacks=callbacks,
+            callbacks=[*callbacks, *sitting_timer(config.max_minutes)],
             logger=loggers or False,
             enable_progress_bar=config.progress,
             enable_model_summary=False,
