@@ -92,13 +92,12 @@ class ACFM(Forecaster):
     """ACFM (ACM MM 2018): attentive ConvLSTMs over recent and daily-periodic frames, fused."""
 
     def __init__(self, shape: ForecastShape, config: ACFMConfig):
-        super().__init__(shape)
+        super().__init__(shape, config)
         if shape.daily_context != config.daily_context:
             raise ConfigError(
                 f"acfm is configured for daily_context={config.daily_context} but the data has "
                 f"daily_context={shape.daily_context}; build the data with the model's context"
             )
-        self.config = config
         self.daily_context = config.daily_context
         self.sequential = AttentiveCrowdFlowMachine(shape.channels, config.hidden, config.kernel)
         self.periodic = AttentiveCrowdFlowMachine(shape.horizon * shape.channels, config.hidden, config.kernel)

@@ -83,8 +83,7 @@ class MAU(Forecaster):
     """MAU (NeurIPS 2021): motion-aware units with attention over past states."""
 
     def __init__(self, shape: ForecastShape, config: MAUConfig):
-        super().__init__(shape)
-        self.config = config
+        super().__init__(shape, config)
         frame_channels = shape.channels * config.patch**2
         hidden = config.hidden
         self.stem = nn.Sequential(same_conv(frame_channels, hidden, 3), nn.LeakyReLU(0.2))

@@ -110,8 +110,7 @@ class MCSTL(Forecaster):
     """MC-STL (CIKM 2023): ST Transformer with masked-view reconstruction and contrastive terms."""
 
     def __init__(self, shape: ForecastShape, config: MCSTLConfig):
-        super().__init__(shape)
-        self.config = config
+        super().__init__(shape, config)
         padded_h, padded_w = padded_size(shape.height, shape.width, config.patch)
         self.padded = (padded_h, padded_w)
         regions = (padded_h // config.patch) * (padded_w // config.patch)

@@ -104,8 +104,7 @@ class MIM(Forecaster):
     """MIM (CVPR 2019): stacked memory-in-memory blocks for non-stationary dynamics."""
 
     def __init__(self, shape: ForecastShape, config: MIMConfig):
-        super().__init__(shape)
-        self.config = config
+        super().__init__(shape, config)
         frame_channels = shape.channels * config.patch**2
         self.bottom = MIMBottomCell(frame_channels, config.hidden, config.kernel)
         self.blocks = nn.ModuleList(MIMBlock(config.hidden, config.kernel) for _ in range(config.num_layers - 1))

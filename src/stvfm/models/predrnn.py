@@ -59,8 +59,7 @@ class PredRNN(Forecaster):
     """PredRNN (NeurIPS 2017): stacked ST-LSTMs with a zigzag memory, forecasting frame by frame."""
 
     def __init__(self, shape: ForecastShape, config: PredRNNConfig):
-        super().__init__(shape)
-        self.config = config
+        super().__init__(shape, config)
         patch_channels = shape.channels * config.patch**2
         self.cells = nn.ModuleList(
             SpatioTemporalLSTMCell(patch_channels if index == 0 else config.hidden, config.hidden, config.kernel, bias=False)

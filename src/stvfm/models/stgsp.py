@@ -79,9 +79,8 @@ class STGSP(Forecaster):
     """STGSP (WSDM 2022): global temporal attention with positional encoding over recent and periodic frames."""
 
     def __init__(self, shape: ForecastShape, config: STGSPConfig):
-        super().__init__(shape)
+        super().__init__(shape, config)
         _check_context("stgsp", shape, config.daily_context, config.weekly_context)
-        self.config = config
         self.daily_context = config.daily_context
         self.weekly_context = config.weekly_context
         self.encoder = nn.Sequential(

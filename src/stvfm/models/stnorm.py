@@ -118,8 +118,7 @@ class STNorm(Forecaster):
     """ST-Norm (KDD 2021): spatial/temporal normalisation in a gated dilated causal conv stack."""
 
     def __init__(self, shape: ForecastShape, config: STNormConfig):
-        super().__init__(shape)
-        self.config = config
+        super().__init__(shape, config)
         nodes = shape.height * shape.width
         dilations = [2**layer for _ in range(config.blocks) for layer in range(config.layers_per_block)]
         self.receptive_field = 1 + (config.kernel - 1) * sum(dilations)
