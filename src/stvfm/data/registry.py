@@ -7,9 +7,11 @@ Adding a dataset means one ``register_dataset(DatasetSpec(...))`` call; the load
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
+from stvfm.data.series import GridSeries
 from stvfm.errors import ConfigError
 
 UNIST_DOWNLOAD_PAGE = "https://github.com/tsinghua-fib-lab/UniST/blob/main/dataset/README.md"
@@ -73,6 +75,12 @@ class DatasetSpec:
             return None
         last = np.datetime64(first, "m") + np.timedelta64((count - 1) * self.interval_minutes, "m")
         return str(np.datetime64(first, "m")), str(last)
+
+    def series(self, values: np.ndarray, timestamps: np.ndarray, source: object, **fields: Any) -> GridSeries:
+        """The series a reader found for this dataset: its name, interval and channel names come from
+        here, once for every format (``fields`` overrides any of them, adds ``attrs``)."""
+        named = {"name": self.name, "interval_minutes": self.interval_minutes, "channel_names": self.channel_names}
+        return GridSeries(values=values, timestamps=timestamps, source=str(source), **{**named, **fields})
 
     @property
     def folder(self) -> str:
