@@ -13,7 +13,7 @@ Departures from the paper:
 - Multi-step: the fusion emits all ``Q`` future frames at once (the paper predicts the next
   step only); each periodic step is the ``Q`` frames of one earlier day stacked as channels.
 - The per-frame feature extractor is two 3x3 convolutions instead of a ResNet, and there
-  are no external factors (weather, holidays); widths scaled down for small city grids.
+  are no external factors (weather, holidays).
 - The attention weights pass through a sigmoid per cell rather than a softmax over the city.
 """
 

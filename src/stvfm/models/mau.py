@@ -14,7 +14,6 @@ Departures from the paper:
   padding the grid to a multiple of ``patch * 2**downsamples``; the forecast is cropped back.
 - Training always feeds back the model's own predictions (no scheduled sampling), and the
   loss covers only the forecast steps.
-- Widths scaled down for small city grids (32 channels, one stride-2 level, 3 units).
 """
 
 from __future__ import annotations

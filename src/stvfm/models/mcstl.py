@@ -23,7 +23,7 @@ Departures from the paper:
 - The paper's graph of region significance from inter-regional attention weights and its
   global-local cross-attention are left out; negatives of the contrastive task are the
   other regions of the same sample (keeps memory linear in batch size).
-- Reads only the recent history, no periodic inputs; widths scaled down for small grids.
+- Reads only the recent history, no periodic inputs.
 """
 
 from __future__ import annotations

@@ -12,7 +12,6 @@ Departures from the paper:
   code does) after padding the grid to a multiple of the patch; the forecast is cropped back.
 - Training always feeds back the model's own predictions (no scheduled sampling), and the
   loss covers only the forecast steps, not the reconstruction of the history frames.
-- Widths scaled down for small city grids (32 channels, 3x3 kernels, 3 layers).
 """
 
 from __future__ import annotations

@@ -14,7 +14,6 @@ Departures from the paper:
 - One temporal scale of attention (the paper also attends over coarser multi-step scales)
   and no external factors; future steps are read from query tokens (the paper predicts the
   next step only).
-- Widths scaled down for small city grids (64 channels, 2 layers, 4 heads).
 """
 
 from __future__ import annotations

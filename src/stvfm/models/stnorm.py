@@ -11,7 +11,6 @@ emits all ``Q`` future steps at once.
 Departures from the paper:
 - The history is zero-padded on the left to the stack's receptive field so the last
   output step sees every input step (the paper's inputs are longer than 6 steps).
-- Widths scaled down for small city grids (32 residual/dilation channels, 64 skip channels).
 """
 
 from __future__ import annotations
