@@ -208,7 +208,6 @@ _UNIST_DATASETS = (
 )
 
 
-
 def _unist_spec(row: tuple) -> DatasetSpec:
     """A row of ``_UNIST_DATASETS``: its columns are the spec's fields, but for the file's stem."""
     fields = dict(zip(_UNIST_COLUMNS, row, strict=True))
