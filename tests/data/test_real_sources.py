@@ -64,7 +64,7 @@ def test_calendar_columns_must_match_the_timestamps(shared_data_dir, tmp_path):
     knowledge[:, :7] = np.roll(knowledge[:, :7], 1, axis=1)  # every weekday one day late
     np.savez_compressed(tmp_path / "ex_knlg_val.npz", external_knowledge=knowledge)
     with pytest.raises(DataError, match="weekday/slot columns disagree .* step 2784"):
-        read_dsan_npz(tmp_path, "taxinyc1", "2016-01-01", 30, ("a", "b"))
+        read_dsan_npz(tmp_path, get_dataset("taxinyc1"))
 
 
 def test_registered_dataset_without_files(tmp_path):

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from stvfm.models import ForecastShape, create_model
+from stvfm.models.recurrent import fold_frames, roll_out, unfold_frames
 from stvfm.testing import make_batch
 
 # padded with 0 as the recording was (the scaled value of 0 counts is a data property; see test_padding.py)
@@ -120,3 +121,25 @@ def test_recurrent_models_keep_their_checkpoint_keys_and_numerics(name):
     assert [(key, tuple(value.shape)) for key, value in model.state_dict().items()] == keys
     torch.testing.assert_close(forecast.sum().item(), total, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(forecast.abs().sum().item(), absolute, rtol=1e-6, atol=1e-6)
+
+
+def test_folding_round_trips_an_odd_grid_and_pads_with_the_fill():
+    frames = torch.randn(2, 3, 2, 5, 3)
+    folded = fold_frames(frames, patch=2, fill=-1.0, multiple=4)
+    assert folded.shape == (2, 3, 8, 4, 2)  # 5 x 3 padded to 8 x 4, folded by 2
+    padded = unfold_frames(folded, 2, 8, 4)
+    assert (padded[..., 5:, :] == -1).all() and (padded[..., 3:] == -1).all()
+    torch.testing.assert_close(unfold_frames(folded, 2, 5, 3), frames, rtol=0, atol=0)
+
+
+def test_roll_out_reads_the_history_then_feeds_back_its_own_predictions():
+    history = torch.arange(3.0).reshape(1, 3, 1)  # frames 0, 1, 2
+    seen = []
+
+    def advance(frame, step):
+        seen.append((step, frame.item()))
+        return frame + 10
+
+    forecast = roll_out(history, horizon=3, advance=advance)
+    assert seen == [(0, 0.0), (1, 1.0), (2, 2.0), (3, 12.0), (4, 22.0)]
+    assert forecast.flatten().tolist() == [12.0, 22.0, 32.0]

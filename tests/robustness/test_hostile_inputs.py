@@ -21,6 +21,7 @@ from robust_helpers import write_tiny_city
 
 from stvfm.data.loading import load_series
 from stvfm.data.prepared import prepare_data
+from stvfm.data.registry import get_dataset
 from stvfm.data.series import GridSeries
 from stvfm.data.sources.stresnet_h5 import read_stresnet_h5
 from stvfm.errors import CheckpointError, DataError, StvfmError
@@ -215,7 +216,7 @@ def test_malformed_stresnet_h5_loads_or_raises_stvfm_error(tmp_path_factory, val
         if values.dtype.kind not in "OUM":  # h5py stores only plain numbers here
             handle["data"] = values
         handle["date"] = date
-    series = _expect_result_or_stvfm_error(lambda: read_stresnet_h5(path, "bikenyc1", 60, ("new", "end")), path)
+    series = _expect_result_or_stvfm_error(lambda: read_stresnet_h5(path, get_dataset("bikenyc1")), path)
     if series is not None:
         _assert_valid_series(series)
 
@@ -226,7 +227,7 @@ def test_an_empty_stresnet_h5_is_a_data_error(tmp_path):
         handle["data"] = np.zeros((0, 2, 4, 4), dtype=np.float32)
         handle["date"] = np.zeros(0, dtype="S10")
     with pytest.raises(DataError, match="empty.h5"):
-        read_stresnet_h5(path, "bikenyc1", 60, ("new", "end"))
+        read_stresnet_h5(path, get_dataset("bikenyc1"))
 
 
 @SETTINGS

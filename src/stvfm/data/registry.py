@@ -7,9 +7,11 @@ Adding a dataset means one ``register_dataset(DatasetSpec(...))`` call; the load
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
+from stvfm.data.series import GridSeries
 from stvfm.errors import ConfigError
 
 UNIST_DOWNLOAD_PAGE = "https://github.com/tsinghua-fib-lab/UniST/blob/main/dataset/README.md"
@@ -73,6 +75,12 @@ class DatasetSpec:
             return None
         last = np.datetime64(first, "m") + np.timedelta64((count - 1) * self.interval_minutes, "m")
         return str(np.datetime64(first, "m")), str(last)
+
+    def series(self, values: np.ndarray, timestamps: np.ndarray, source: object, **fields: Any) -> GridSeries:
+        """The series a reader found for this dataset: its name, interval and channel names come from
+        here, once for every format (``fields`` overrides any of them, adds ``attrs``)."""
+        named = {"name": self.name, "interval_minutes": self.interval_minutes, "channel_names": self.channel_names}
+        return GridSeries(values=values, timestamps=timestamps, source=str(source), **{**named, **fields})
 
     @property
     def folder(self) -> str:
@@ -187,7 +195,7 @@ register_dataset(
 
 # UniST's released JSON files, one value channel each; grid, interval and span from the
 # paper's Table 1 (which lists TDrive's city as NYC; T-Drive is Beijing taxis).
-# (name, title, domain, city, span, grid, minutes, file stem, start date)
+_UNIST_COLUMNS = ("name", "title", "domain", "city", "span", "grid", "interval_minutes", "stem", "start")
 _UNIST_DATASETS = (
     ("crowd", "Crowd", "Crowd Flow", "Nanjing", "20.11.11-21.05.31", (16, 20), 30, "Crowd", "2020-11-11"),
     ("cellular", "Cellular", "Cellular Usage", "Nanjing", "20.11.11-21.05.31", (16, 20), 30, "Cellular", "2020-11-11"),
@@ -199,21 +207,14 @@ _UNIST_DATASETS = (
     ("trafficsh", "TrafficSH", "Traffic Speed", "Shanghai", "22.01.27-22.02.27", (28, 32), 5, "TrafficSH", "2022-01-27"),
 )
 
-for _name, _title, _domain, _city, _span, _grid, _minutes, _stem, _start in _UNIST_DATASETS:
-    register_dataset(
-        DatasetSpec(
-            name=_name,
-            title=_title,
-            domain=_domain,
-            city=_city,
-            span=_span,
-            grid=_grid,
-            interval_minutes=_minutes,
-            channel_names=(_domain.lower().replace(" ", "-"),),
-            source_format="unist_json",
-            files=(DataFile(f"{_stem}_short.json"),),
-            download_page=UNIST_DOWNLOAD_PAGE,
-            citation=UNIST_CITATION,
-            start=_start,
-        )
-    )
+
+def _unist_spec(row: tuple) -> DatasetSpec:
+    """A row of ``_UNIST_DATASETS``: its columns are the spec's fields, but for the file's stem."""
+    fields = dict(zip(_UNIST_COLUMNS, row, strict=True))
+    stem = fields.pop("stem")
+    return DatasetSpec(**fields, channel_names=(fields["domain"].lower().replace(" ", "-"),), source_format="unist_json",
+                       files=(DataFile(f"{stem}_short.json"),), download_page=UNIST_DOWNLOAD_PAGE, citation=UNIST_CITATION)
+
+
+for _row in _UNIST_DATASETS:
+    register_dataset(_unist_spec(_row))

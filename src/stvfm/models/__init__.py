@@ -10,6 +10,9 @@ while a model is built, ``stvfm.backbones``; never ``stvfm.data``, ``stvfm.train
 ``stvfm.reports``, ``stvfm.experiments`` or the CLI: batches arrive as plain dicts.
 
 Importing this package imports every model file so the registry is complete.
+
+A learned baseline keeps its paper's architecture with widths scaled down for small city grids:
+its config's defaults are the widths it uses, stated there only.
 """
 
 import importlib

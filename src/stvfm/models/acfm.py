@@ -13,7 +13,7 @@ Departures from the paper:
 - Multi-step: the fusion emits all ``Q`` future frames at once (the paper predicts the next
   step only); each periodic step is the ``Q`` frames of one earlier day stacked as channels.
 - The per-frame feature extractor is two 3x3 convolutions instead of a ResNet, and there
-  are no external factors (weather, holidays); widths scaled down for small city grids.
+  are no external factors (weather, holidays).
 - The attention weights pass through a sigmoid per cell rather than a softmax over the city.
 """
 
@@ -92,13 +92,12 @@ class ACFM(Forecaster):
     """ACFM (ACM MM 2018): attentive ConvLSTMs over recent and daily-periodic frames, fused."""
 
     def __init__(self, shape: ForecastShape, config: ACFMConfig):
-        super().__init__(shape)
+        super().__init__(shape, config)
         if shape.daily_context != config.daily_context:
             raise ConfigError(
                 f"acfm is configured for daily_context={config.daily_context} but the data has "
                 f"daily_context={shape.daily_context}; build the data with the model's context"
             )
-        self.config = config
         self.daily_context = config.daily_context
         self.sequential = AttentiveCrowdFlowMachine(shape.channels, config.hidden, config.kernel)
         self.periodic = AttentiveCrowdFlowMachine(shape.horizon * shape.channels, config.hidden, config.kernel)

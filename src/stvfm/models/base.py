@@ -104,9 +104,10 @@ class Forecaster(nn.Module):
     daily_context: int = 0
     weekly_context: int = 0
 
-    def __init__(self, shape: ForecastShape):
+    def __init__(self, shape: ForecastShape, config: ModelConfig):
         super().__init__()
         self.shape = shape
+        self.config = config
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Return at least ``{"forecast": (B, Q, C, H, W)}`` in scaled units."""

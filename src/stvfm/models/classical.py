@@ -44,8 +44,8 @@ def _check_series(shape: ForecastShape, values: np.ndarray, time_features: np.nd
 class _FittedFlag(ClassicalForecaster):
     """Keeps a persisted ``fitted`` flag so an unfitted model fails loudly instead of forecasting zeros."""
 
-    def __init__(self, shape: ForecastShape):
-        super().__init__(shape)
+    def __init__(self, shape: ForecastShape, config: ModelConfig):
+        super().__init__(shape, config)
         self.register_buffer("fitted", torch.tensor(False))
 
     def _require_fitted(self, name: str) -> None:
@@ -67,8 +67,7 @@ class Persistence(ClassicalForecaster):
     each cell's last observed history value (the gap rule's fill where the history observed none)."""
 
     def __init__(self, shape: ForecastShape, config: PersistenceConfig):
-        super().__init__(shape)
-        self.config = config
+        super().__init__(shape, config)
 
     def fit_series(self, values: np.ndarray, time_features: np.ndarray, train_end: int) -> None:
         """Persistence learns nothing from the training split."""
@@ -103,8 +102,7 @@ class _SlotAverage(_FittedFlag):
     name: str
 
     def __init__(self, shape: ForecastShape, config: HistoricalAverageConfig):
-        super().__init__(shape)
-        self.config = config
+        super().__init__(shape, config)
         table_shape = (self.slots_per_period(), shape.channels, shape.height, shape.width)
         self.register_buffer("average", torch.zeros(table_shape))
 
@@ -258,8 +256,7 @@ class PerCellARIMA(_FittedFlag):
     """
 
     def __init__(self, shape: ForecastShape, config: ARIMAConfig):
-        super().__init__(shape)
-        self.config = config
+        super().__init__(shape, config)
         self.order = tuple(config.order)
         self.register_buffer("forecast_table", torch.zeros(0, shape.horizon, shape.channels, shape.height, shape.width))
 

@@ -51,8 +51,7 @@ class ITransformer(Forecaster):
     """iTransformer (ICLR 2024): each cell's whole history is a token; attention across cells."""
 
     def __init__(self, shape: ForecastShape, config: ITransformerConfig):
-        super().__init__(shape)
-        self.config = config
+        super().__init__(shape, config)
         self.embedding = nn.Sequential(nn.Linear(shape.history, config.width), nn.Dropout(config.dropout))
         layer = nn.TransformerEncoderLayer(
             config.width, config.heads, config.feedforward, config.dropout, activation="gelu", batch_first=True

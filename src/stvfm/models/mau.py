@@ -14,7 +14,6 @@ Departures from the paper:
   padding the grid to a multiple of ``patch * 2**downsamples``; the forecast is cropped back.
 - Training always feeds back the model's own predictions (no scheduled sampling), and the
   loss covers only the forecast steps.
-- Widths scaled down for small city grids (32 channels, one stride-2 level, 3 units).
 """
 
 from __future__ import annotations
@@ -23,12 +22,10 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from stvfm.models.base import Forecaster, ForecastShape, ModelConfig
-from stvfm.models.patching import pad_grid
-from stvfm.models.recurrent import same_conv
+from stvfm.models.recurrent import fold_frames, roll_out, same_conv, unfold_frames
 from stvfm.models.registry import register_model
 
 
@@ -83,8 +80,7 @@ class MAU(Forecaster):
     """MAU (NeurIPS 2021): motion-aware units with attention over past states."""
 
     def __init__(self, shape: ForecastShape, config: MAUConfig):
-        super().__init__(shape)
-        self.config = config
+        super().__init__(shape, config)
         frame_channels = shape.channels * config.patch**2
         hidden = config.hidden
         self.stem = nn.Sequential(same_conv(frame_channels, hidden, 3), nn.LeakyReLU(0.2))
@@ -115,8 +111,7 @@ class MAU(Forecaster):
         history = batch["x"]
         batch_size, steps, channels, height, width = history.shape
         patch = self.config.patch
-        padded = pad_grid(history, patch * 2**self.config.downsamples, self.shape.scaled_zero)
-        frames = F.pixel_unshuffle(padded.flatten(0, 1), patch).unflatten(0, (batch_size, steps))
+        frames = fold_frames(history, patch, self.shape.scaled_zero, multiple=patch * 2**self.config.downsamples)
         low_h = frames.shape[-2] // 2**self.config.downsamples
         low_w = frames.shape[-1] // 2**self.config.downsamples
         zeros = frames.new_zeros(batch_size, self.config.hidden, low_h, low_w)
@@ -124,10 +119,8 @@ class MAU(Forecaster):
         temporal = [zeros] * layers
         temporal_history = [[zeros] * tau for _ in range(layers)]
         spatial_history = [[zeros] * tau for _ in range(layers)]
-        predictions = []
-        prediction = None
-        for step in range(steps + self.shape.horizon - 1):
-            frame = frames[:, step] if step < steps else prediction
+
+        def advance(frame: torch.Tensor, step: int) -> torch.Tensor:
             features = self._encode(frame)
             spatial = features[-1]
             for index, unit in enumerate(self.units):
@@ -138,9 +131,7 @@ class MAU(Forecaster):
                 spatial_history[index] = (spatial_history[index] + [spatial])[-tau:]
                 temporal[index] = new_temporal
                 spatial = new_spatial
-            prediction = self._decode(spatial, features)
-            if step >= steps - 1:
-                predictions.append(prediction)
-        forecast = torch.stack(predictions, dim=1).flatten(0, 1)
-        forecast = F.pixel_shuffle(forecast, patch).unflatten(0, (batch_size, self.shape.horizon))
-        return {"forecast": forecast[..., :height, :width]}
+            return self._decode(spatial, features)
+
+        forecast = roll_out(frames, self.shape.horizon, advance)
+        return {"forecast": unfold_frames(forecast, patch, height, width)}

@@ -23,7 +23,7 @@ Departures from the paper:
 - The paper's graph of region significance from inter-regional attention weights and its
   global-local cross-attention are left out; negatives of the contrastive task are the
   other regions of the same sample (keeps memory linear in batch size).
-- Reads only the recent history, no periodic inputs; widths scaled down for small grids.
+- Reads only the recent history, no periodic inputs.
 """
 
 from __future__ import annotations
@@ -110,8 +110,7 @@ class MCSTL(Forecaster):
     """MC-STL (CIKM 2023): ST Transformer with masked-view reconstruction and contrastive terms."""
 
     def __init__(self, shape: ForecastShape, config: MCSTLConfig):
-        super().__init__(shape)
-        self.config = config
+        super().__init__(shape, config)
         padded_h, padded_w = padded_size(shape.height, shape.width, config.patch)
         self.padded = (padded_h, padded_w)
         regions = (padded_h // config.patch) * (padded_w // config.patch)

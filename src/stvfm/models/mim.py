@@ -12,7 +12,6 @@ Departures from the paper:
   code does) after padding the grid to a multiple of the patch; the forecast is cropped back.
 - Training always feeds back the model's own predictions (no scheduled sampling), and the
   loss covers only the forecast steps, not the reconstruction of the history frames.
-- Widths scaled down for small city grids (32 channels, 3x3 kernels, 3 layers).
 """
 
 from __future__ import annotations
@@ -20,13 +19,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from stvfm.errors import ConfigError
 from stvfm.models.base import Forecaster, ForecastShape, ModelConfig
-from stvfm.models.patching import pad_grid
-from stvfm.models.recurrent import SpatioTemporalLSTMCell, lstm_update, same_conv, zigzag_hidden
+from stvfm.models.recurrent import (
+    SpatioTemporalLSTMCell,
+    fold_frames,
+    lstm_update,
+    roll_out,
+    same_conv,
+    unfold_frames,
+    zigzag_hidden,
+)
 from stvfm.models.registry import register_model
 
 
@@ -104,8 +109,7 @@ class MIM(Forecaster):
     """MIM (CVPR 2019): stacked memory-in-memory blocks for non-stationary dynamics."""
 
     def __init__(self, shape: ForecastShape, config: MIMConfig):
-        super().__init__(shape)
-        self.config = config
+        super().__init__(shape, config)
         frame_channels = shape.channels * config.patch**2
         self.bottom = MIMBottomCell(frame_channels, config.hidden, config.kernel)
         self.blocks = nn.ModuleList(MIMBlock(config.hidden, config.kernel) for _ in range(config.num_layers - 1))
@@ -115,8 +119,7 @@ class MIM(Forecaster):
         history = batch["x"]
         batch_size, steps, channels, height, width = history.shape
         patch = self.config.patch
-        frames = F.pixel_unshuffle(pad_grid(history, patch, self.shape.scaled_zero).flatten(0, 1), patch)
-        frames = frames.unflatten(0, (batch_size, steps))
+        frames = fold_frames(history, patch, self.shape.scaled_zero)
         zeros = frames.new_zeros(batch_size, self.config.hidden, *frames.shape[-2:])
         layers = self.config.num_layers
         hidden = [zeros] * layers
@@ -126,10 +129,9 @@ class MIM(Forecaster):
         diff_memory = [zeros] * (layers - 1)
         stationary_memory = [zeros] * (layers - 1)
         memory = zeros
-        predictions = []
-        prediction = None
-        for step in range(steps + self.shape.horizon - 1):
-            frame = frames[:, step] if step < steps else prediction
+
+        def advance(frame: torch.Tensor, step: int) -> torch.Tensor:
+            nonlocal hidden, memory
             previous_hidden = hidden
             hidden = list(hidden)
             hidden[0], cell[0], memory = self.bottom(frame, hidden[0], cell[0], memory)
@@ -140,9 +142,7 @@ class MIM(Forecaster):
                     hidden[index - 1], below_difference, hidden[index], cell[index], memory,
                     diff_state[index - 1], diff_memory[index - 1], stationary_memory[index - 1],
                 )
-            prediction = self.head(hidden[-1])
-            if step >= steps - 1:
-                predictions.append(prediction)
-        forecast = torch.stack(predictions, dim=1).flatten(0, 1)
-        forecast = F.pixel_shuffle(forecast, patch).unflatten(0, (batch_size, self.shape.horizon))
-        return {"forecast": forecast[..., :height, :width]}
+            return self.head(hidden[-1])
+
+        forecast = roll_out(frames, self.shape.horizon, advance)
+        return {"forecast": unfold_frames(forecast, patch, height, width)}

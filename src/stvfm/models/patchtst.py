@@ -95,13 +95,12 @@ class PatchTST(Forecaster):
     """PatchTST (ICLR 2023): channel-independent Transformer over time patches of every cell's series."""
 
     def __init__(self, shape: ForecastShape, config: PatchTSTConfig):
-        super().__init__(shape)
+        super().__init__(shape, config)
         if not 1 <= config.patch_length <= shape.history or config.patch_stride < 1:
             raise ConfigError(
                 f"patchtst needs 1 <= patch_length <= history ({shape.history}) and patch_stride >= 1, "
                 f"got {config.patch_length} and {config.patch_stride}"
             )
-        self.config = config
         series = shape.channels * shape.height * shape.width
         patches = patch_count(shape.history, config.patch_length, config.patch_stride)
         self.revin_scale = nn.Parameter(torch.ones(series), requires_grad=config.revin_affine)

@@ -26,12 +26,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from stvfm.models.base import Forecaster, ForecastShape, ModelConfig
-from stvfm.models.patching import pad_grid
-from stvfm.models.recurrent import SpatioTemporalLSTMCell
+from stvfm.models.recurrent import SpatioTemporalLSTMCell, fold_frames, roll_out, unfold_frames
 from stvfm.models.registry import register_model
 
 
@@ -59,23 +57,17 @@ class PredRNN(Forecaster):
     """PredRNN (NeurIPS 2017): stacked ST-LSTMs with a zigzag memory, forecasting frame by frame."""
 
     def __init__(self, shape: ForecastShape, config: PredRNNConfig):
-        super().__init__(shape)
-        self.config = config
+        super().__init__(shape, config)
         patch_channels = shape.channels * config.patch**2
         self.cells = nn.ModuleList(
             SpatioTemporalLSTMCell(patch_channels if index == 0 else config.hidden, config.hidden, config.kernel, bias=False)
             for index in range(config.layers)
         )
         self.readout = nn.Conv2d(config.hidden, patch_channels, 1, bias=False)
-        valid = pad_grid(torch.ones(1, shape.channels, shape.height, shape.width), config.patch, 0.0)
-        self.register_buffer("valid_patches", F.pixel_unshuffle(valid, config.patch), persistent=False)
+        # 1 on the grid's cells, 0 on the padding: the padding's forecast is held at 0
+        valid = fold_frames(torch.ones(1, 1, shape.channels, shape.height, shape.width), config.patch, 0.0)[0]
+        self.register_buffer("valid_patches", valid, persistent=False)
         self.register_buffer("training_iterations", torch.zeros((), dtype=torch.long))
-
-    def _to_patches(self, frames: torch.Tensor) -> torch.Tensor:
-        """(B, T, C, H, W) -> (B, T, C*p*p, H'/p, W'/p) after padding."""
-        batch, steps = frames.shape[:2]
-        padded = pad_grid(frames, self.config.patch, self.shape.scaled_zero).flatten(0, 1)
-        return F.pixel_unshuffle(padded, self.config.patch).unflatten(0, (batch, steps))
 
     def _true_frame_probability(self) -> float:
         """Probability of feeding the true future frame now (scheduled sampling; 0 when off or at eval)."""
@@ -85,10 +77,11 @@ class PredRNN(Forecaster):
         return max(0.0, 1.0 - float(self.training_iterations) / total)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        history = self._to_patches(batch["x"])
+        patch, fill = self.config.patch, self.shape.scaled_zero
+        history = fold_frames(batch["x"], patch, fill)
         batch_size, steps, _, grid_h, grid_w = history.shape
         true_probability = self._true_frame_probability() if "y" in batch else 0.0
-        future = self._to_patches(batch["y"]) if true_probability > 0 else None
+        future = fold_frames(batch["y"], patch, fill) if true_probability > 0 else None
         if self.training and "y" in batch:
             self.training_iterations += 1
 
@@ -96,22 +89,17 @@ class PredRNN(Forecaster):
         hiddens = [zeros] * len(self.cells)
         cells = [zeros] * len(self.cells)
         memory = zeros
-        forecasts = []
-        frame = history[:, 0]
-        for step in range(steps + self.shape.horizon - 1):
-            if step < steps:
-                frame = history[:, step]
-            elif future is not None:
+
+        def advance(frame: torch.Tensor, step: int) -> torch.Tensor:
+            nonlocal memory
+            if step >= steps and future is not None:
                 use_true = (torch.rand(batch_size, 1, 1, 1, device=frame.device) < true_probability).to(frame.dtype)
                 frame = use_true * future[:, step - steps] + (1 - use_true) * frame
             layer_input = frame
             for index, cell in enumerate(self.cells):
                 hiddens[index], cells[index], memory = cell(layer_input, hiddens[index], cells[index], memory)
                 layer_input = hiddens[index]
-            frame = self.readout(layer_input) * self.valid_patches
-            if step >= steps - 1:
-                forecasts.append(frame)
+            return self.readout(layer_input) * self.valid_patches
 
-        patches = torch.stack(forecasts, dim=1).flatten(0, 1)
-        frames = F.pixel_shuffle(patches, self.config.patch).unflatten(0, (batch_size, self.shape.horizon))
-        return {"forecast": frames[..., : self.shape.height, : self.shape.width]}
+        forecast = roll_out(history, self.shape.horizon, advance)
+        return {"forecast": unfold_frames(forecast, patch, self.shape.height, self.shape.width)}

@@ -1,5 +1,7 @@
 """Recurrent pieces of the frame-by-frame video models (PredRNN, MIM, MAU), written once.
 
+All three fold each frame space-to-depth (``fold_frames``), read the history one frame at a
+time and then feed back their own predictions (``roll_out``), and unfold the forecast.
 The ST-LSTM cell is PredRNN's; MIM stacks MIM blocks on the same cell. The two models'
 checkpoints name the cell's convolutions differently, so each names them in
 ``conv_names``; the parameters, their order and the arithmetic are the same.
@@ -7,8 +9,43 @@ checkpoints name the cell's convolutions differently, so each names them in
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from stvfm.models.patching import pad_grid
+
+
+def fold_frames(frames: torch.Tensor, patch: int, fill: float, multiple: int | None = None) -> torch.Tensor:
+    """(B, T, C, H, W) -> (B, T, C*patch*patch, H'/patch, W'/patch): the grid padded with ``fill``
+    to a multiple of ``multiple`` (default ``patch``; a multiple of it), then space-to-depth."""
+    batch, steps = frames.shape[:2]
+    padded = pad_grid(frames, multiple or patch, fill).flatten(0, 1)
+    return F.pixel_unshuffle(padded, patch).unflatten(0, (batch, steps))
+
+
+def unfold_frames(folded: torch.Tensor, patch: int, height: int, width: int) -> torch.Tensor:
+    """Inverse of ``fold_frames``, cropped back to the (``height``, ``width``) grid."""
+    batch, steps = folded.shape[:2]
+    frames = F.pixel_shuffle(folded.flatten(0, 1), patch).unflatten(0, (batch, steps))
+    return frames[..., :height, :width]
+
+
+def roll_out(history: torch.Tensor, horizon: int,
+             advance: Callable[[torch.Tensor, int], torch.Tensor]) -> torch.Tensor:
+    """(B, P, ...) history -> (B, Q, ...) forecast: ``advance(frame, step)`` reads the history
+    frames, then its own previous prediction, and returns the next frame (the model keeps its
+    state); the predictions from the last history step on are the forecast."""
+    steps = history.shape[1]
+    predictions = []
+    prediction = history[:, 0]
+    for step in range(steps + horizon - 1):
+        prediction = advance(history[:, step] if step < steps else prediction, step)
+        if step >= steps - 1:
+            predictions.append(prediction)
+    return torch.stack(predictions, dim=1)
 
 
 def same_conv(in_channels: int, out_channels: int, kernel: int, bias: bool = True) -> nn.Conv2d:

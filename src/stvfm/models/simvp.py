@@ -209,8 +209,7 @@ class SimVP(Forecaster):
     """SimVP (CVPR 2022): conv encoder, Inception U-Net translator over stacked frames, conv decoder."""
 
     def __init__(self, shape: ForecastShape, config: SimVPConfig):
-        super().__init__(shape)
-        self.config = config
+        super().__init__(shape, config)
         translator = InceptionTranslator(
             shape.history * config.hidden_spatial,
             config.hidden_temporal,

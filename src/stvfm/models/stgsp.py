@@ -14,7 +14,6 @@ Departures from the paper:
 - One temporal scale of attention (the paper also attends over coarser multi-step scales)
   and no external factors; future steps are read from query tokens (the paper predicts the
   next step only).
-- Widths scaled down for small city grids (64 channels, 2 layers, 4 heads).
 """
 
 from __future__ import annotations
@@ -79,9 +78,8 @@ class STGSP(Forecaster):
     """STGSP (WSDM 2022): global temporal attention with positional encoding over recent and periodic frames."""
 
     def __init__(self, shape: ForecastShape, config: STGSPConfig):
-        super().__init__(shape)
+        super().__init__(shape, config)
         _check_context("stgsp", shape, config.daily_context, config.weekly_context)
-        self.config = config
         self.daily_context = config.daily_context
         self.weekly_context = config.weekly_context
         self.encoder = nn.Sequential(

@@ -58,8 +58,7 @@ class STID(Forecaster):
     """STID (CIKM 2022): an MLP over each cell's history plus spatial and temporal identity embeddings."""
 
     def __init__(self, shape: ForecastShape, config: STIDConfig):
-        super().__init__(shape)
-        self.config = config
+        super().__init__(shape, config)
         nodes = shape.height * shape.width
         self.series_embedding = nn.Linear(shape.history * shape.channels, config.series_width)
         self.node_embedding = nn.Parameter(torch.empty(nodes, config.node_width))

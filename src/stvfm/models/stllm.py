@@ -82,8 +82,7 @@ class STLLM(Forecaster):
     weights: WeightsInfo  # which GPT-2 weights were loaded, the same record a ViT backbone keeps
 
     def __init__(self, shape: ForecastShape, config: STLLMConfig):
-        super().__init__(shape)
-        self.config = config
+        super().__init__(shape, config)
         from stvfm.backbones.language import load_gpt2
 
         gpt2, self.weights = load_gpt2(config.weights, config.gpt2_overrides)

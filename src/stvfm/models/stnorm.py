@@ -11,7 +11,6 @@ emits all ``Q`` future steps at once.
 Departures from the paper:
 - The history is zero-padded on the left to the stack's receptive field so the last
   output step sees every input step (the paper's inputs are longer than 6 steps).
-- Widths scaled down for small city grids (32 residual/dilation channels, 64 skip channels).
 """
 
 from __future__ import annotations
@@ -118,8 +117,7 @@ class STNorm(Forecaster):
     """ST-Norm (KDD 2021): spatial/temporal normalisation in a gated dilated causal conv stack."""
 
     def __init__(self, shape: ForecastShape, config: STNormConfig):
-        super().__init__(shape)
-        self.config = config
+        super().__init__(shape, config)
         nodes = shape.height * shape.width
         dilations = [2**layer for _ in range(config.blocks) for layer in range(config.layers_per_block)]
         self.receptive_field = 1 + (config.kernel - 1) * sum(dilations)

@@ -96,13 +96,12 @@ class STResNet(Forecaster):
     """ST-ResNet (AAAI 2017): closeness, period and trend residual CNNs fused by parametric matrices."""
 
     def __init__(self, shape: ForecastShape, config: STResNetConfig):
-        super().__init__(shape)
+        super().__init__(shape, config)
         if (shape.daily_context, shape.weekly_context) != (config.daily_context, config.weekly_context):
             raise ConfigError(
                 f"stresnet is configured for {config.daily_context} day(s) / {config.weekly_context} week(s) "
                 f"of context but the data provides {shape.daily_context} / {shape.weekly_context}"
             )
-        self.config = config
         self.daily_context = config.daily_context
         self.weekly_context = config.weekly_context
         future_channels = shape.horizon * shape.channels

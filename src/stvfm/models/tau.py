@@ -179,8 +179,7 @@ class TAU(Forecaster):
     """TAU (CVPR 2023): SimVP with Temporal Attention Units and a differential divergence loss."""
 
     def __init__(self, shape: ForecastShape, config: TAUConfig):
-        super().__init__(shape)
-        self.config = config
+        super().__init__(shape, config)
         translator = TemporalAttentionTranslator(
             shape.history * config.hidden_spatial, shape.horizon * config.hidden_spatial, config
         )

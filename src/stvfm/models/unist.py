@@ -175,9 +175,8 @@ class UniST(Forecaster):
     """UniST (KDD 2024): masked spatio-temporal Transformer forecasting masked future tokens, with memory prompts."""
 
     def __init__(self, shape: ForecastShape, config: UniSTConfig):
-        super().__init__(shape)
+        super().__init__(shape, config)
         self._check(shape, config)
-        self.config = config
         self.daily_context = config.daily_context
         width, step = config.width, config.temporal_patch
         token_size = (step, config.patch, config.patch)

@@ -16,22 +16,11 @@ from stvfm.errors import ConfigError
 __all__ = ["read_registered", "read_generic", "save_generic_npz", "SOURCE_READERS"]
 
 
-def _stresnet(spec: DatasetSpec, folder: Path) -> GridSeries:
-    return read_stresnet_h5(folder / spec.files[0].path, spec.name, spec.interval_minutes, spec.channel_names)
-
-
-def _dsan(spec: DatasetSpec, folder: Path) -> GridSeries:
-    return read_dsan_npz(folder, spec.name, spec.start, spec.interval_minutes, spec.channel_names)
-
-
-def _unist(spec: DatasetSpec, folder: Path) -> GridSeries:
-    return read_unist_json(folder / spec.files[0].path, spec.name, spec.start, spec.interval_minutes, spec.channel_names)
-
-
+#: Each format's reader of a dataset's folder: formats of one file read the spec's first file.
 SOURCE_READERS: dict[str, Callable[[DatasetSpec, Path], GridSeries]] = {
-    "stresnet_h5": _stresnet,
-    "dsan_npz": _dsan,
-    "unist_json": _unist,
+    "stresnet_h5": lambda spec, folder: read_stresnet_h5(folder / spec.files[0].path, spec),
+    "dsan_npz": lambda spec, folder: read_dsan_npz(folder, spec),
+    "unist_json": lambda spec, folder: read_unist_json(folder / spec.files[0].path, spec),
 }
 
 

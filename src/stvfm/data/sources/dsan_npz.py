@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stvfm.data.registry import DatasetSpec
 from stvfm.data.series import GridSeries
 from stvfm.errors import DataError
 
@@ -51,14 +52,7 @@ def _check_calendar(folder: Path, timestamps: np.ndarray, interval_minutes: int)
         )
 
 
-def read_dsan_npz(
-    folder: str | Path,
-    name: str,
-    start: str,
-    interval_minutes: int,
-    channel_names: tuple[str, ...],
-) -> GridSeries:
-    folder = Path(folder)
+def read_dsan_npz(folder: Path, spec: DatasetSpec) -> GridSeries:
     pieces = []
     for split in SPLITS:
         path = folder / f"flow_{split}.npz"
@@ -69,14 +63,7 @@ def read_dsan_npz(
             raise DataError(f"{path}: grid {flow.shape[1:]} differs from flow_train's {pieces[0].shape[1:]}")
         pieces.append(flow)
     values = np.concatenate(pieces).transpose(0, 3, 1, 2)
-    step = np.timedelta64(interval_minutes * 60, "s")
-    timestamps = np.datetime64(start, "s") + np.arange(values.shape[0]) * step
-    _check_calendar(folder, timestamps, interval_minutes)
-    return GridSeries(
-        name=name,
-        values=values,
-        timestamps=timestamps,
-        interval_minutes=interval_minutes,
-        channel_names=channel_names,
-        source=str(folder / "flow_{train,val,test}.npz"),
-    )
+    step = np.timedelta64(spec.interval_minutes * 60, "s")
+    timestamps = np.datetime64(spec.start, "s") + np.arange(values.shape[0]) * step
+    _check_calendar(folder, timestamps, spec.interval_minutes)
+    return spec.series(values, timestamps, folder / "flow_{train,val,test}.npz")

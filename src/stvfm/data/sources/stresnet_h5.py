@@ -11,6 +11,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from stvfm.data.registry import DatasetSpec
 from stvfm.data.series import GridSeries
 from stvfm.errors import DataError
 
@@ -28,13 +29,7 @@ def _timestamps_from_slots(labels: np.ndarray, interval_minutes: int, where: Pat
     return days.astype("datetime64[s]") + ((slots - 1) * interval_minutes * 60).astype("timedelta64[s]")
 
 
-def read_stresnet_h5(
-    path: str | Path,
-    name: str,
-    interval_minutes: int,
-    channel_names: tuple[str, ...],
-) -> GridSeries:
-    path = Path(path)
+def read_stresnet_h5(path: Path, spec: DatasetSpec) -> GridSeries:
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     try:
@@ -51,11 +46,4 @@ def read_stresnet_h5(
         raise DataError(f"{path}: empty series, 'data' has shape {values.shape}")
     if labels.shape != (values.shape[0],):
         raise DataError(f"{path}: {labels.shape[0] if labels.ndim else 0} 'date' entries for {values.shape[0]} time steps")
-    return GridSeries(
-        name=name,
-        values=values,
-        timestamps=_timestamps_from_slots(labels, interval_minutes, path),
-        interval_minutes=interval_minutes,
-        channel_names=channel_names,
-        source=str(path),
-    )
+    return spec.series(values, _timestamps_from_slots(labels, spec.interval_minutes, path), path)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stvfm.data.registry import DatasetSpec
 from stvfm.data.series import GridSeries
 from stvfm.errors import DataError
 
@@ -112,14 +113,7 @@ def _align_start(pairs: np.ndarray, start_date: str, interval_minutes: int, wher
     )
 
 
-def read_unist_json(
-    path: str | Path,
-    name: str,
-    start_date: str,
-    interval_minutes: int,
-    channel_names: tuple[str, ...],
-) -> GridSeries:
-    path = Path(path)
+def read_unist_json(path: Path, spec: DatasetSpec) -> GridSeries:
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     try:
@@ -144,15 +138,8 @@ def read_unist_json(
     cuts = _shares_overlap(value_segments, overlap)
     values = _concatenate(value_segments, cuts, overlap)
     pairs = _concatenate(time_segments, cuts, overlap)
-    start = _align_start(pairs, start_date, interval_minutes, path)
+    start = _align_start(pairs, spec.start, spec.interval_minutes, path)
     channels = values.shape[1]
-    names = channel_names if len(channel_names) == channels else tuple(f"channel-{i}" for i in range(channels))
-    return GridSeries(
-        name=name,
-        values=values,
-        timestamps=start + np.arange(len(values)) * np.timedelta64(interval_minutes * 60, "s"),
-        interval_minutes=interval_minutes,
-        channel_names=names,
-        source=str(path),
-        attrs={"window_length": int(window_length)},
-    )
+    names = spec.channel_names if len(spec.channel_names) == channels else tuple(f"channel-{i}" for i in range(channels))
+    timestamps = start + np.arange(len(values)) * np.timedelta64(spec.interval_minutes * 60, "s")
+    return spec.series(values, timestamps, path, channel_names=names, attrs={"window_length": int(window_length)})

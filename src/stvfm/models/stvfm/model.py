@@ -116,8 +116,7 @@ class STVFM(Forecaster):
     """ST-VFM: frozen vision foundation model reprogrammed with ST + flow branches."""
 
     def __init__(self, shape: ForecastShape, config: STVFMConfig, backbone: VisionBackbone | None = None):
-        super().__init__(shape)
-        self.config = config
+        super().__init__(shape, config)
         self.parts = parts = VARIANTS[config.variant]
         if backbone is None:
             from stvfm.backbones import create_backbone
