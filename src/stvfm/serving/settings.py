@@ -7,6 +7,14 @@ from dataclasses import asdict, dataclass, field
 
 #: Body size limit: a JSON history of a 200 x 200 two-channel grid over 6 steps is about 5 MB.
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+#: Seconds an idle keep-alive connection stays open. Longer than the idle expiry of the clients and proxies in
+#: front (httpx 5 s, nginx upstream keepalive_timeout 60 s, AWS ALB 60 s): the client side always closes an idle
+#: connection first, so no request is ever sent on a connection the server is closing (at uvicorn's default of
+#: 5 s, equal to httpx's, a request raced the close and its client got a reset: docs/benchmark.md).
+DEFAULT_KEEP_ALIVE_S = 75
+#: glibc malloc arenas in a serving process: each thread that allocates (event loop, inference, request threads)
+#: would otherwise get an arena of its own, and fragmentation across them grows RSS with every request served.
+DEFAULT_MALLOC_ARENAS = 2
 
 
 @dataclass(frozen=True)
@@ -24,6 +32,8 @@ class ServeSettings:
     batch_window_ms: float = 2.0
     max_batch: int = 64
     keep_steps: int = 336
+    keep_alive_s: int = DEFAULT_KEEP_ALIVE_S
+    malloc_arenas: int = DEFAULT_MALLOC_ARENAS
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
