@@ -1,12 +1,10 @@
-"""What ``serve`` sets up for its process before answering: uvicorn's keep-alive and glibc's malloc arenas."""
+"""What ``serve`` sets up for its process before answering: uvicorn's keep-alive and glibc's malloc."""
 
 from __future__ import annotations
 
 import httpx
-import pytest
 import uvicorn
 
-from stvfm.errors import ConfigError
 from stvfm.serving import server
 from stvfm.serving.settings import ServeSettings
 
@@ -14,7 +12,8 @@ from stvfm.serving.settings import ServeSettings
 def test_the_server_keeps_idle_connections_longer_than_its_clients_do(served, tmp_path, monkeypatch):
     """A server that closes an idle connection no later than its client races the client's next request on it."""
     started = {}
-    monkeypatch.setenv(server.ARENA_VARIABLE, "2")  # the arena cap is the next test's; leave this process's alone
+    for variable in server.MALLOPT_VARIABLES:  # the malloc set-up is the next test's; leave this process's alone
+        monkeypatch.setenv(variable, "0")
     monkeypatch.setattr(uvicorn, "run", lambda app, **options: started.update(options))
     settings = ServeSettings(exports=(str(served.forecaster.folder),), store=str(tmp_path / "h.sqlite"))
     server.serve(settings)
@@ -23,15 +22,11 @@ def test_the_server_keeps_idle_connections_longer_than_its_clients_do(served, tm
     assert settings.keep_alive_s > 60  # nginx's and AWS ALB's upstream idle timeouts
 
 
-def test_serve_caps_malloc_arenas_for_itself_and_its_workers_unless_the_caller_did(monkeypatch):
-    monkeypatch.setenv(server.ARENA_VARIABLE, "4")
-    assert not server.limit_malloc_arenas(2)
-    assert server.os.environ[server.ARENA_VARIABLE] == "4"
-    monkeypatch.delenv(server.ARENA_VARIABLE)
-    assert server.limit_malloc_arenas(2)
-    assert server.os.environ[server.ARENA_VARIABLE] == "2"
-
-
-def test_a_malloc_arena_count_below_one_is_refused(tmp_path):
-    with pytest.raises(ConfigError, match="--malloc-arenas 0"):
-        server.serve(ServeSettings(exports=("unused",), store=str(tmp_path / "h.sqlite"), malloc_arenas=0))
+def test_serve_sets_malloc_up_for_itself_and_its_workers_unless_the_caller_did(monkeypatch):
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    settings = ServeSettings()
+    assert server.tune_malloc(settings.malloc_arenas, settings.malloc_mmap_threshold) == {
+        "MALLOC_MMAP_THRESHOLD_": settings.malloc_mmap_threshold}
+    assert server.os.environ["MALLOC_ARENA_MAX"] == "4"  # what a worker process starts with
+    assert server.os.environ["MALLOC_MMAP_THRESHOLD_"] == str(settings.malloc_mmap_threshold)

@@ -86,13 +86,14 @@ class PredRNN(Forecaster):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         history = self._to_patches(batch["x"])
-        batch_size, steps, _, grid_h, grid_w = history.shape
+        batch_size, steps = history.shape[:2]
         true_probability = self._true_frame_probability() if "y" in batch else 0.0
         future = self._to_patches(batch["y"]) if true_probability > 0 else None
         if self.training and "y" in batch:
             self.training_iterations += 1
 
-        zeros = history.new_zeros(batch_size, self.config.hidden, grid_h, grid_w)
+        # shaped after the history tensor, not from its Python size: an ONNX trace then keeps the window count dynamic
+        zeros = torch.zeros_like(history[:, 0, :1]).expand(-1, self.config.hidden, -1, -1).contiguous()
         hiddens = [zeros] * len(self.cells)
         cells = [zeros] * len(self.cells)
         memory = zeros

@@ -12,10 +12,13 @@ DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 #: connection first, so no request is ever sent on a connection the server is closing (at uvicorn's default of
 #: 5 s, equal to httpx's, a request raced the close and its client got a reset: docs/benchmark.md).
 DEFAULT_KEEP_ALIVE_S = 75
-#: glibc malloc arenas in a serving process: each thread that allocates (event loop, inference, request threads)
-#: would otherwise get an arena of its own, and fragmentation across them grows RSS with every request served.
+#: glibc malloc for a long-running service: a few arenas shared by its threads (the event loop, the inference
+#: thread, request threads) instead of one per thread, and a fixed mmap threshold, so a tensor buffer of 128 KiB or
+#: more is mapped for its lifetime and given back when freed. glibc's default raises the threshold to the largest
+#: buffer freed so far; buffers of every batch size then come from the heaps, fragment them, and RSS grows with the
+#: requests served (docs/benchmark.md, "The forecast service").
 DEFAULT_MALLOC_ARENAS = 2
-
+DEFAULT_MALLOC_MMAP_THRESHOLD = 128 * 1024
 
 @dataclass(frozen=True)
 class ServeSettings:
@@ -34,6 +37,7 @@ class ServeSettings:
     keep_steps: int = 336
     keep_alive_s: int = DEFAULT_KEEP_ALIVE_S
     malloc_arenas: int = DEFAULT_MALLOC_ARENAS
+    malloc_mmap_threshold: int = DEFAULT_MALLOC_MMAP_THRESHOLD
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
