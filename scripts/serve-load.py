@@ -4,6 +4,7 @@ p50/p99 latency, throughput, failures, and the server's memory before and after 
 
     PYTHONPATH=src python scripts/serve-load.py                  # a tiny ST-VFM export fit here on a synthetic city
     PYTHONPATH=src python scripts/serve-load.py runs/exports/stvfm-bike --requests 200 --memory-requests 2000
+    PYTHONPATH=src python scripts/serve-load.py --serve-options "--keep-alive 5"   # options for `stvfm serve`
 
 The load generator runs on the same machine as the server: figures are for the pair, on this CPU.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import tempfile
 from pathlib import Path
 
@@ -39,23 +41,26 @@ def main() -> None:
     parser.add_argument("export", nargs="?", help="an export folder (default: a tiny ST-VFM fit here)")
     parser.add_argument("--requests", type=int, default=500, help="forecasts per client count")
     parser.add_argument("--memory-requests", type=int, default=10_000, help="forecasts between the memory readings")
+    parser.add_argument("--serve-options", default="", help="options for `stvfm serve`, as one shell-quoted string")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         export = Path(args.export) if args.export else tiny_export(Path(scratch))
         result = benchmark_service([str(export)], export.resolve().name, str(Path(scratch) / "history.sqlite"),
-                                   requests=args.requests, memory_requests=args.memory_requests)
+                                   requests=args.requests, memory_requests=args.memory_requests,
+                                   serve_options=tuple(shlex.split(args.serve_options)))
     print("| clients | requests | failed | p50 ms | p99 ms | requests/s | forward passes |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
-    for row in [*result["rows"], result["memory"]]:
+    memory = result["memory"]
+    for row in [*result["rows"], *memory["parts"]]:
         print(f"| {row['clients']} | {row['requests']} | {row['failed']} | {row['p50_ms']} | {row['p99_ms']} | "
               f"{row['requests_per_s']} | {row['forward_passes']} |")
-    for row in [*result["rows"], result["memory"]]:
+    for row in [*result["rows"], *memory["parts"]]:
         if row["failed"]:
             print(f"failures at {row['clients']} clients: {row['failures']}")
-    memory = result["memory"]
-    print(f"server RSS: {memory['rss_before_mib']} MiB before, {memory['rss_after_mib']} MiB after "
-          f"{memory['requests']} more requests")
+    readings = ", ".join(f"{index * memory['requests_per_part']:,}: {mib} MiB" for index, mib in enumerate(memory["rss_mib"]))
+    print(f"server RSS after the first {sum(row['requests'] for row in result['rows']):,} requests, then after "
+          f"each part: {readings}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
 

@@ -18,7 +18,8 @@ def test_load_test_counts_every_request_and_its_batches(served, service):
 def test_the_benchmark_runs_stvfm_serve_and_reads_its_memory(served, tmp_path):
     folder = str(served.forecaster.folder)
     result = benchmark_service([folder], served.name, str(tmp_path / "h.sqlite"), clients=(1, 2), requests=6,
-                               memory_requests=10)
+                               memory_requests=10, memory_readings=2, serve_options=("--keep-alive", "30"))
     assert [row["clients"] for row in result["rows"]] == [1, 2]
-    assert all(row["failed"] == 0 for row in [*result["rows"], result["memory"]])
-    assert result["memory"]["rss_before_mib"] > 50 and result["memory"]["rss_after_mib"] > 50
+    assert [part["requests"] for part in result["memory"]["parts"]] == [5, 5]
+    assert all(row["failed"] == 0 for row in [*result["rows"], *result["memory"]["parts"]])
+    assert len(result["memory"]["rss_mib"]) == 3 and min(result["memory"]["rss_mib"]) > 50

@@ -21,7 +21,9 @@ Each export is served under its folder's name. POST /v1/forecast: the last P fra
 
 [bold]Several workers[/] (--workers N): N processes share the port; each loads every export and micro-batches only the requests it receives (smaller batches under the same load, N times the memory). They share the one SQLite --store (WAL journal): each observation is one transaction that checks it continues the history, so workers never interleave or duplicate frames; writes are serialised, reads are not. Keep --store on a local disk, not NFS. Where one forward pass already uses every core, one worker batches best.
 
-[bold]Memory[/]: run it with MALLOC_ARENA_MAX=2 in its environment (glibc); otherwise allocator fragmentation across its threads grows its RSS by about 10% over 10,000 forecasts (docs/benchmark.md).
+[bold]Memory[/]: the service sets glibc's malloc up for a long run (2 arenas shared by its threads, buffers of 128 KiB or more mapped and given back when freed), so its resident memory stays flat under load (docs/benchmark.md). MALLOC_ARENA_MAX or MALLOC_MMAP_THRESHOLD_ in its environment, when set, win.
+
+[bold]Keep-alive[/]: idle connections stay open --keep-alive seconds. Keep it above the idle timeout of the proxy (nginx upstream keepalive_timeout) or clients in front, so they always close an idle connection first; otherwise a request can race the server's close and its client gets a reset.
 """
 
 
@@ -37,6 +39,7 @@ def serve_command(
     batch_window_ms: Annotated[float | None, typer.Option(help=f"How long a forecast waits for others to share its forward pass (default {DEFAULTS.batch_window_ms:g}).")] = None,
     max_batch: Annotated[int | None, typer.Option(help=f"Most forecasts in one forward pass (default {DEFAULTS.max_batch}).")] = None,
     keep_steps: Annotated[int | None, typer.Option(help=f"Observed steps kept per model, at least each model's history length (default {DEFAULTS.keep_steps}).")] = None,
+    keep_alive: Annotated[int | None, typer.Option(help=f"Seconds an idle keep-alive connection stays open; keep it above the idle timeout of the proxy or clients in front (default {DEFAULTS.keep_alive_s}).")] = None,
 ) -> None:
     from stvfm.serving.server import serve
 
@@ -44,7 +47,7 @@ def serve_command(
         exports=tuple(str(folder) for folder in exports), store=None if store is None else str(store), host=host,
         port=port, workers=workers, root_path=root_path, forwarded_allow_ips=forwarded_allow_ips,
         max_body_bytes=None if max_body_mb is None else int(max_body_mb * MIB),
-        batch_window_ms=batch_window_ms, max_batch=max_batch, keep_steps=keep_steps))
+        batch_window_ms=batch_window_ms, max_batch=max_batch, keep_steps=keep_steps, keep_alive_s=keep_alive))
     serve(settings)
 
 

@@ -37,7 +37,6 @@ PARITY_TOLERANCE = 1e-4
 PARITY_BATCH = 64
 #: Registered models for which the exporter makes no faithful graph, and why (tests/export/test_onnx.py checks it).
 WITHOUT_ONNX = {
-    "patchtst": "its patching (Tensor.unfold) over a dynamic window count has no ONNX export",
     "predrnn": "the traced graph keeps the example's window count in its recurrent state, so it fails on others",
 }
 

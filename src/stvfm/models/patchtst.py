@@ -107,6 +107,10 @@ class PatchTST(Forecaster):
         self.revin_shift = nn.Parameter(torch.zeros(series), requires_grad=config.revin_affine)
         self.patch_embedding = nn.Linear(config.patch_length, config.width)
         self.position = nn.Parameter(torch.empty(patches, config.width).uniform_(-0.02, 0.02))
+        # (patches, length) positions in the padded series: patching as one gather, which ONNX exports over a dynamic
+        # window count (Tensor.unfold has no such export); not a weight, so kept out of the state dict
+        starts = torch.arange(patches)[:, None] * config.patch_stride
+        self.register_buffer("patch_index", starts + torch.arange(config.patch_length), persistent=False)
         self.embedding_dropout = nn.Dropout(config.dropout)
         self.encoder = nn.Sequential(
             *(EncoderLayer(config.width, config.heads, config.feedforward, config.dropout) for _ in range(config.layers))
@@ -124,7 +128,7 @@ class PatchTST(Forecaster):
         normalised = (series - mean) / std * self.revin_scale[:, None] + self.revin_shift[:, None]
 
         padded = F.pad(normalised, (0, self.config.patch_stride), mode="replicate")
-        patches = padded.unfold(-1, self.config.patch_length, self.config.patch_stride)  # (B, N, patches, length)
+        patches = padded[..., self.patch_index]  # (B, N, patches, length)
         tokens = self.embedding_dropout(self.patch_embedding(patches.flatten(0, 1)) + self.position)
         predicted = self.head(self.encoder(tokens)).unflatten(0, (batch_size, -1))  # (B, N, Q)
 

@@ -96,14 +96,17 @@ def load_test(url: str, model_name: str, clients: int, requests: int) -> LoadRes
 
 
 def benchmark_service(exports: list[str], model_name: str, store: str, clients: tuple[int, ...] = (1, 8, 32),
-                      requests: int = 500, memory_requests: int = 10_000) -> dict:
-    """Start ``stvfm serve`` on loopback, run ``load_test`` at each client count, then ``memory_requests`` more
-    at the largest count between two readings of the server's resident memory; stop the server."""
+                      requests: int = 500, memory_requests: int = 10_000, memory_readings: int = 4,
+                      serve_options: tuple[str, ...] = ()) -> dict:
+    """Start ``stvfm serve`` (with ``serve_options``) on loopback, run ``load_test`` at each client count, then
+    ``memory_requests`` more at the largest count in ``memory_readings`` equal parts, reading the server's resident
+    memory before the first part and after each; stop the server."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "stvfm.cli.main", "serve", *exports, "--port", str(port), "--store", store]
+    command = [sys.executable, "-m", "stvfm.cli.main", "serve", *exports, "--port", str(port), "--store", store,
+               *serve_options]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
@@ -117,11 +120,14 @@ def benchmark_service(exports: list[str], model_name: str, store: str, clients: 
                 raise RuntimeError(f"the service did not start: {server.stderr.read()[-2000:] if server.stderr else ''}")
             time.sleep(0.2)
         rows = [load_test(url, model_name, count, requests).as_dict() for count in clients]
-        rss_before = rss_bytes(server.pid)
-        memory = load_test(url, model_name, max(clients), memory_requests).as_dict()
-        rss_after = rss_bytes(server.pid)
+        part = memory_requests // memory_readings
+        rss = [rss_bytes(server.pid)]
+        parts = []
+        for _ in range(memory_readings):
+            parts.append(load_test(url, model_name, max(clients), part).as_dict())
+            rss.append(rss_bytes(server.pid))
     finally:
         server.terminate()
         server.wait(timeout=30)
-    return {"rows": rows, "memory": {**memory, "rss_before_mib": round(rss_before / 2**20, 1),
-                                     "rss_after_mib": round(rss_after / 2**20, 1)}}
+    return {"rows": rows, "memory": {"parts": parts, "requests_per_part": part,
+                                     "rss_mib": [round(value / 2**20, 1) for value in rss]}}
