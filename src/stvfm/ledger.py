@@ -5,6 +5,8 @@ plus what makes a result trustworthy without the run folder: the resolved settin
 run, wall time and threads, why training stopped, and the validation curve. No weights, no
 predictions. Records from different machines and days add up under
 ``<ledger>/<dataset>/<record name>.json``.
+
+Imports from stvfm: ``stvfm.training``, ``stvfm.data``, ``stvfm.host``, ``stvfm.atomic``, ``stvfm.errors``.
 """
 
 from __future__ import annotations

@@ -20,8 +20,8 @@ from stvfm.data.windows import time_features
 from stvfm.errors import DataError
 from stvfm.ledger import build_record, read_records, record_name
 from stvfm.models import create_model
-from stvfm.models.base import ForecastShape
 from stvfm.models.stvfm import STVFM, STVFMConfig, flow_target_observed
+from stvfm.shape import ForecastShape
 from stvfm.testing import make_batch, write_synthetic_city
 from stvfm.training.inference import predict
 from stvfm.training.metrics import ForecastMetrics

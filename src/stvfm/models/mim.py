@@ -24,10 +24,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from stvfm.errors import ConfigError
-from stvfm.models.base import Forecaster, ForecastShape, ModelConfig
+from stvfm.models.base import Forecaster, ModelConfig
 from stvfm.models.patching import pad_grid
 from stvfm.models.recurrent import SpatioTemporalLSTMCell, lstm_update, same_conv, zigzag_hidden
 from stvfm.models.registry import register_model
+from stvfm.shape import ForecastShape
 
 
 @dataclass(frozen=True)

@@ -14,4 +14,7 @@ optimisers and schedules, speed-ups, and the benchmarks
 May import: ``stvfm.data``, ``stvfm.models``, ``stvfm.ledger``, ``stvfm.atomic``, ``stvfm.errors``,
 torch and lightning; never ``stvfm.reports`` (``folders`` is read by it), ``stvfm.experiments``,
 the CLI or ``stvfm.testing``.
+
+Imports from stvfm: ``stvfm.data``, ``stvfm.models``, ``stvfm.shape``, ``stvfm.errors``, ``stvfm.atomic``,
+``stvfm.values``, ``stvfm.host``, ``stvfm.runs_root``.
 """

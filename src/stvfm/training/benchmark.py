@@ -32,7 +32,7 @@ from stvfm.data.registry import get_dataset
 from stvfm.data.series import slots_per_day
 from stvfm.errors import ConfigError
 from stvfm.models import create_model
-from stvfm.models.base import ForecastShape
+from stvfm.shape import ForecastShape
 from stvfm.training.config import device_type, native_precision, precision_label
 from stvfm.training.optim import OptimConfig
 from stvfm.training.speed import cast_frozen_linears, compile_backbone
