@@ -14,6 +14,7 @@ from typing import Any
 
 from stvfm.atomic import write_text_atomic
 from stvfm.errors import ConfigError, StvfmError
+from stvfm.experiments.fanout import run_on_executor
 from stvfm.experiments.plan import PlannedRun, ReproduceConfig
 from stvfm.ledger import read_records
 from stvfm.models.registry import get_model_entry
@@ -63,10 +64,8 @@ def run_all(config: ReproduceConfig, announce: Callable[[str], None] = lambda me
     recorded = [None if metrics is not None else ledger_metrics(run_config, records)
                 for (_, _, run_config), metrics in zip(planned, finished, strict=True)]
     if config.executor != "local" and not config.report_only:
-        from stvfm.experiments.fanout import run_on_executor
-
         pending = [item for item, metrics, record in zip(planned, finished, recorded, strict=True) if metrics is None and not record]
-        sent = iter(run_on_executor(config, pending, announce) if pending else [])
+        sent = iter(run_on_executor(config, pending, run_or_reuse, announce) if pending else [])
         results = [("reused", metrics) if metrics is not None else (LEDGER_STATUS, record) if record else next(sent)
                    for metrics, record in zip(finished, recorded, strict=True)]
     else:
