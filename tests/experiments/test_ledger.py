@@ -13,9 +13,10 @@ from stvfm.cli.main import main
 from stvfm.errors import DataError
 from stvfm.experiments.ledger_report import report
 from stvfm.experiments.reproduce import ReproduceConfig, reproduce
-from stvfm.ledger import REQUIRED, STOP_REASONS, add, read_records, stop_reason
+from stvfm.ledger import REQUIRED, add, read_records
 from stvfm.reports.tables import budget_words
 from stvfm.testing import write_synthetic_city
+from stvfm.training.stopping import STOP_REASONS, stop_reason
 
 
 @pytest.fixture(scope="module")

@@ -22,13 +22,8 @@ from matplotlib.lines import Line2D
 
 from stvfm.atomic import atomic_path, write_text_atomic
 from stvfm.experiments.ledger_report import ledger_rows
-from stvfm.ledger import (
-    EPOCH_SECONDS,
-    period_text,
-    protocol_period,
-    read_records,
-    record_period,
-)
+from stvfm.ledger import period_text, protocol_period, read_records, record_period
+from stvfm.training.stopping import EPOCH_SECONDS
 
 #: Budgets the table reads the curves at: (core-seconds, label).
 BUDGETS = ((600.0, "10 min"), (3600.0, "1 h"), (36000.0, "10 h"))

@@ -16,7 +16,7 @@ from stvfm.atomic import write_text_atomic
 from stvfm.errors import ConfigError, StvfmError
 from stvfm.experiments.fanout import run_on_executor
 from stvfm.experiments.plan import PlannedRun, ReproduceConfig
-from stvfm.ledger import read_records
+from stvfm.ledger import read_records, record_finished
 from stvfm.models.registry import get_model_entry
 from stvfm.reports.tables import load_metrics
 from stvfm.training.folders import in_progress
@@ -108,7 +108,7 @@ def run_or_reuse(config: ReproduceConfig, run: PlannedRun, run_config: RunConfig
         if metrics is not None:
             return "reused", metrics
         announce(f"{config.experiment}: {run.label}, seed {run_config.seed} -> {folder}")
-        metrics = fit(run_config)
+        metrics = fit(run_config, finished=record_finished)
         (folder / ERROR_NAME).unlink(missing_ok=True)  # an earlier attempt's failure is history now
         return "trained", metrics
     except StvfmError as error:

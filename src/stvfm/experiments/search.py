@@ -23,6 +23,7 @@ from typing import Any
 
 from stvfm.atomic import write_json_atomic, write_text_atomic
 from stvfm.errors import ConfigError
+from stvfm.ledger import record_finished
 from stvfm.models.registry import resolved_options
 from stvfm.training.recipes import resolve_run_config
 from stvfm.training.runner import RunConfig, fit
@@ -125,7 +126,8 @@ def _objective(trial, config: SearchConfig) -> float:
 
     run = trial_run_config(trial, config)
     trial.set_user_attr("folder", run.out)
-    metrics = fit(run, callbacks=[PyTorchLightningPruningCallback(trial, monitor=SELECTION_METRIC)])
+    metrics = fit(run, callbacks=[PyTorchLightningPruningCallback(trial, monitor=SELECTION_METRIC)],
+                  finished=record_finished)
     if metrics.get("best_val_score") is None:
         raise optuna.TrialPruned("the trial's budget ended before its first validation")
     trial.set_user_attr("epochs", metrics["epochs"])

@@ -20,7 +20,6 @@ in ``loss``, never in ``predict``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np

@@ -11,10 +11,10 @@ import torch
 
 from stvfm.data.datamodule import derived_seed
 from stvfm.data.scaling import descale_forecast
-from stvfm.ledger import EPOCH_SECONDS
 from stvfm.models.base import Forecaster
 from stvfm.training.metrics import ForecastMetrics
 from stvfm.training.optim import OptimConfig, build_optimizer, build_schedule
+from stvfm.training.stopping import EPOCH_SECONDS
 
 
 class ForecastTask(L.LightningModule):
