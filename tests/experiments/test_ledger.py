@@ -133,7 +133,8 @@ def test_stop_reasons():
 
 
 def test_a_time_cap_inside_the_last_epoch_is_recorded_as_a_time_cap(tmp_path, small_city):
-    from stvfm.training.runner import RunConfig, fit
+    from stvfm.training.config import RunConfig
+    from stvfm.training.runner import fit
 
     run = RunConfig(model="stid", dataset=str(small_city), out=str(tmp_path / "run"), max_epochs=1, batch_size=2,
                     max_minutes=0.0002, progress=False, accelerator="cpu", precision="32")

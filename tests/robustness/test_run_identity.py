@@ -15,9 +15,10 @@ from stvfm.cli.main import main
 from stvfm.errors import ConfigError, DataError
 from stvfm.reports.tables import load_metrics
 from stvfm.training import results
+from stvfm.training.config import BUDGET, IDENTITY, RunConfig
 from stvfm.training.folders import in_progress
 from stvfm.training.optim import OptimConfig
-from stvfm.training.runner import BUDGET, IDENTITY, RunConfig, fit
+from stvfm.training.runner import fit
 
 
 def _config(city, out, **changes) -> RunConfig:

@@ -93,7 +93,8 @@ def evaluate_command(
 ) -> None:
     """Fit a classical baseline (last, ha-day, ha-week, arima) on the training split and test it."""
     from stvfm.ledger import record_finished
-    from stvfm.training.runner import RunConfig, evaluate
+    from stvfm.training.config import RunConfig
+    from stvfm.training.runner import evaluate
 
     quiet_lightning()
     config = RunConfig(model=model, dataset=dataset, out=str(out), channel=channel_index(channel), steps=steps,

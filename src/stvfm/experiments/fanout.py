@@ -15,7 +15,7 @@ from stvfm.errors import ConfigError
 
 if TYPE_CHECKING:
     from stvfm.experiments.plan import PlannedRun, ReproduceConfig
-    from stvfm.training.runner import RunConfig
+    from stvfm.training.config import RunConfig
 
 
 def executor_for(config: ReproduceConfig):

@@ -19,8 +19,9 @@ from stvfm.experiments.plan import PlannedRun, ReproduceConfig
 from stvfm.ledger import read_records, record_finished
 from stvfm.models.registry import get_model_entry
 from stvfm.reports.tables import load_metrics
+from stvfm.training.config import RunConfig
 from stvfm.training.folders import in_progress
-from stvfm.training.runner import RunConfig, fit
+from stvfm.training.runner import fit
 
 #: File that marks a run folder as being trained by a process (host:pid inside).
 LOCK_NAME = ".running"

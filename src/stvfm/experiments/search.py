@@ -25,8 +25,9 @@ from stvfm.atomic import write_json_atomic, write_text_atomic
 from stvfm.errors import ConfigError
 from stvfm.ledger import record_finished
 from stvfm.models.registry import resolved_options
+from stvfm.training.config import RunConfig
 from stvfm.training.recipes import resolve_run_config
-from stvfm.training.runner import RunConfig, fit
+from stvfm.training.runner import fit
 from stvfm.training.trainer import SELECTION_METRIC
 
 #: What is searched: name -> (low, high, log scale); ``batch_size`` draws from ``SearchConfig.batch_sizes``.

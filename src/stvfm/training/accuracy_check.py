@@ -28,7 +28,8 @@ class AccuracyCheckConfig:
 
 def bf16_accuracy_check(config: AccuracyCheckConfig) -> dict:
     """Two ``fit`` runs that differ only in precision; their test RMSE / MAE and relative gap."""
-    from stvfm.training.runner import RunConfig, fit
+    from stvfm.training.config import RunConfig
+    from stvfm.training.runner import fit
 
     results = {}
     for precision in ("32", "bf16"):

@@ -274,7 +274,8 @@ def whole_epoch(dataset: str, config: BenchmarkConfig, peak_tflops: float) -> di
     """One epoch (training + validation) through ``stvfm.training.runner.fit`` at the device's native
     precision, its FLOPs over its wall time as a fraction of ``peak_tflops`` (the same precision's
     peak): the figure a real run gets, loader and logging included."""
-    from stvfm.training.runner import RunConfig, fit
+    from stvfm.training.config import RunConfig
+    from stvfm.training.runner import fit
 
     options = {"backbone": config.backbone, "weights": config.weights, "variant": config.variant, **config.model_options}
     timer = EpochTimer()

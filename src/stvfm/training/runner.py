@@ -28,7 +28,7 @@ from stvfm.models.registry import create_model, get_model_entry, resolved_option
 from stvfm.training import results
 from stvfm.training.checkpoints import load_checkpoint, restore, start_from
 from stvfm.training.claim import accept_folder, logged_rows, prepend_rows, refuse_trained_run, release_folder
-from stvfm.training.config import BUDGET, IDENTITY, PLACEMENT, RunConfig, native_precision, protocol_for  # noqa: F401  (re-exported)
+from stvfm.training.config import RunConfig, native_precision, protocol_for
 from stvfm.training.metrics import ForecastMetrics
 from stvfm.training.results import data_record
 from stvfm.training.sittings import SittingLog
