@@ -20,7 +20,7 @@ in ``loss``, never in ``predict``.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -104,6 +104,13 @@ class Forecaster(nn.Module):
     @torch.no_grad()
     def predict(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.forward(batch)["forecast"]
+
+    def describe(self) -> dict[str, Any]:
+        """What the model really used beyond its options, written beside every result so a random-init
+        backbone is never taken for a pretrained one: ``backbone`` (the name of the frozen vision
+        backbone it holds as ``self.backbone``, what ``--compile-backbone`` compiles), ``weights`` (what
+        was loaded), ``variant``; only the facts a model has."""
+        return {}
 
 
 class ClassicalForecaster(Forecaster):

@@ -115,6 +115,9 @@ class STLLM(Forecaster):
     def weights_label(self) -> str:
         return self.weights.label
 
+    def describe(self) -> dict[str, Any]:
+        return {"weights": {"label": self.weights_label}}
+
     def _causal_mask(self, tokens: int, device: torch.device) -> torch.Tensor | None:
         """GPT-2's causal mask made on the batch's device: without one, transformers looks for packed
         sequences in the position ids with a host sync every step. Only SDPA reads a boolean mask;

@@ -34,19 +34,8 @@ def parameter_counts(model: torch.nn.Module) -> dict[str, int]:
 
 
 def model_description(model: Forecaster) -> dict[str, Any]:
-    """Backbone and weights the model really used, so random-init results are named so."""
-    description: dict[str, Any] = {"parameters": parameter_counts(model)}
-    backbone = getattr(model, "backbone", None)
-    if backbone is not None and hasattr(backbone, "weights"):
-        description["backbone"] = backbone.name
-        description["weights"] = backbone.weights.to_dict()
-    label = getattr(model, "weights_label", None)
-    if label:
-        description["weights"] = {"label": label}
-    variant = getattr(getattr(model, "config", None), "variant", None)
-    if variant:
-        description["variant"] = variant
-    return description
+    """Parameter counts and what the model says it used (``Forecaster.describe``), so random-init results are named so."""
+    return {"parameters": parameter_counts(model), **model.describe()}
 
 
 def data_record(data: PreparedData) -> dict[str, Any]:

@@ -162,6 +162,10 @@ class STVFM(Forecaster):
         )
         self.decoders = nn.ModuleDict({branch: decoder() for branch in self.branches})
 
+    def describe(self) -> dict[str, Any]:
+        return {"backbone": self.backbone.name, "weights": self.backbone.weights.to_dict(),
+                "variant": self.config.variant}
+
     @property
     def adapters(self) -> nn.ModuleList | None:
         """The trainable adapters inside the VFM (variants adapter and full), else None."""
