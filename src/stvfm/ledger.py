@@ -30,6 +30,7 @@ import yaml
 from stvfm import host
 from stvfm.atomic import write_json_atomic
 from stvfm.data.registry import get_dataset, is_registered
+from stvfm.data.series import ALL_CHANNELS
 from stvfm.errors import DataError, StvfmError
 from stvfm.training.config import PLACEMENT, RunConfig
 from stvfm.training.stopping import EPOCH_SECONDS, STOP_REASONS, stop_reason
@@ -102,14 +103,15 @@ def identity(settings: dict[str, Any]) -> str:
     later = RunConfig.defaults_added_later()
     kept = {key: value for key, value in normalised_settings(settings).items()
             if key not in placement and not (key in later and value == later[key])}
+    if kept.get("channel") == ALL_CHANNELS:
+        kept["channel"] = None  # how every channel was written when records were first named
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
 def record_name(record: dict[str, Any]) -> str:
     variant = record.get("variant")
-    channel = "all" if record["channel"] is None else record["channel"]
     name = record["model"] + (f"-{variant}" if variant else "")
-    return f"{name}-ch{channel}-seed{record['seed']}-{identity(record['settings'])}"
+    return f"{name}-ch{record['channel']}-seed{record['seed']}-{identity(record['settings'])}"
 
 
 def build_record(run: str | Path) -> dict[str, Any]:
@@ -160,8 +162,8 @@ def _record_problem(record: dict[str, Any]) -> str | None:
         return f"variant {variant!r} is not a plain name"
     if not _is_whole(record["seed"]) or record["seed"] < 0:
         return f"seed {record['seed']!r} is not a whole number >= 0"
-    if record["channel"] is not None and (not _is_whole(record["channel"]) or record["channel"] < 0):
-        return f"channel {record['channel']!r} is neither a channel index nor null (all channels)"
+    if record["channel"] != ALL_CHANNELS and (not _is_whole(record["channel"]) or record["channel"] < 0):
+        return f"channel {record['channel']!r} is neither a channel index nor {ALL_CHANNELS!r}"
     for key in ("mae", "rmse"):
         if not _is_finite(record[key]):
             return f"{key} {record[key]!r} is not a finite number"
@@ -182,6 +184,8 @@ def check_record(record: Any, where: str | Path) -> dict[str, Any]:
     """``record`` if it is a well-formed ledger record: every field a table or a record's name reads is checked."""
     if not isinstance(record, dict):
         raise DataError(f"{where}: not a ledger record (expected a JSON object)")
+    if "channel" in record and record["channel"] is None:  # written before ALL_CHANNELS was spelled out
+        record = record | {"channel": ALL_CHANNELS}
     missing = [key for key in REQUIRED if key not in record]
     if missing:
         raise DataError(f"{where}: not a ledger record (missing {', '.join(missing)})")

@@ -157,8 +157,6 @@ def fit_command(
         "num_nodes": num_nodes, "strategy": strategy, "num_workers": num_workers, "data_root": data_root,
         "backbone": backbone, "weights": weights, "variant": variant,  # ST-VFM's options, folded in by the library
     })
-    if channel == -1:
-        flags["channel"] = None  # all channels
     if options:
         flags["model_options"] = options
     if optim:

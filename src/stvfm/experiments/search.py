@@ -57,7 +57,7 @@ class SearchConfig:
     study_name: str = "recipe"
     model: str = "stvfm"
     trials: int = 20  # finished (complete or pruned) trials the study should reach, all workers together
-    channel: int | None = 0
+    channel: int | str = 0  # an index or ALL_CHANNELS
     steps: int | None = None
     model_options: dict[str, Any] = field(default_factory=dict)  # fixed for every trial; fixed options are not searched
     max_epochs: int = 10
