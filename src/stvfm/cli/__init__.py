@@ -11,5 +11,5 @@ library module; never ``stvfm.testing``.
 
 Imports from stvfm: any layer below it: ``stvfm.experiments``, ``stvfm.serving``, ``stvfm.export``,
 ``stvfm.reports``, ``stvfm.ledger``, ``stvfm.training``, ``stvfm.data``, ``stvfm.models``,
-``stvfm.backbones``, ``stvfm.runs_root``, ``stvfm.atomic``, ``stvfm.errors``; never ``stvfm.testing``.
+``stvfm.backbones``, ``stvfm.runs_root``, ``stvfm.atomic``, ``stvfm.errors``.
 """
