@@ -24,7 +24,7 @@ def test_the_test_step_descales_once_and_saves_what_it_scores(tiny_shape):
     batches[1]["y_observed"] = torch.rand(batches[1]["y"].shape) > 0.3
     for index, batch in enumerate(batches):
         task.test_step(batch, index)
-    assert calls == [torch.float64] * 4  # per batch: the forecast once, the target once
+    assert calls == [torch.float32] * 4  # per batch: the forecast once, the target once
     prediction, target, _ = task.collected_predictions()
     observed = ~torch.isnan(torch.from_numpy(target))
     error = (torch.from_numpy(prediction).double() - torch.from_numpy(target).double())[observed]

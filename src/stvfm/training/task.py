@@ -85,16 +85,16 @@ class ForecastTask(L.LightningModule):
         self._collected = []
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        # One de-scaling (in float64, as the metric sums are kept) serves both the test metrics and the
-        # saved forecasts, so what is saved is exactly what was scored.
-        prediction = descale_forecast(self.model.predict(batch).double(), self.inverse)
-        target = self.inverse(batch["y"].double())
+        # One de-scaling (float32, as an export forecasts) serves both the test metrics and the saved
+        # forecasts, so what is saved is exactly what was scored.
+        prediction = descale_forecast(self.model.predict(batch).float(), self.inverse)
+        target = self.inverse(batch["y"].float())
         observed = batch.get("y_observed")
         self.test_metrics.update(prediction, target, observed)
         if self.collect_predictions:
             if observed is not None:
                 target = torch.where(observed, target, torch.nan)
-            self._collected.append((prediction.float().cpu(), target.float().cpu(), batch["start"].cpu()))
+            self._collected.append((prediction.cpu(), target.cpu(), batch["start"].cpu()))
 
     def collected_predictions(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(prediction, target, start) of the last test pass, in original units."""
