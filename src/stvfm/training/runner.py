@@ -143,7 +143,7 @@ def _train(config: RunConfig, data: PreparedData, task: ForecastTask, overwrite:
         single = dataclasses.replace(config, devices=1, num_nodes=1, strategy="auto")
         # no loggers: a new CSVLogger would delete the training epochs' logs/metrics.csv
         trainer = build_trainer(single, out, callbacks=[], max_epochs=0, log=False)
-        task.test_metrics = ForecastMetrics(None, task.model.shape.horizon, sync_on_compute=False)  # as test_step feeds it
+        task.test_metrics = ForecastMetrics(task.inverse, task.model.shape.horizon, sync_on_compute=False)
     return _finish(trainer, task, module, checkpoints.best_model_path or None, config, data, extra, started,
                    logged_before)
 

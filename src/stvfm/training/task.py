@@ -36,7 +36,7 @@ class ForecastTask(L.LightningModule):
         horizon = model.shape.horizon
         self.inverse = inverse
         self.val_metrics = ForecastMetrics(inverse, horizon)
-        self.test_metrics = ForecastMetrics(None, horizon)  # fed in original units: test_step de-scales once
+        self.test_metrics = ForecastMetrics(inverse, horizon)
         self.collect_predictions = False
         self._collected: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self._epoch_began: float | None = None
@@ -85,16 +85,18 @@ class ForecastTask(L.LightningModule):
         self._collected = []
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        # One de-scaling (float32, as an export forecasts) serves both the test metrics and the saved
-        # forecasts, so what is saved is exactly what was scored.
-        prediction = descale_forecast(self.model.predict(batch).float(), self.inverse)
-        target = self.inverse(batch["y"].float())
+        prediction = self.model.predict(batch).float()
         observed = batch.get("y_observed")
-        self.test_metrics.update(prediction, target, observed)
+        self.test_metrics.update(prediction, batch["y"].float(), observed)
         if self.collect_predictions:
+            # The one de-scaling rule (descale_forecast) at a second precision, on purpose: the metric
+            # de-scales in float64 (figures kept bit for bit), the saved forecasts in float32, bit-equal
+            # to what an export forecasts.
+            descaled = descale_forecast(prediction, self.inverse).cpu()
+            target = self.inverse(batch["y"].float())
             if observed is not None:
                 target = torch.where(observed, target, torch.nan)
-            self._collected.append((prediction.cpu(), target.cpu(), batch["start"].cpu()))
+            self._collected.append((descaled, target.cpu(), batch["start"].cpu()))
 
     def collected_predictions(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(prediction, target, start) of the last test pass, in original units."""
