@@ -27,7 +27,8 @@ def tiny_export(folder: Path) -> Path:
     """ST-VFM with the tiny backbone, two training batches on a synthetic 16 x 8 city, exported."""
     from stvfm.data.synthetic import write_synthetic_city
     from stvfm.export.writer import export_run
-    from stvfm.training.runner import RunConfig, fit
+    from stvfm.training.config import RunConfig
+    from stvfm.training.runner import fit
 
     city = write_synthetic_city(folder / "city.npz", days=4, height=16, width=8)
     fit(RunConfig(model="stvfm", dataset=str(city), out=str(folder / "run"), model_options=TINY_STVFM, max_epochs=1,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from stvfm.models.base import ForecastShape
+from stvfm.shape import ForecastShape
 from stvfm.testing import make_batch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -2,9 +2,13 @@
 
 ``stvfm.load(folder)`` opens an export (``stvfm export RUN --out DIR``) as a forecaster; it is
 imported on first use, so ``import stvfm`` stays cheap.
+
+Imports from stvfm: ``stvfm.version``; ``stvfm.export`` on first use of ``stvfm.load``.
 """
 
-__version__ = "0.1.0"
+from stvfm.version import __version__
+
+__all__ = ["__version__", "load"]
 
 
 def __getattr__(name: str):

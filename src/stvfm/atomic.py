@@ -1,4 +1,7 @@
-"""Write outputs so a killed process never leaves a truncated file behind."""
+"""Write outputs so a killed process never leaves a truncated file behind.
+
+Imports from stvfm: ``stvfm.errors``.
+"""
 
 from __future__ import annotations
 

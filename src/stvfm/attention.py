@@ -1,4 +1,7 @@
-"""Which attention kernel runs where: the one rule the VFM backbones and ST-VFM's own attention share."""
+"""Which attention kernel runs where: the one rule the VFM backbones and ST-VFM's own attention share.
+
+Imports from stvfm: none.
+"""
 
 from __future__ import annotations
 

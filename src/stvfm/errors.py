@@ -1,6 +1,8 @@
 """Typed errors whose message is fit to show a user as one line.
 
 The library raises these; only the CLI turns them into a printed line and an exit code.
+
+Imports from stvfm: none.
 """
 
 

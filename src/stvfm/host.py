@@ -1,7 +1,10 @@
 """What the machine a run is on can do: its CPU's name and flags, the vector units torch uses.
 
 Read in one place because results and speeds are recorded beside it, and because whether bf16
-is worth using depends on it (native on AVX512-BF16 or AMX CPUs, emulated ~50x slower on AVX2)."""
+is worth using depends on it (native on AVX512-BF16 or AMX CPUs, emulated ~50x slower on AVX2).
+
+Imports from stvfm: none.
+"""
 
 from __future__ import annotations
 

@@ -5,6 +5,12 @@ plus what makes a result trustworthy without the run folder: the resolved settin
 run, wall time and threads, why training stopped, and the validation curve. No weights, no
 predictions. Records from different machines and days add up under
 ``<ledger>/<dataset>/<record name>.json``.
+
+It sits above training and knows it: a record is read from a finished run folder and named by the
+run's identity (``RunConfig``), while training never hears of the ledger: whoever calls ``fit`` passes
+``record_finished`` as its ``finished`` hook (``stvfm fit``, ``evaluate``, ``reproduce``, ``search``).
+
+Imports from stvfm: ``stvfm.training``, ``stvfm.data``, ``stvfm.host``, ``stvfm.atomic``, ``stvfm.errors``.
 """
 
 from __future__ import annotations
@@ -23,14 +29,14 @@ import yaml
 
 from stvfm import host
 from stvfm.atomic import write_json_atomic
+from stvfm.data.registry import get_dataset, is_registered
+from stvfm.data.series import ALL_CHANNELS
 from stvfm.errors import DataError, StvfmError
+from stvfm.training.config import PLACEMENT, RunConfig
+from stvfm.training.stopping import EPOCH_SECONDS, STOP_REASONS, stop_reason
 
 LEDGER_ENV = "STVFM_LEDGER"
 SCHEMA = 1
-#: Why training ended, as every table says it.
-STOP_REASONS = ("early stop", "epoch cap", "time cap", "not trained")
-#: Per-epoch wall seconds (training and validation) logged beside the validation figures.
-EPOCH_SECONDS = "time/epoch_seconds"
 #: Validation columns of Lightning's CSV log kept in a record's curve, with each epoch's wall time.
 CURVE_COLUMNS = ("val/mse_st", "val/rmse", "val/mae", "val/loss", EPOCH_SECONDS)
 #: What a name that becomes part of a record's path may hold: no separator, no "..", no leading dot.
@@ -43,24 +49,6 @@ def ledger_root(explicit: str | Path | None = None) -> Path | None:
     """The ledger folder: ``explicit``, else ``$STVFM_LEDGER``; None when neither is set (no record)."""
     chosen = explicit or os.environ.get(LEDGER_ENV)
     return Path(chosen) if chosen else None
-
-
-def stop_reason(epochs: int, max_epochs: int, train_seconds: float, max_minutes: float | None,
-                early_stopped: bool, timed_out: bool | None = None) -> str:
-    """Which limit ended training (a cap is what readers must be told about). ``timed_out`` is what the
-    trainer's timer saw; a time cap inside the last epoch is a time cap, not an epoch cap. Without it (a
-    folder recorded before it existed) the wall time is judged against the cap."""
-    if epochs == 0:
-        return "not trained"
-    if early_stopped:
-        return "early stop"
-    if timed_out is None:
-        timed_out = epochs < max_epochs and bool(max_minutes) and train_seconds >= 0.95 * max_minutes * 60
-    if timed_out:
-        return "time cap"
-    if epochs >= max_epochs:
-        return "epoch cap"
-    return "early stop"
 
 
 def validation_curve(log_csv: Path) -> list[dict[str, float]]:
@@ -89,8 +77,6 @@ def record_period(record: dict[str, Any]) -> tuple[str, str] | None:
 
 def protocol_period(dataset: str, steps: int | None = None) -> tuple[str, str] | None:
     """The span a registered dataset's protocol reads at ``steps``; None for a file of one's own."""
-    from stvfm.data.registry import get_dataset, is_registered
-
     return get_dataset(dataset).protocol_period(steps) if is_registered(dataset) else None
 
 
@@ -101,8 +87,6 @@ def period_text(period: tuple[str, str] | None) -> str:
 def normalised_settings(settings: dict[str, Any]) -> dict[str, Any]:
     """A record's settings with the defaults of today's code filled in, so records written before a
     setting existed compare equal to newer ones; settings the code cannot read are kept as written."""
-    from stvfm.training.config import RunConfig
-
     try:
         return RunConfig.from_record(settings, "a ledger record's settings").to_dict()
     except StvfmError:
@@ -115,20 +99,19 @@ def identity(settings: dict[str, Any]) -> str:
     given 30 are two results, and both are kept). The data digest is left out too: records written
     before it was recorded name the same results. A setting added after records were first named is
     left out too while it holds the default every earlier record had, so their names stay."""
-    from stvfm.training.config import PLACEMENT, RunConfig
-
     placement = (*RunConfig.field_names(PLACEMENT), "data_sha256")
     later = RunConfig.defaults_added_later()
     kept = {key: value for key, value in normalised_settings(settings).items()
             if key not in placement and not (key in later and value == later[key])}
+    if kept.get("channel") == ALL_CHANNELS:
+        kept["channel"] = None  # how every channel was written when records were first named
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
 def record_name(record: dict[str, Any]) -> str:
     variant = record.get("variant")
-    channel = "all" if record["channel"] is None else record["channel"]
     name = record["model"] + (f"-{variant}" if variant else "")
-    return f"{name}-ch{channel}-seed{record['seed']}-{identity(record['settings'])}"
+    return f"{name}-ch{record['channel']}-seed{record['seed']}-{identity(record['settings'])}"
 
 
 def build_record(run: str | Path) -> dict[str, Any]:
@@ -179,8 +162,8 @@ def _record_problem(record: dict[str, Any]) -> str | None:
         return f"variant {variant!r} is not a plain name"
     if not _is_whole(record["seed"]) or record["seed"] < 0:
         return f"seed {record['seed']!r} is not a whole number >= 0"
-    if record["channel"] is not None and (not _is_whole(record["channel"]) or record["channel"] < 0):
-        return f"channel {record['channel']!r} is neither a channel index nor null (all channels)"
+    if record["channel"] != ALL_CHANNELS and (not _is_whole(record["channel"]) or record["channel"] < 0):
+        return f"channel {record['channel']!r} is neither a channel index nor {ALL_CHANNELS!r}"
     for key in ("mae", "rmse"):
         if not _is_finite(record[key]):
             return f"{key} {record[key]!r} is not a finite number"
@@ -201,6 +184,8 @@ def check_record(record: Any, where: str | Path) -> dict[str, Any]:
     """``record`` if it is a well-formed ledger record: every field a table or a record's name reads is checked."""
     if not isinstance(record, dict):
         raise DataError(f"{where}: not a ledger record (expected a JSON object)")
+    if "channel" in record and record["channel"] is None:  # written before ALL_CHANNELS was spelled out
+        record = record | {"channel": ALL_CHANNELS}
     missing = [key for key in REQUIRED if key not in record]
     if missing:
         raise DataError(f"{where}: not a ledger record (missing {', '.join(missing)})")
@@ -230,6 +215,14 @@ def add(sources: list[str | Path], root: str | Path | None = None) -> list[Path]
         write_json_atomic(path, record)
         written.append(path)
     return written
+
+
+def record_finished(run: Path, payload: dict[str, Any]) -> None:
+    """``fit``'s ``finished`` hook: when a ledger is set (``$STVFM_LEDGER``), record the run that just
+    finished there and name the record in the payload ``fit`` returns."""
+    root = ledger_root()
+    if root is not None:
+        payload["ledger_record"] = str(add([run], root)[0])
 
 
 def read_records(paths: list[str | Path]) -> list[dict[str, Any]]:

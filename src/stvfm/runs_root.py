@@ -2,6 +2,8 @@
 
 A runs root outside the work tree (a mounted disk, a synced folder) lets runs outlive the
 checkout they were started from; commands that take ``--out`` still write where they are told.
+
+Imports from stvfm: none.
 """
 
 from __future__ import annotations

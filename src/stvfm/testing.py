@@ -3,6 +3,8 @@
 Every model's smoke test (shapes, loss goes down) uses these, so a new model file needs
 only a few lines of test. Only tests import this module; the library's own code reaches the
 same pieces where they live (``data.batch``, ``data.synthetic``, ``backbones.factory``).
+
+Imports from stvfm: ``stvfm.backbones``, ``stvfm.data``.
 """
 
 from __future__ import annotations

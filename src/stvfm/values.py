@@ -3,6 +3,8 @@
 Settings arrive from flags, ``--config`` files, ``--set`` (YAML), run records and checkpoints, so a
 string where a number belongs, a float where a count belongs, NaN or infinity, or a size no machine
 holds must be refused in one place, with one line naming the setting.
+
+Imports from stvfm: ``stvfm.errors``.
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ import pytest
 from stvfm.data.prepared import prepare_data
 from stvfm.data.windows import ProtocolConfig
 from stvfm.testing import write_synthetic_city
-from stvfm.training.runner import RunConfig, fit
+from stvfm.training.config import RunConfig
+from stvfm.training.runner import fit
 
 
 @pytest.mark.parametrize(("interval", "slots"), [(7, 206), (25, 58), (30, 48), (2880, 1)])

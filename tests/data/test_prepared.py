@@ -4,6 +4,7 @@ import torch
 
 from stvfm.data.datamodule import GridDataModule, default_batch_size
 from stvfm.data.prepared import prepare_data, prepare_series
+from stvfm.data.series import ALL_CHANNELS
 from stvfm.data.sources.generic import save_generic_npz
 from stvfm.data.windows import ProtocolConfig
 from stvfm.errors import ConfigError, DataError
@@ -27,7 +28,7 @@ def test_datasets_share_the_scaled_values(series_factory):
 
 
 def test_forecast_shape_and_describe(series_factory):
-    prepared = prepare_series(series_factory(steps=24 * 10, channels=2), ProtocolConfig(channel=None, daily_context=1))
+    prepared = prepare_series(series_factory(steps=24 * 10, channels=2), ProtocolConfig(channel=ALL_CHANNELS, daily_context=1))
     shape = prepared.forecast_shape
     assert (shape.channels, shape.height, shape.width, shape.slots_per_day, shape.daily_context) == (2, 4, 3, 24, 1)
     info = prepared.describe()

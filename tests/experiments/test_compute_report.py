@@ -9,7 +9,8 @@ import pytest
 from stvfm.cli.main import main
 from stvfm.experiments.compute_report import ComputeRow, compute, run_compute
 from stvfm.experiments.ledger_report import ledger_rows, render
-from stvfm.ledger import EPOCH_SECONDS, record_period
+from stvfm.ledger import record_period
+from stvfm.training.stopping import EPOCH_SECONDS
 
 
 def _record(model="stid", seed=0, rmse=6.0, curve=(9.0, 7.0, 6.5, 6.4), stop="epoch cap", train_seconds=100.0,

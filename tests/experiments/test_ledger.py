@@ -13,9 +13,10 @@ from stvfm.cli.main import main
 from stvfm.errors import DataError
 from stvfm.experiments.ledger_report import report
 from stvfm.experiments.reproduce import ReproduceConfig, reproduce
-from stvfm.ledger import REQUIRED, STOP_REASONS, add, read_records, stop_reason
+from stvfm.ledger import REQUIRED, add, read_records
 from stvfm.reports.tables import budget_words
 from stvfm.testing import write_synthetic_city
+from stvfm.training.stopping import STOP_REASONS, stop_reason
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +133,8 @@ def test_stop_reasons():
 
 
 def test_a_time_cap_inside_the_last_epoch_is_recorded_as_a_time_cap(tmp_path, small_city):
-    from stvfm.training.runner import RunConfig, fit
+    from stvfm.training.config import RunConfig
+    from stvfm.training.runner import fit
 
     run = RunConfig(model="stid", dataset=str(small_city), out=str(tmp_path / "run"), max_epochs=1, batch_size=2,
                     max_minutes=0.0002, progress=False, accelerator="cpu", precision="32")

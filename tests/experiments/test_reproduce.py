@@ -97,7 +97,7 @@ def test_finished_runs_are_reused_and_shared_across_experiments(tmp_path, small_
     reproduce(quick("lambda", small_city, tmp_path))
     trained = []
     real_fit = schedule.fit
-    monkeypatch.setattr(schedule, "fit", lambda config: trained.append(config.out) or real_fit(config))
+    monkeypatch.setattr(schedule, "fit", lambda config, **hooks: trained.append(config.out) or real_fit(config, **hooks))
     outcomes, paths = reproduce(quick("pretraining", small_city, tmp_path))
     assert [outcome.status for outcome in outcomes] == ["reused", "trained", "trained"]
     assert len(trained) == 2
@@ -107,7 +107,7 @@ def test_finished_runs_are_reused_and_shared_across_experiments(tmp_path, small_
 
 
 def test_report_only_trains_nothing_and_lists_what_is_missing(tmp_path, small_city, monkeypatch):
-    monkeypatch.setattr(schedule, "fit", lambda config: pytest.fail("report-only must not train"))
+    monkeypatch.setattr(schedule, "fit", lambda config, **hooks: pytest.fail("report-only must not train"))
     outcomes, paths = reproduce(quick("video", small_city, tmp_path, report_only=True))
     assert {outcome.status.split(":")[0] for outcome in outcomes} == {"missing"}
     assert "## Runs not run yet" in paths["report"].read_text()
@@ -164,10 +164,10 @@ def test_a_failed_run_is_reported_and_the_cli_exits_non_zero(tmp_path, small_cit
 def test_an_unexpected_error_in_one_fit_fails_that_run_only_and_keeps_its_traceback(tmp_path, small_city, monkeypatch):
     real_fit = schedule.fit
 
-    def crashing(config):
+    def crashing(config, **hooks):
         if "simvp" in config.out:
             raise RuntimeError("expected dtype float but got bf16")
-        return real_fit(config)
+        return real_fit(config, **hooks)
 
     monkeypatch.setattr(schedule, "fit", crashing)
     outcomes, paths = reproduce(quick("video", small_city, tmp_path))

@@ -8,8 +8,8 @@ import numpy as np
 
 from stvfm.data.prepared import prepare_data
 from stvfm.experiments.device_suite import model_options
-from stvfm.training.config import protocol_for
-from stvfm.training.runner import RunConfig, fit
+from stvfm.training.config import RunConfig, protocol_for
+from stvfm.training.runner import fit
 
 
 def fit_tiny(model: str, city: Path, out: Path, **options) -> RunConfig:

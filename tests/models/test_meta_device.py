@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from stvfm.models.base import ForecastShape
 from stvfm.models.registry import build_config, create_model, list_models
+from stvfm.shape import ForecastShape
 from stvfm.testing import SMALL_BACKBONE_CONFIGS, make_batch
 
 SMALL_OPTIONS = {

@@ -9,9 +9,9 @@ import torch
 from stvfm.backbones import create_backbone
 from stvfm.data.prepared import prepare_series
 from stvfm.data.series import GridSeries
-from stvfm.models.base import ForecastShape
 from stvfm.models.patching import unpatchify
 from stvfm.models.stvfm import STVFM, STVFMConfig
+from stvfm.shape import ForecastShape
 from stvfm.testing import make_batch
 
 

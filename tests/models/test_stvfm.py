@@ -9,7 +9,6 @@ import torch
 
 from stvfm.backbones import VisionBackbone, add_adapters, create_backbone
 from stvfm.errors import ConfigError
-from stvfm.models.base import ForecastShape
 from stvfm.models.stvfm import (
     STVFM,
     VARIANTS,
@@ -19,6 +18,7 @@ from stvfm.models.stvfm import (
     flow_target,
     st_flow,
 )
+from stvfm.shape import ForecastShape
 from stvfm.testing import overfit_losses
 
 

@@ -12,12 +12,14 @@ import pytest
 from robust_helpers import write_tiny_city
 
 from stvfm.cli.main import main
+from stvfm.data.series import ALL_CHANNELS
 from stvfm.errors import ConfigError, DataError
 from stvfm.reports.tables import load_metrics
 from stvfm.training import results
+from stvfm.training.config import BUDGET, IDENTITY, RunConfig
 from stvfm.training.folders import in_progress
 from stvfm.training.optim import OptimConfig
-from stvfm.training.runner import BUDGET, IDENTITY, RunConfig, fit
+from stvfm.training.runner import fit
 
 
 def _config(city, out, **changes) -> RunConfig:
@@ -58,7 +60,7 @@ def test_the_identity_is_what_the_issue_lists_and_every_field_has_a_role():
 CHANGES = {
     "model": {"model": "patchtst"},
     "dataset": {"dataset": "OTHER"},
-    "channel": {"channel": None},
+    "channel": {"channel": ALL_CHANNELS},
     "steps": {"steps": 200},
     "scaling": {"scaling": "all"},
     "model_options": {"model_options": {"layers": 1}},
@@ -148,7 +150,7 @@ def test_more_epochs_of_a_schedule_stretched_over_the_run_is_another_run(tiny_ci
 @pytest.mark.parametrize(("change", "message"), [
     ({"batch_size": 0}, "batch size must be at least 1"),
     ({"max_epochs": 0}, "max epochs must be at least 1"),
-    ({"channel": -2}, "channel must be 0 or more"),
+    ({"channel": -2}, r"channel must be a channel index \(0 or more\) or .all."),
     ({"limit_train_batches": -1}, "limit_train_batches must be"),
 ])
 def test_settings_that_would_run_something_else_are_refused_before_writing(tmp_path, tiny_city, change, message):

@@ -24,7 +24,8 @@ def tiny_exports(folder: Path) -> list[Path]:
     """Two exports of tiny runs on a synthetic 5 x 3 city: ST-VFM (two training batches) and last-value."""
     from stvfm.export.writer import export_run
     from stvfm.testing import write_synthetic_city
-    from stvfm.training.runner import RunConfig, evaluate, fit
+    from stvfm.training.config import RunConfig
+    from stvfm.training.runner import evaluate, fit
 
     city = write_synthetic_city(folder / "city.npz", days=4, height=5, width=3)
     fit(RunConfig(model="stvfm", dataset=str(city), out=str(folder / "runs" / "stvfm"), model_options=TINY_STVFM,

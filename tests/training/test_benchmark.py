@@ -11,7 +11,7 @@ import torch
 from stvfm.cli.main import main
 from stvfm.errors import ConfigError
 from stvfm.models import create_model
-from stvfm.models.base import ForecastShape
+from stvfm.shape import ForecastShape
 from stvfm.training.benchmark import (
     COMPILED_MODE,
     MODES,

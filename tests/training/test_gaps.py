@@ -20,12 +20,13 @@ from stvfm.data.windows import time_features
 from stvfm.errors import DataError
 from stvfm.ledger import build_record, read_records, record_name
 from stvfm.models import create_model
-from stvfm.models.base import ForecastShape
 from stvfm.models.stvfm import STVFM, STVFMConfig, flow_target_observed
+from stvfm.shape import ForecastShape
 from stvfm.testing import make_batch, write_synthetic_city
+from stvfm.training.config import RunConfig
 from stvfm.training.inference import predict
 from stvfm.training.metrics import ForecastMetrics
-from stvfm.training.runner import RunConfig, fit
+from stvfm.training.runner import fit
 from stvfm.training.scoring import score
 
 SHAPE = ForecastShape(history=6, horizon=6, channels=1, height=6, width=4, slots_per_day=24)

@@ -15,7 +15,8 @@ from stvfm.data.windows import ProtocolConfig
 from stvfm.models import create_model
 from stvfm.models.registry import resolved_options
 from stvfm.testing import overfit_losses
-from stvfm.training.runner import RunConfig, evaluate_checkpoint, fit
+from stvfm.training.config import RunConfig
+from stvfm.training.runner import evaluate_checkpoint, fit
 
 TINY_STVFM = {"backbone": "tiny", "weights": "random", "temporal_dim": 16, "temporal_heads": 2,
               "encoder_layers": 1, "decoder_layers": 1}

@@ -7,7 +7,7 @@ import torch
 
 from stvfm.errors import ConfigError
 from stvfm.models import create_model
-from stvfm.models.base import ForecastShape
+from stvfm.shape import ForecastShape
 from stvfm.testing import make_batch
 from stvfm.training.speed import cast_frozen_linears, compile_backbone
 

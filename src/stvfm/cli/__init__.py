@@ -8,4 +8,8 @@ evaluate, fit, pretrain, test, predict), ``reports`` (compare, plot), ``bench``,
 
 May import: typer, rich, yaml and, inside each command (so ``stvfm --help`` stays fast), any
 library module; never ``stvfm.testing``.
+
+Imports from stvfm: any layer below it: ``stvfm.experiments``, ``stvfm.serving``, ``stvfm.export``,
+``stvfm.reports``, ``stvfm.ledger``, ``stvfm.training``, ``stvfm.data``, ``stvfm.models``,
+``stvfm.backbones``, ``stvfm.runs_root``, ``stvfm.atomic``, ``stvfm.errors``.
 """

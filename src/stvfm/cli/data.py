@@ -10,6 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from stvfm.cli.options import channel_index
+
 app = typer.Typer(help="Datasets: what is registered, what is found locally, and their protocol windows.",
                   no_args_is_help=True)
 # Piped output (logs, CI) gets a wide console: results tables would otherwise be cut to 80 columns.
@@ -40,15 +42,17 @@ def list_command(data_root: RootOption = None) -> None:
 @app.command("info")
 def info_command(
     name: Annotated[str, typer.Argument(help="A registered dataset name or a path to a generic .npz/.nc/.zarr file.")],
-    channel: Annotated[Optional[int], typer.Option(help="Channel index; omit for all channels.")] = None,
+    channel: Annotated[Optional[int], typer.Option(help="Channel index; omit (or -1) for all channels.")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Use only the first N steps (default: the dataset's period).")] = None,
     data_root: RootOption = None,
 ) -> None:
     """Shape, time range, windows per split and value range of one dataset."""
     from stvfm.data.prepared import prepare_data
+    from stvfm.data.series import ALL_CHANNELS
     from stvfm.data.windows import ProtocolConfig
 
-    data = prepare_data(name, ProtocolConfig(channel=channel, steps=steps), root=data_root)
+    chosen = ALL_CHANNELS if channel is None else channel_index(channel)  # here, none given is every channel
+    data = prepare_data(name, ProtocolConfig(channel=chosen, steps=steps), root=data_root)
     described = data.describe()
     metadata = described.pop("metadata", None)
     table = Table(title=name, show_header=False)

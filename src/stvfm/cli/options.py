@@ -70,11 +70,13 @@ def batch_limit(limit: float) -> float | int:
     return int(limit) if limit > 1 else limit
 
 
-def channel_index(channel: int | None) -> int | None:
-    """``--channel``: none given is channel 0, -1 is every channel (None to the library)."""
+def channel_index(channel: int | None) -> int | str:
+    """``--channel``: none given is channel 0, -1 is every channel (``ALL_CHANNELS`` to the library)."""
+    from stvfm.data.series import ALL_CHANNELS, ALL_CHANNELS_FLAG
+
     if channel is None:
         return 0
-    return None if channel == -1 else channel
+    return ALL_CHANNELS if channel == ALL_CHANNELS_FLAG else channel
 
 
 def given(**values: Any) -> dict[str, Any]:

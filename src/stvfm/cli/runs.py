@@ -92,13 +92,15 @@ def evaluate_command(
     overwrite: OverwriteOption = False,
 ) -> None:
     """Fit a classical baseline (last, ha-day, ha-week, arima) on the training split and test it."""
-    from stvfm.training.runner import RunConfig, evaluate
+    from stvfm.ledger import record_finished
+    from stvfm.training.config import RunConfig
+    from stvfm.training.runner import evaluate
 
     quiet_lightning()
     config = RunConfig(model=model, dataset=dataset, out=str(out), channel=channel_index(channel), steps=steps,
                        scaling=scaling, model_options=parse_options(option), data_root=data_root,
                        **given(gap_fill=gaps))
-    _print_metrics(evaluate(config, overwrite=overwrite), out)
+    _print_metrics(evaluate(config, overwrite=overwrite, finished=record_finished), out)
 
 
 def fit_command(
@@ -137,6 +139,7 @@ def fit_command(
     overwrite: OverwriteOption = False,
 ) -> None:
     """Train a model at its recipe, keep the best validation checkpoint, test once with it."""
+    from stvfm.ledger import record_finished
     from stvfm.training.recipes import resolve_run_config
     from stvfm.training.runner import fit
 
@@ -154,13 +157,12 @@ def fit_command(
         "num_nodes": num_nodes, "strategy": strategy, "num_workers": num_workers, "data_root": data_root,
         "backbone": backbone, "weights": weights, "variant": variant,  # ST-VFM's options, folded in by the library
     })
-    if channel == -1:
-        flags["channel"] = None  # all channels
     if options:
         flags["model_options"] = options
     if optim:
         flags["optim"] = optim
-    payload = fit(resolve_run_config(flags, config_file, use_recipe=recipe), overwrite=overwrite)
+    payload = fit(resolve_run_config(flags, config_file, use_recipe=recipe), overwrite=overwrite,
+                  finished=record_finished)
     if payload:
         _print_metrics(payload, out)
 

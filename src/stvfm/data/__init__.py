@@ -9,6 +9,8 @@ which windows a gap rules out), the one batch contract and its builder
 raw trip records counted into a grid (``records``, with DuckDB).
 
 May import: numpy, torch, lightning, the readers' libraries, ``stvfm.errors``, ``stvfm.atomic``
-and ``stvfm.models.base`` (``ForecastShape`` only); never ``stvfm.training``, ``stvfm.reports``,
+and ``stvfm.shape`` (``ForecastShape``); never ``stvfm.models``, ``stvfm.training``, ``stvfm.reports``,
 ``stvfm.experiments`` or the CLI.
+
+Imports from stvfm: ``stvfm.errors``, ``stvfm.atomic``, ``stvfm.shape``.
 """

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from stvfm.models.base import ForecastShape
+from stvfm.shape import ForecastShape
 
 Batch = dict[str, torch.Tensor]
 KEYS = ("x", "y", "x_time", "y_time", "start", "daily", "weekly", "x_observed", "y_observed")

@@ -37,7 +37,7 @@ def load_registered(spec: DatasetSpec, root: str | os.PathLike | None = None, ve
 def load_series(
     name_or_path: str | os.PathLike,
     root: str | os.PathLike | None = None,
-    channel: int | None = None,
+    channel: int | str | None = None,
     steps: int | None = None,
     verify: bool = True,
 ) -> GridSeries:

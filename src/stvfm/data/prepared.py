@@ -14,7 +14,7 @@ from stvfm.data.scaling import MinMaxScaler
 from stvfm.data.series import GridSeries
 from stvfm.data.windows import SPLITS, ProtocolConfig, WindowDataset, chronological_split, time_features
 from stvfm.errors import ConfigError, DataError, DataWarning
-from stvfm.models.base import ForecastShape
+from stvfm.shape import ForecastShape
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,25 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from stvfm.errors import DataError
+from stvfm.errors import ConfigError, DataError
+
+#: The channel setting that keeps every channel of a series (``--channel -1`` on the command line). A
+#: channel is an index or this, never None: in a run's settings None only ever means "not given".
+ALL_CHANNELS = "all"
+#: How ``--channel`` spells ``ALL_CHANNELS``.
+ALL_CHANNELS_FLAG = -1
+
+
+def channel_flag(channel: int | str) -> int:
+    """The ``--channel`` value that asks for ``channel``, for commands written into reports."""
+    return ALL_CHANNELS_FLAG if channel == ALL_CHANNELS else int(channel)
+
+
+def check_channel(channel: object, where: str = "channel") -> None:
+    """A channel setting is a channel index (0 or more) or ``ALL_CHANNELS``; anything else is one line."""
+    if channel != ALL_CHANNELS and (not isinstance(channel, int) or isinstance(channel, bool) or channel < 0):
+        raise ConfigError(f"{where} must be a channel index (0 or more) or {ALL_CHANNELS!r} (all channels), "
+                          f"got {channel!r}")
 
 MINUTES_PER_DAY = 24 * 60
 
@@ -95,9 +113,9 @@ class GridSeries:
     def has_gaps(self) -> bool:
         return bool(np.isnan(self.values).any())
 
-    def select_channels(self, channel: int | None) -> GridSeries:
-        """Keep one channel (``int``) or all (``None``)."""
-        if channel is None:
+    def select_channels(self, channel: int | str | None) -> GridSeries:
+        """Keep one channel (an index) or all (``ALL_CHANNELS``, or None: none chosen)."""
+        if channel is None or channel == ALL_CHANNELS:
             return self
         n = self.values.shape[1]
         if not -n <= channel < n:

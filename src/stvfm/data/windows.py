@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 
 from stvfm.data.batch import Batch, series_window
 from stvfm.data.gaps import GAP_FILLS, windows_with_history_gaps
+from stvfm.data.series import check_channel
 from stvfm.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
@@ -34,7 +35,7 @@ class ProtocolConfig:
     horizon: int = 6
     split: tuple[float, float, float] = (0.7, 0.15, 0.15)
     scaling: str = "train"
-    channel: int | None = 0
+    channel: int | str = 0  # an index or ALL_CHANNELS
     steps: int | None = None
     daily_context: int = 0
     weekly_context: int = 0
@@ -53,6 +54,7 @@ class ProtocolConfig:
             raise ConfigError(f"steps must be positive, got {self.steps}")
         if self.gap_fill not in GAP_FILLS:
             raise ConfigError(f"gap rule must be one of {', '.join(GAP_FILLS)}, got {self.gap_fill!r}")
+        check_channel(self.channel)
 
 
 def chronological_split(length: int, ratios: tuple[float, float, float] = (0.7, 0.15, 0.15)) -> dict[str, tuple[int, int]]:

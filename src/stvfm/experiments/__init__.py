@@ -8,4 +8,7 @@ tables (``ledger_report``), the recipe search (``search``) and the device smoke 
 
 May import: ``stvfm.training``, ``stvfm.models``, ``stvfm.data``, ``stvfm.reports``,
 ``stvfm.ledger``, ``stvfm.backbones``; never the CLI or ``stvfm.testing``.
+
+Imports from stvfm: ``stvfm.training``, ``stvfm.ledger``, ``stvfm.reports``, ``stvfm.models``, ``stvfm.data``,
+``stvfm.backbones``, ``stvfm.shape``, ``stvfm.runs_root``, ``stvfm.atomic``, ``stvfm.errors``.
 """

@@ -21,14 +21,10 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from stvfm.atomic import atomic_path, write_text_atomic
+from stvfm.data.series import channel_flag
 from stvfm.experiments.ledger_report import ledger_rows
-from stvfm.ledger import (
-    EPOCH_SECONDS,
-    period_text,
-    protocol_period,
-    read_records,
-    record_period,
-)
+from stvfm.ledger import period_text, protocol_period, read_records, record_period
+from stvfm.training.stopping import EPOCH_SECONDS
 
 #: Budgets the table reads the curves at: (core-seconds, label).
 BUDGETS = ((600.0, "10 min"), (3600.0, "1 h"), (36000.0, "10 h"))
@@ -154,7 +150,7 @@ class ComputeRow:
         return statistics.fmean(value for _, value in measured), capped, test, len(measured)
 
 
-def compute_rows(records: list[dict[str, Any]], dataset: str, channel: int | None) -> list[ComputeRow]:
+def compute_rows(records: list[dict[str, Any]], dataset: str, channel: int | str) -> list[ComputeRow]:
     """The ledger report's rows of ``dataset`` that trained and validated, best at the largest budget first."""
     rows = []
     for row in ledger_rows(records, dataset, channel):
@@ -183,9 +179,9 @@ def _hours(core_seconds: float) -> str:
     return f"{core_seconds / 3600:.2f}"
 
 
-def render(rows: list[ComputeRow], dataset: str, channel: int | None, sources: list[str], out: Path,
+def render(rows: list[ComputeRow], dataset: str, channel: int | str, sources: list[str], out: Path,
            span: str) -> str:
-    command = (f"`stvfm ledger compute --dataset {dataset} --channel {channel} "
+    command = (f"`stvfm ledger compute --dataset {dataset} --channel {channel_flag(channel)} "
                f"{' '.join(f'--ledger {source}' for source in sources)} --out {out}`")
     figure = out.name + ".png"
     lines = [f"# {dataset}, channel {channel} ({span}): validation RMSE against the compute spent", "",
@@ -272,7 +268,7 @@ def plot(rows: list[ComputeRow], path: Path, title: str) -> Path:
     return path
 
 
-def compute(ledger: list[str | Path], dataset: str, channel: int | None, out: str | Path) -> tuple[str, list[Path]]:
+def compute(ledger: list[str | Path], dataset: str, channel: int | str, out: str | Path) -> tuple[str, list[Path]]:
     """``OUT.md`` (the table) and ``OUT.png`` (the figure) of ``dataset``'s accuracy against compute, from
     ledger records; zero or few records give a report that says so."""
     out = Path(out)

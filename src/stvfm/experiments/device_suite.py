@@ -23,8 +23,8 @@ import torch
 from stvfm.atomic import write_json_atomic
 from stvfm.backbones.factory import SMALL_BACKBONE_CONFIGS
 from stvfm.data.batch import random_batch
-from stvfm.models.base import ForecastShape
 from stvfm.models.registry import build_config, create_model, list_models
+from stvfm.shape import ForecastShape
 
 #: bikenyc1's grid: the size a real run meets; quick mode a 4 x 2 grid (ARIMA fits per cell).
 FULL_SHAPE = ForecastShape(channels=1, height=16, width=8, slots_per_day=24)

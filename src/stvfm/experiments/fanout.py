@@ -15,7 +15,7 @@ from stvfm.errors import ConfigError
 
 if TYPE_CHECKING:
     from stvfm.experiments.plan import PlannedRun, ReproduceConfig
-    from stvfm.training.runner import RunConfig
+    from stvfm.training.config import RunConfig
 
 
 def executor_for(config: ReproduceConfig):
@@ -33,18 +33,18 @@ def executor_for(config: ReproduceConfig):
     return executor
 
 
-def _job(config: ReproduceConfig, run: PlannedRun, run_config: RunConfig) -> tuple[str, dict[str, Any] | None]:
-    from stvfm.experiments.schedule import run_or_reuse
-
-    return run_or_reuse(config, run, run_config, announce=print)
+#: One planned fit as a job runs it: (experiment, run, its config, announce) -> (status, metrics).
+Job = Callable[["ReproduceConfig", "PlannedRun", "RunConfig", Callable[[str], None]], tuple[str, dict[str, Any] | None]]
 
 
-def run_on_executor(config: ReproduceConfig, planned: list[tuple[PlannedRun, int, RunConfig]],
+def run_on_executor(config: ReproduceConfig, planned: list[tuple[PlannedRun, int, RunConfig]], job: Job,
                     announce: Callable[[str], None]) -> list[tuple[str, dict[str, Any] | None]]:
-    """(status, metrics) per planned fit, in order; a job that dies is reported as failed, never dropped."""
+    """(status, metrics) per planned fit, in order, each fit being ``job`` (the scheduler's own
+    claim-fit-release step, passed down so this module needs nothing above it) run in a job that
+    prints its news; a job that dies is reported as failed, never dropped."""
     executor = executor_for(config)
     with executor.batch():
-        jobs = [executor.submit(_job, config, run, run_config) for run, _, run_config in planned]
+        jobs = [executor.submit(job, config, run, run_config, print) for run, _, run_config in planned]
     announce(f"{config.experiment}: {len(jobs)} fit(s) submitted through {config.executor} (logs in {executor.folder})")
     results = []
     for job in jobs:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from stvfm.atomic import write_text_atomic
+from stvfm.data.series import channel_flag
 from stvfm.errors import DataError
 from stvfm.experiments.paper import paper_figure, paper_scale, printed_figure
 from stvfm.ledger import identity, normalised_settings, period_text, read_records, record_period
@@ -113,7 +114,7 @@ def _budget_label(settings: dict[str, Any], keys: list[str]) -> str:
     return ", ".join(names.get(key, key + " {}").format(settings.get(key)) for key in keys)
 
 
-def ledger_rows(records: list[dict[str, Any]], dataset: str, channel: int | None = 0) -> list[LedgerRow]:
+def ledger_rows(records: list[dict[str, Any]], dataset: str, channel: int | str = 0) -> list[LedgerRow]:
     """Records of ``dataset`` / ``channel`` grouped by period, configuration and time cap, best mean RMSE first.
 
     A row's seeds share one budget: a seed stopped at an 8-minute cap never averages with one trained
@@ -171,7 +172,7 @@ def _paper_text(row: LedgerRow, dataset: str) -> str:
     return f"{paper[0]:g} / {paper[1]:g}" if paper else "-"
 
 
-def render(rows: list[LedgerRow], dataset: str, channel: int | None, sources: list[str]) -> str:
+def render(rows: list[LedgerRow], dataset: str, channel: int | str, sources: list[str]) -> str:
     if not rows:
         raise DataError(f"no ledger records for {dataset} channel {channel} in {', '.join(sources)}")
     best = rows[0]
@@ -179,7 +180,7 @@ def render(rows: list[LedgerRow], dataset: str, channel: int | None, sources: li
     span = period_text(periods[0]) if len(periods) == 1 else "several periods, named in the rows"
     lines = [f"# {dataset}, channel {channel} ({span}): test RMSE / MAE from the results ledger", "",
              f"Rebuilt from the records in {', '.join(f'`{s}`' for s in sources)} by "
-             f"`stvfm ledger report --dataset {dataset} --channel {channel}`. Original units; mean ± std over "
+             f"`stvfm ledger report --dataset {dataset} --channel {channel_flag(channel)}`. Original units; mean ± std over "
              "the seeds listed, which share one time cap (a model at two caps is two rows); "
              "every model at its recipe (stvfm/recipes), selected on validation forecast MSE. "
              "A row stopped by the time cap did not converge: its validation trend says how far it was.", "",
@@ -204,7 +205,7 @@ def render(rows: list[LedgerRow], dataset: str, channel: int | None, sources: li
     return "\n".join(lines) + "\n"
 
 
-def report(ledger: list[str | Path], dataset: str, channel: int | None = 0, out: str | Path | None = None) -> str:
+def report(ledger: list[str | Path], dataset: str, channel: int | str = 0, out: str | Path | None = None) -> str:
     """The comparison table of ``dataset`` from ledger records; written to ``out`` when given."""
     records = read_records(ledger)
     text = render(ledger_rows(records, dataset, channel), dataset, channel, [str(path) for path in ledger])
@@ -213,7 +214,7 @@ def report(ledger: list[str | Path], dataset: str, channel: int | None = 0, out:
     return text
 
 
-def best(ledger: list[str | Path], dataset: str, channel: int | None = 0) -> list[LedgerRow]:
+def best(ledger: list[str | Path], dataset: str, channel: int | str = 0) -> list[LedgerRow]:
     """Each model's best row (the configuration and time cap with the lowest mean test RMSE), best first:
     what longer runs give, beside a short run's table."""
     rows = ledger_rows(read_records(ledger), dataset, channel)

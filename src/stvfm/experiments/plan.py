@@ -9,11 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stvfm.data.series import channel_flag
 from stvfm.errors import ConfigError
 from stvfm.models.registry import get_model_entry, list_models, resolved_options
+from stvfm.training.config import RunConfig
 from stvfm.training.optim import OptimConfig
 from stvfm.training.recipes import resolve_run_config
-from stvfm.training.runner import RunConfig
 
 EXECUTORS = ("local", "submitit", "submitit-local")
 EXPERIMENTS = ("main", "ablation", "backbones", "video", "lambda", "pretraining", "efficiency")
@@ -88,7 +89,7 @@ class ReproduceConfig:
     # finished folder here (a report rebuilt on a fresh clone, results gathered elsewhere).
     ledger: str | None = None
     seeds: tuple[int, ...] | None = None  # None: (0, 1, 2), or (0,) with quick
-    channel: int | None = 0
+    channel: int | str = 0  # an index or ALL_CHANNELS
     steps: int | None = None
     max_epochs: int | None = None  # None: 200 (early stopping decides), or 1 with quick
     max_minutes: float | None = None  # per run
@@ -193,7 +194,7 @@ def reproduce_command(config: ReproduceConfig) -> str:
     if config.seeds is not None:
         parts += [f"--seed {seed}" for seed in config.seeds]
     if config.channel != 0:
-        parts.append(f"--channel {-1 if config.channel is None else config.channel}")
+        parts.append(f"--channel {channel_flag(config.channel)}")
     for flag, value in (("--steps", config.steps), ("--max-epochs", config.max_epochs),
                         ("--max-minutes", config.max_minutes), ("--batch-size", config.batch_size),
                         ("--limit-train-batches", config.limit_train_batches),

@@ -14,12 +14,14 @@ from typing import Any
 
 from stvfm.atomic import write_text_atomic
 from stvfm.errors import ConfigError, StvfmError
+from stvfm.experiments.fanout import run_on_executor
 from stvfm.experiments.plan import PlannedRun, ReproduceConfig
-from stvfm.ledger import read_records
+from stvfm.ledger import read_records, record_finished
 from stvfm.models.registry import get_model_entry
 from stvfm.reports.tables import load_metrics
+from stvfm.training.config import RunConfig
 from stvfm.training.folders import in_progress
-from stvfm.training.runner import RunConfig, fit
+from stvfm.training.runner import fit
 
 #: File that marks a run folder as being trained by a process (host:pid inside).
 LOCK_NAME = ".running"
@@ -63,10 +65,8 @@ def run_all(config: ReproduceConfig, announce: Callable[[str], None] = lambda me
     recorded = [None if metrics is not None else ledger_metrics(run_config, records)
                 for (_, _, run_config), metrics in zip(planned, finished, strict=True)]
     if config.executor != "local" and not config.report_only:
-        from stvfm.experiments.fanout import run_on_executor
-
         pending = [item for item, metrics, record in zip(planned, finished, recorded, strict=True) if metrics is None and not record]
-        sent = iter(run_on_executor(config, pending, announce) if pending else [])
+        sent = iter(run_on_executor(config, pending, run_or_reuse, announce) if pending else [])
         results = [("reused", metrics) if metrics is not None else (LEDGER_STATUS, record) if record else next(sent)
                    for metrics, record in zip(finished, recorded, strict=True)]
     else:
@@ -109,7 +109,7 @@ def run_or_reuse(config: ReproduceConfig, run: PlannedRun, run_config: RunConfig
         if metrics is not None:
             return "reused", metrics
         announce(f"{config.experiment}: {run.label}, seed {run_config.seed} -> {folder}")
-        metrics = fit(run_config)
+        metrics = fit(run_config, finished=record_finished)
         (folder / ERROR_NAME).unlink(missing_ok=True)  # an earlier attempt's failure is history now
         return "trained", metrics
     except StvfmError as error:

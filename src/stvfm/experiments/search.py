@@ -23,9 +23,11 @@ from typing import Any
 
 from stvfm.atomic import write_json_atomic, write_text_atomic
 from stvfm.errors import ConfigError
+from stvfm.ledger import record_finished
 from stvfm.models.registry import resolved_options
+from stvfm.training.config import RunConfig
 from stvfm.training.recipes import resolve_run_config
-from stvfm.training.runner import RunConfig, fit
+from stvfm.training.runner import fit
 from stvfm.training.trainer import SELECTION_METRIC
 
 #: What is searched: name -> (low, high, log scale); ``batch_size`` draws from ``SearchConfig.batch_sizes``.
@@ -55,7 +57,7 @@ class SearchConfig:
     study_name: str = "recipe"
     model: str = "stvfm"
     trials: int = 20  # finished (complete or pruned) trials the study should reach, all workers together
-    channel: int | None = 0
+    channel: int | str = 0  # an index or ALL_CHANNELS
     steps: int | None = None
     model_options: dict[str, Any] = field(default_factory=dict)  # fixed for every trial; fixed options are not searched
     max_epochs: int = 10
@@ -125,7 +127,8 @@ def _objective(trial, config: SearchConfig) -> float:
 
     run = trial_run_config(trial, config)
     trial.set_user_attr("folder", run.out)
-    metrics = fit(run, callbacks=[PyTorchLightningPruningCallback(trial, monitor=SELECTION_METRIC)])
+    metrics = fit(run, callbacks=[PyTorchLightningPruningCallback(trial, monitor=SELECTION_METRIC)],
+                  finished=record_finished)
     if metrics.get("best_val_score") is None:
         raise optuna.TrialPruned("the trial's budget ended before its first validation")
     trial.set_user_attr("epochs", metrics["epochs"])

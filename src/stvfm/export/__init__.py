@@ -42,6 +42,9 @@ May import: ``stvfm.training``, ``stvfm.models``, ``stvfm.data``, ``stvfm.backbo
 ``stvfm.atomic``, ``stvfm.errors``, torch, numpy, safetensors, onnx and onnxruntime; never the CLI,
 ``stvfm.reports``, ``stvfm.experiments`` or ``stvfm.testing``. It sits above training and below the
 CLI (and ``stvfm serve``). ``import stvfm`` does not import it: ``stvfm.load`` does, on first use.
+
+Imports from stvfm: ``stvfm.training``, ``stvfm.models``, ``stvfm.data``, ``stvfm.backbones``,
+``stvfm.shape``, ``stvfm.atomic``, ``stvfm.errors``, ``stvfm.version``.
 """
 
 from stvfm.export.forecaster import ExportedForecaster, load

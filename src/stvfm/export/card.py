@@ -22,7 +22,7 @@ def build_card(name: str, run: str, config: RunConfig, data: PreparedData, metri
     """The card of an export named ``name`` made from the run folder ``run``."""
     import torch
 
-    from stvfm import __version__
+    from stvfm.version import __version__
 
     series, protocol, shape = data.series, data.protocol, data.forecast_shape
     day = shape.slots_per_day

@@ -16,7 +16,8 @@ from stvfm.data.batch import Batch
 from stvfm.data.scaling import MinMaxScaler, descale_forecast
 from stvfm.errors import CheckpointError, ConfigError, DataError
 from stvfm.export import bundle
-from stvfm.models.base import Forecaster, ForecastShape
+from stvfm.models.base import Forecaster
+from stvfm.shape import ForecastShape
 from stvfm.training.checkpoints import build_checkpoint_model
 from stvfm.training.config import RunConfig
 from stvfm.training.inference import future_batch

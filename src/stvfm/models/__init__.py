@@ -1,7 +1,7 @@
 """Forecasters: pure ``nn.Module`` models, one file per family, registered by name.
 
-Owns: the forecaster and config contracts (``base``: ``Forecaster``, ``ModelConfig``,
-``ForecastShape``), the name table (``registry``), every model file, the building blocks
+Owns: the forecaster and config contracts (``base``: ``Forecaster``, ``ModelConfig``;
+``ForecastShape`` lives in ``stvfm.shape`` and is exposed here too), the name table (``registry``), every model file, the building blocks
 several models share (``layers``, ``patching``, ``recurrent``) and the process pool that
 classical models fit in (``process_pool``).
 
@@ -13,16 +13,15 @@ Importing this package imports every model file so the registry is complete.
 
 A learned baseline keeps its paper's architecture with widths scaled down for small city grids:
 its config's defaults are the widths it uses, stated there only.
+
+Imports from stvfm: ``stvfm.errors``, ``stvfm.values``, ``stvfm.shape``, ``stvfm.attention``,
+``stvfm.backbones``.
 """
 
-import importlib
-import pkgutil
+from stvfm.models.base import ClassicalForecaster, Forecaster
+from stvfm.models.registry import create_model, ensure_loaded, get_model_entry, list_models, register_model
+from stvfm.shape import ForecastShape
 
-from stvfm.models.base import ClassicalForecaster, Forecaster, ForecastShape
-from stvfm.models.registry import create_model, get_model_entry, list_models, register_model
-
-for _module in pkgutil.walk_packages(__path__, prefix=f"{__name__}."):
-    if _module.name.rsplit(".", 1)[-1] not in {"base", "registry"}:
-        importlib.import_module(_module.name)
+ensure_loaded()
 
 __all__ = ["ClassicalForecaster", "Forecaster", "ForecastShape", "create_model", "get_model_entry", "list_models", "register_model"]

@@ -25,8 +25,9 @@ import torch
 from torch import nn
 
 from stvfm.errors import ConfigError
-from stvfm.models.base import Forecaster, ForecastShape, ModelConfig
+from stvfm.models.base import Forecaster, ModelConfig
 from stvfm.models.registry import register_model
+from stvfm.shape import ForecastShape
 
 
 @dataclass(frozen=True)

@@ -20,31 +20,15 @@ in ``loss``, never in ``predict``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
 from stvfm.errors import ConfigError
+from stvfm.shape import ForecastShape
 from stvfm.values import check_fields
-
-
-@dataclass(frozen=True)
-class ForecastShape:
-    """What a model must know about the data to build itself."""
-
-    history: int = 6
-    horizon: int = 6
-    channels: int = 1
-    height: int = 16
-    width: int = 16
-    slots_per_day: int = 48
-    daily_context: int = 0
-    weekly_context: int = 0
-    #: The scaled value of 0 counts, what padding cells beyond the grid hold (-1: data whose minimum is 0).
-    scaled_zero: float = -1.0
 
 
 class ModelConfig:
@@ -121,6 +105,13 @@ class Forecaster(nn.Module):
     @torch.no_grad()
     def predict(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.forward(batch)["forecast"]
+
+    def describe(self) -> dict[str, Any]:
+        """What the model really used beyond its options, written beside every result so a random-init
+        backbone is never taken for a pretrained one: ``backbone`` (the name of the frozen vision
+        backbone it holds as ``self.backbone``, what ``--compile-backbone`` compiles), ``weights`` (what
+        was loaded), ``variant``; only the facts a model has."""
+        return {}
 
 
 class ClassicalForecaster(Forecaster):

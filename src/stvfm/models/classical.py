@@ -18,9 +18,10 @@ import numpy as np
 import torch
 
 from stvfm.errors import ConfigError, DataError
-from stvfm.models.base import ClassicalForecaster, ForecastShape, ModelConfig
+from stvfm.models.base import ClassicalForecaster, ModelConfig
 from stvfm.models.process_pool import map_in_processes
 from stvfm.models.registry import register_model
+from stvfm.shape import ForecastShape
 
 DAYS_PER_WEEK = 7
 #: statsmodels' ARIMA module, imported before a fitting process sets its BLAS threads (see process_pool).

@@ -35,9 +35,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from stvfm.errors import ConfigError
-from stvfm.models.base import Forecaster, ForecastShape, ModelConfig
+from stvfm.models.base import Forecaster, ModelConfig
 from stvfm.models.patching import pad_grid, padded_size, patchify, unpatchify
 from stvfm.models.registry import register_model
+from stvfm.shape import ForecastShape
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from stvfm.errors import ConfigError
-from stvfm.models.base import Forecaster, ForecastShape, ModelConfig
+from stvfm.models.base import Forecaster, ModelConfig
 from stvfm.models.recurrent import (
     SpatioTemporalLSTMCell,
     fold_frames,
@@ -33,6 +33,7 @@ from stvfm.models.recurrent import (
     zigzag_hidden,
 )
 from stvfm.models.registry import register_model
+from stvfm.shape import ForecastShape
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,17 @@ training and reports only ever call ``create_model(name, shape, **overrides)``.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
+import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from stvfm.errors import ConfigError
-from stvfm.models.base import Forecaster, ForecastShape
+from stvfm.models.base import Forecaster
+from stvfm.shape import ForecastShape
 
 
 @dataclass(frozen=True)
@@ -40,17 +44,21 @@ def register_model(name: str, config_cls: type) -> Callable[[type[Forecaster]], 
     return decorate
 
 
-def _ensure_loaded() -> None:
-    import stvfm.models  # noqa: F401  (importing the package registers every model file)
+def ensure_loaded() -> None:
+    """Import every model file of the package once, so each registers itself (plugins found by walking
+    the folder, not named here: a new model is one new file)."""
+    for module in pkgutil.walk_packages([str(Path(__file__).parent)], prefix="stvfm.models."):
+        if module.name.rsplit(".", 1)[-1] not in {"base", "registry"}:
+            importlib.import_module(module.name)
 
 
 def list_models() -> list[ModelEntry]:
-    _ensure_loaded()
+    ensure_loaded()
     return sorted(_MODELS.values(), key=lambda entry: entry.name)
 
 
 def get_model_entry(name: str) -> ModelEntry:
-    _ensure_loaded()
+    ensure_loaded()
     if name not in _MODELS:
         known = ", ".join(sorted(_MODELS))
         raise ConfigError(f"unknown model {name!r}; known models: {known}")

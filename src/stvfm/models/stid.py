@@ -23,8 +23,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from stvfm.models.base import Forecaster, ForecastShape, ModelConfig
+from stvfm.models.base import Forecaster, ModelConfig
 from stvfm.models.registry import register_model
+from stvfm.shape import ForecastShape
 
 
 @dataclass(frozen=True)

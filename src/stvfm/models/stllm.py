@@ -30,9 +30,10 @@ import torch
 from torch import nn
 
 from stvfm.errors import ConfigError
-from stvfm.models.base import Forecaster, ForecastShape, ModelConfig
+from stvfm.models.base import Forecaster, ModelConfig
 from stvfm.models.patching import pad_grid, padded_size, patchify, unpatchify
 from stvfm.models.registry import register_model
+from stvfm.shape import ForecastShape
 
 if TYPE_CHECKING:  # stvfm.backbones (and transformers) load only when an ST-LLM is built
     from stvfm.backbones import WeightsInfo
@@ -112,6 +113,9 @@ class STLLM(Forecaster):
     @property
     def weights_label(self) -> str:
         return self.weights.label
+
+    def describe(self) -> dict[str, Any]:
+        return {"weights": {"label": self.weights_label}}
 
     def _causal_mask(self, tokens: int, device: torch.device) -> torch.Tensor | None:
         """GPT-2's causal mask made on the batch's device: without one, transformers looks for packed

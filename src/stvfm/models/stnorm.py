@@ -21,8 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stvfm.models.base import Forecaster, ForecastShape, ModelConfig
+from stvfm.models.base import Forecaster, ModelConfig
 from stvfm.models.registry import register_model
+from stvfm.shape import ForecastShape
 
 
 @dataclass(frozen=True)

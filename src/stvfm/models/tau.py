@@ -26,9 +26,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from stvfm.errors import ConfigError
-from stvfm.models.base import Forecaster, ForecastShape, ModelConfig, observed_mean
+from stvfm.models.base import Forecaster, ModelConfig, observed_mean
 from stvfm.models.registry import register_model
 from stvfm.models.simvp import EncoderTranslatorDecoder
+from stvfm.shape import ForecastShape
 
 
 @dataclass(frozen=True)

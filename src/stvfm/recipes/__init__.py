@@ -1,1 +1,4 @@
-"""The models' recipes as YAML files (read by ``stvfm.training.recipes``); no code."""
+"""The models' recipes as YAML files (read by ``stvfm.training.recipes``); no code.
+
+Imports from stvfm: none.
+"""

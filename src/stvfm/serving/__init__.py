@@ -10,4 +10,6 @@ May import: fastapi, starlette, pydantic, uvicorn, httpx (``load_test`` only), n
 ``sqlite3``, ``stvfm.export`` (loading an export), ``stvfm.data`` (the generic npz reader),
 ``stvfm.errors``; never ``stvfm.training``, ``stvfm.experiments``, ``stvfm.reports``, the CLI or
 ``stvfm.testing``.
+
+Imports from stvfm: ``stvfm.export``, ``stvfm.data``, ``stvfm.errors``, ``stvfm.version``.
 """

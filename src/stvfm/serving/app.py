@@ -14,7 +14,6 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from stvfm import __version__
 from stvfm.errors import ConfigError, RequestError, StvfmError
 from stvfm.serving.batching import BatchCounts, MicroBatcher
 from stvfm.serving.frames import (
@@ -30,6 +29,7 @@ from stvfm.serving.frames import (
 from stvfm.serving.models import ServedModel
 from stvfm.serving.settings import ServeSettings
 from stvfm.serving.store import HistoryStore
+from stvfm.version import __version__
 
 Grid = list[list[list[list[float]]]]
 

@@ -5,13 +5,17 @@ the protocol a model asks for), checkpoint I/O (``checkpoints``: atomic writes, 
 rebuilding a checkpoint's model from its recorded options, used by test, predict and
 ``--init-from``), the trainer and selection callbacks (``trainer``), claiming a run folder
 (``claim``, ``folders``), the test pass and outputs (``results``), fit / evaluate / test
-(``runner``, which re-exports the names above it used to hold), multi-dataset pre-training
-(``pretrain``), forecasting past a series' end (``inference``), recipes, the shared
-LightningModule (``task``), metrics, the protocol card and re-scoring saved forecasts (``scoring``),
-optimisers and schedules, speed-ups, and the benchmarks
-(``benchmark``: throughput and a whole epoch; ``cost_scaling``; ``accuracy_check``: bf16 vs fp32).
+(``runner``), how a training ended (``stopping``), multi-dataset pre-training (``pretrain``),
+forecasting past a series' end (``inference``), recipes, the shared LightningModule (``task``),
+metrics, the protocol card and re-scoring saved forecasts (``scoring``), optimisers and schedules,
+speed-ups, and the benchmarks (``benchmark``: throughput and a whole epoch; ``cost_scaling``;
+``accuracy_check``: bf16 vs fp32).
 
-May import: ``stvfm.data``, ``stvfm.models``, ``stvfm.ledger``, ``stvfm.atomic``, ``stvfm.errors``,
-torch and lightning; never ``stvfm.reports`` (``folders`` is read by it), ``stvfm.experiments``,
-the CLI or ``stvfm.testing``.
+May import: ``stvfm.data``, ``stvfm.models``, ``stvfm.atomic``, ``stvfm.errors``, torch and
+lightning; never ``stvfm.ledger`` (it reads finished runs: ``fit`` returns its result and takes a
+``finished`` hook from the caller that records it), ``stvfm.reports`` (``folders`` is read by it),
+``stvfm.experiments``, the CLI or ``stvfm.testing``.
+
+Imports from stvfm: ``stvfm.data``, ``stvfm.models``, ``stvfm.shape``, ``stvfm.errors``, ``stvfm.atomic``,
+``stvfm.values``, ``stvfm.host``, ``stvfm.runs_root``.
 """

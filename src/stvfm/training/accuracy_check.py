@@ -15,7 +15,7 @@ class AccuracyCheckConfig:
 
     dataset: str = "bikenyc1"
     out: str = field(default_factory=lambda: str(default_run_folder("bench-accuracy")))
-    channel: int | None = 0
+    channel: int | str = 0  # an index or ALL_CHANNELS
     steps: int | None = None  # series steps (None: the dataset's period)
     train_batches: int = 100  # training batches of the one epoch each precision trains
     batch_size: int = 8
@@ -28,7 +28,8 @@ class AccuracyCheckConfig:
 
 def bf16_accuracy_check(config: AccuracyCheckConfig) -> dict:
     """Two ``fit`` runs that differ only in precision; their test RMSE / MAE and relative gap."""
-    from stvfm.training.runner import RunConfig, fit
+    from stvfm.training.config import RunConfig
+    from stvfm.training.runner import fit
 
     results = {}
     for precision in ("32", "bf16"):

@@ -32,7 +32,7 @@ from stvfm.data.registry import get_dataset
 from stvfm.data.series import slots_per_day
 from stvfm.errors import ConfigError
 from stvfm.models import create_model
-from stvfm.models.base import ForecastShape
+from stvfm.shape import ForecastShape
 from stvfm.training.config import device_type, native_precision, precision_label
 from stvfm.training.optim import OptimConfig
 from stvfm.training.speed import cast_frozen_linears, compile_backbone
@@ -274,7 +274,8 @@ def whole_epoch(dataset: str, config: BenchmarkConfig, peak_tflops: float) -> di
     """One epoch (training + validation) through ``stvfm.training.runner.fit`` at the device's native
     precision, its FLOPs over its wall time as a fraction of ``peak_tflops`` (the same precision's
     peak): the figure a real run gets, loader and logging included."""
-    from stvfm.training.runner import RunConfig, fit
+    from stvfm.training.config import RunConfig
+    from stvfm.training.runner import fit
 
     options = {"backbone": config.backbone, "weights": config.weights, "variant": config.variant, **config.model_options}
     timer = EpochTimer()

@@ -20,8 +20,9 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from stvfm.atomic import atomic_path
 from stvfm.data.prepared import PreparedData, prepare_data
 from stvfm.errors import CheckpointError, StvfmError
-from stvfm.models.base import Forecaster, ForecastShape
+from stvfm.models.base import Forecaster
 from stvfm.models.registry import create_model
+from stvfm.shape import ForecastShape
 from stvfm.training.config import RunConfig, protocol_for
 
 

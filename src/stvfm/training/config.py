@@ -13,6 +13,7 @@ import torch
 
 from stvfm import host
 from stvfm.data.gaps import GAP_FILLS
+from stvfm.data.series import ALL_CHANNELS, check_channel
 from stvfm.data.windows import ProtocolConfig
 from stvfm.errors import CheckpointError, ConfigError, StvfmError
 from stvfm.models.registry import build_config, get_model_entry, recorded_options, resolved_options
@@ -49,7 +50,7 @@ class RunConfig:
     model: str = _role(IDENTITY)
     dataset: str = _role(IDENTITY)
     out: str = _role(PLACEMENT)
-    channel: int | None = _role(IDENTITY, 0)
+    channel: int | str | None = _role(IDENTITY, 0)  # an index or ALL_CHANNELS; None: not given, so 0
     steps: int | None = _role(IDENTITY, None, size=False)  # None: the dataset's default period (taxinyc1: the paper's 60 days)
     scaling: str = _role(IDENTITY, "train")  # "train" (fit on the training split) or "all" (UniST's variant)
     # what a window's history with missing values reads: "last", "slot-mean" or "skip" (stvfm.data.gaps)
@@ -81,6 +82,8 @@ class RunConfig:
         if isinstance(self.precision, int) and not isinstance(self.precision, bool):
             self.precision = str(self.precision)  # YAML reads `precision: 32` as a number
         check_fields(self, "")
+        self.channel = 0 if self.channel is None else self.channel
+        check_channel(self.channel)
         if self.precision == AUTO_PRECISION:  # recorded as what ran, so a run's identity never says "auto"
             self.precision = native_precision(self.accelerator)
 
@@ -91,6 +94,8 @@ class RunConfig:
     def from_dict(cls, payload: dict[str, Any]) -> RunConfig:
         """The run ``payload`` describes, every value checked against its field's type (``ConfigError``)."""
         payload = dict(payload)
+        if "channel" in payload and payload["channel"] is None:  # a run's file from before ALL_CHANNELS was spelled out
+            payload["channel"] = ALL_CHANNELS
         optim = payload.get("optim") or {}
         if not isinstance(optim, dict):
             raise ConfigError(f"optim: expected a mapping, got {optim!r}"[:120])
@@ -184,8 +189,6 @@ class RunConfig:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.num_workers < 0 or (self.steps is not None and self.steps < 1):
             raise ConfigError(f"num_workers must be >= 0 and steps >= 1, got {self.num_workers}, {self.steps}")
-        if self.channel is not None and (isinstance(self.channel, bool) or self.channel < 0):
-            raise ConfigError(f"channel must be 0 or more (or all channels), got {self.channel}")
         if self.max_epochs < 0 or (self.max_epochs == 0 and not self.init_from):
             raise ConfigError(f"max epochs must be at least 1 (0 only with --init-from, to test its weights), "
                               f"got {self.max_epochs}")

@@ -15,7 +15,7 @@ from stvfm.data.series import GridSeries, slots_per_day
 from stvfm.data.sources.generic import read_generic, save_generic_npz
 from stvfm.data.windows import time_features
 from stvfm.errors import CheckpointError, ConfigError, DataError
-from stvfm.models.base import ForecastShape
+from stvfm.shape import ForecastShape
 from stvfm.training.checkpoints import checkpoint_model, load_checkpoint, recorded_run
 from stvfm.training.folders import check_output
 

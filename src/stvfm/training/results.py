@@ -1,4 +1,4 @@
-"""What a finished run leaves: the test pass, metrics.json, predictions.npz and the ledger record.
+"""What a finished run leaves: the test pass, metrics.json and predictions.npz.
 
 Fit (classical and learned) and test share ``run_test`` and ``write_outputs``, so every run's outputs
 are made one way.
@@ -19,8 +19,6 @@ from stvfm.atomic import atomic_path, write_json_atomic
 from stvfm.data.datamodule import GridDataModule
 from stvfm.data.prepared import PreparedData
 from stvfm.errors import RunError
-from stvfm.ledger import add as add_to_ledger
-from stvfm.ledger import ledger_root
 from stvfm.models.base import Forecaster
 from stvfm.training.config import RunConfig
 from stvfm.training.folders import IN_PROGRESS_NAME
@@ -36,19 +34,8 @@ def parameter_counts(model: torch.nn.Module) -> dict[str, int]:
 
 
 def model_description(model: Forecaster) -> dict[str, Any]:
-    """Backbone and weights the model really used, so random-init results are named so."""
-    description: dict[str, Any] = {"parameters": parameter_counts(model)}
-    backbone = getattr(model, "backbone", None)
-    if backbone is not None and hasattr(backbone, "weights"):
-        description["backbone"] = backbone.name
-        description["weights"] = backbone.weights.to_dict()
-    label = getattr(model, "weights_label", None)
-    if label:
-        description["weights"] = {"label": label}
-    variant = getattr(getattr(model, "config", None), "variant", None)
-    if variant:
-        description["variant"] = variant
-    return description
+    """Parameter counts and what the model says it used (``Forecaster.describe``), so random-init results are named so."""
+    return {"parameters": parameter_counts(model), **model.describe()}
 
 
 def data_record(data: PreparedData) -> dict[str, Any]:
@@ -114,9 +101,8 @@ def run_test(trainer: L.Trainer, task: ForecastTask, module: GridDataModule, ckp
 
 
 def write_outputs(config: RunConfig, data: PreparedData, task: ForecastTask, results: dict[str, Any],
-                  extra: dict[str, Any], to_ledger: bool = True) -> dict[str, Any]:
-    """After the test pass: predictions.npz and metrics.json, the folder marked finished and, when a
-    ledger is set and ``to_ledger``, the run recorded there; the metrics payload."""
+                  extra: dict[str, Any]) -> dict[str, Any]:
+    """After the test pass: predictions.npz and metrics.json and the folder marked finished; the metrics payload."""
     out = Path(config.out)
     figures = [results["mae"], results["rmse"], *results["per_horizon"]["mae"], *results["per_horizon"]["rmse"]]
     if not all(math.isfinite(value) for value in figures):
@@ -126,7 +112,4 @@ def write_outputs(config: RunConfig, data: PreparedData, task: ForecastTask, res
     payload = metrics_payload(config, data, task.model, results, "test", extra)
     write_json_atomic(out / "metrics.json", payload)
     (out / IN_PROGRESS_NAME).unlink(missing_ok=True)
-    ledger = ledger_root() if to_ledger else None
-    if ledger is not None:  # the run is complete now: its record may be written
-        payload["ledger_record"] = str(add_to_ledger([out], ledger)[0])
     return payload

@@ -12,6 +12,7 @@ import dataclasses
 import os
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,18 +23,18 @@ from lightning.pytorch.callbacks import Timer
 from stvfm import host
 from stvfm.data.prepared import PreparedData, prepare_data
 from stvfm.errors import ConfigError
-from stvfm.ledger import stop_reason
 from stvfm.models.base import Forecaster
 from stvfm.models.registry import create_model, get_model_entry, resolved_options
 from stvfm.training import results
 from stvfm.training.checkpoints import load_checkpoint, restore, start_from
 from stvfm.training.claim import accept_folder, logged_rows, prepend_rows, refuse_trained_run, release_folder
-from stvfm.training.config import BUDGET, IDENTITY, PLACEMENT, RunConfig, native_precision, protocol_for  # noqa: F401  (re-exported)
+from stvfm.training.config import RunConfig, native_precision, protocol_for
 from stvfm.training.metrics import ForecastMetrics
 from stvfm.training.results import data_record
 from stvfm.training.sittings import SittingLog
 from stvfm.training.sittings import summary as sitting_summary
 from stvfm.training.speed import cast_frozen_linears, compile_backbone
+from stvfm.training.stopping import stop_reason
 from stvfm.training.task import ForecastTask
 from stvfm.training.trainer import (
     SELECTION_METRIC,
@@ -44,14 +45,21 @@ from stvfm.training.trainer import (
     weight_averaging,
 )
 
+#: Called with (run folder, metrics payload) once a run's outputs are written and the folder is marked
+#: finished, on the one process that writes it; it may add keys to the payload ``fit`` returns. The
+#: layers above training pass one to record the run (``stvfm.ledger.record_finished``).
+Finished = Callable[[Path, dict[str, Any]], None]
 
-def fit(config: RunConfig, overwrite: bool = False, callbacks: list | None = None) -> dict[str, Any]:
+
+def fit(config: RunConfig, overwrite: bool = False, callbacks: list | None = None,
+        finished: Finished | None = None) -> dict[str, Any]:
     """Train (or, for classical models, fit) and test once at the best validation checkpoint.
 
     Everything is checked before the first write; a folder holding another run is refused
     (``overwrite`` clears it first). Until the run finishes, the folder is marked in progress
     and keeps the metrics of the run it extends, if any. ``callbacks``: extra Lightning callbacks
-    for training (timing, trial pruning); they do not change the result.
+    for training (timing, trial pruning); they do not change the result. ``finished``: what to do
+    with the finished run (record it in a ledger).
     """
     config = dataclasses.replace(config, model_options=resolved_options(config.model, config.model_options))
     config.validate()
@@ -66,18 +74,22 @@ def fit(config: RunConfig, overwrite: bool = False, callbacks: list | None = Non
                         data_record=data_record(data))
     try:
         if model.trainable:
-            return _train(config, data, task, overwrite, callbacks or [])
-        return _fit_classical(config, data, task, overwrite)
+            payload = _train(config, data, task, overwrite, callbacks or [])
+        else:
+            payload = _fit_classical(config, data, task, overwrite)
+        if payload and finished is not None:  # {} on the ranks that do not write the folder
+            finished(Path(config.out), payload)
+        return payload
     finally:
         release_folder(Path(config.out))
 
 
-def evaluate(config: RunConfig, overwrite: bool = False) -> dict[str, Any]:
+def evaluate(config: RunConfig, overwrite: bool = False, finished: Finished | None = None) -> dict[str, Any]:
     """``stvfm evaluate``: fit a classical baseline on the training split and test it; a learned model is
     refused, since it would train (that is ``fit``)."""
     if get_model_entry(config.model).cls.trainable:
         raise ConfigError(f"model {config.model!r} is learned: use `stvfm fit --model {config.model}`")
-    return fit(config, overwrite=overwrite)
+    return fit(config, overwrite=overwrite, finished=finished)
 
 
 def _fit_classical(config: RunConfig, data: PreparedData, task: ForecastTask, overwrite: bool) -> dict[str, Any]:
@@ -200,7 +212,7 @@ def evaluate_checkpoint(checkpoint_path: str | os.PathLike, out: str | os.PathLi
 def evaluate_model(config: RunConfig, data: PreparedData, model: Forecaster, source: dict[str, str],
                overwrite: bool = False) -> dict[str, Any]:
     """Test a rebuilt model (from a checkpoint or an export) on ``data``'s test split into ``config.out``,
-    writing the same outputs as fit, ``source`` among them, and no ledger record."""
+    writing the same outputs as fit, ``source`` among them."""
     config.data_sha256 = data.series.sha256()
     config.validate()
     out = Path(config.out)
@@ -215,6 +227,6 @@ def evaluate_model(config: RunConfig, data: PreparedData, model: Forecaster, sou
     try:
         accept_folder(config, out, overwrite)
         test_results = results.run_test(trainer, task, module, ckpt_path=None)
-        return results.write_outputs(config, data, task, test_results, dict(source), to_ledger=False)
+        return results.write_outputs(config, data, task, test_results, dict(source))
     finally:
         release_folder(out)

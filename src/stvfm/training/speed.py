@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from stvfm.errors import ConfigError
+from stvfm.models.base import Forecaster
 
 
 def cast_frozen_linears(model: nn.Module, dtype: torch.dtype) -> int:
@@ -23,7 +24,7 @@ def cast_frozen_linears(model: nn.Module, dtype: torch.dtype) -> int:
     return cast
 
 
-def compile_backbone(model: nn.Module) -> None:
+def compile_backbone(model: Forecaster) -> None:
     """``torch.compile`` the frozen VFM in place (state-dict keys unchanged, so checkpoints stay portable).
 
     Only the backbone: compiling the whole ST-VFM measured slower than eager on CPU. Even the
@@ -31,7 +32,6 @@ def compile_backbone(model: nn.Module) -> None:
     (docs/benchmark.md), hence opt-in. Compilation costs about a minute per input shape and grad
     mode the first time (inductor caches it on disk for later runs).
     """
-    backbone = getattr(model, "backbone", None)
-    if not isinstance(backbone, nn.Module):
+    if "backbone" not in model.describe():
         raise ConfigError(f"{type(model).__name__} has no vision backbone to compile; drop --compile-backbone")
-    backbone.compile()
+    model.backbone.compile()

@@ -11,10 +11,10 @@ import torch
 
 from stvfm.data.datamodule import derived_seed
 from stvfm.data.scaling import descale_forecast
-from stvfm.ledger import EPOCH_SECONDS
 from stvfm.models.base import Forecaster
 from stvfm.training.metrics import ForecastMetrics
 from stvfm.training.optim import OptimConfig, build_optimizer, build_schedule
+from stvfm.training.stopping import EPOCH_SECONDS
 
 
 class ForecastTask(L.LightningModule):
@@ -89,6 +89,9 @@ class ForecastTask(L.LightningModule):
         observed = batch.get("y_observed")
         self.test_metrics.update(prediction, batch["y"].float(), observed)
         if self.collect_predictions:
+            # The one de-scaling rule (descale_forecast) at a second precision, on purpose: the metric
+            # de-scales in float64 (figures kept bit for bit), the saved forecasts in float32, bit-equal
+            # to what an export forecasts.
             descaled = descale_forecast(prediction, self.inverse).cpu()
             target = self.inverse(batch["y"].float())
             if observed is not None:

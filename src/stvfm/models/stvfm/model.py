@@ -16,12 +16,13 @@ import torch
 from torch import nn
 
 from stvfm.errors import ConfigError
-from stvfm.models.base import Forecaster, ForecastShape, ModelConfig, observed_mean
+from stvfm.models.base import Forecaster, ModelConfig, observed_mean
 from stvfm.models.patching import pad_grid, padded_size, patchify, unpatchify
 from stvfm.models.registry import register_model
 from stvfm.models.stvfm.cross_prompt import CrossPromptBlock
 from stvfm.models.stvfm.decoder import FrameMLPHead, TemporalDecoder
 from stvfm.models.stvfm.token_adapter import TemporalTokenAdapter
+from stvfm.shape import ForecastShape
 
 if TYPE_CHECKING:  # stvfm.backbones loads only when a model is built
     from stvfm.backbones import VisionBackbone
@@ -159,6 +160,10 @@ class STVFM(Forecaster):
             for _ in range(config.cross_prompt_layers if parts.flow else 0)
         )
         self.decoders = nn.ModuleDict({branch: decoder() for branch in self.branches})
+
+    def describe(self) -> dict[str, Any]:
+        return {"backbone": self.backbone.name, "weights": self.backbone.weights.to_dict(),
+                "variant": self.config.variant}
 
     @property
     def adapters(self) -> nn.ModuleList | None:
