@@ -16,8 +16,8 @@ from stvfm.errors import ConfigError, DataError
 from stvfm.reports.tables import load_metrics
 from stvfm.training import results
 from stvfm.training.folders import in_progress
-from stvfm.training.optim import OptimConfig
 from stvfm.training.runner import BUDGET, IDENTITY, RunConfig, fit
+from stvfm.training.settings import OptimConfig
 
 
 def _config(city, out, **changes) -> RunConfig:

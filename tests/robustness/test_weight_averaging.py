@@ -11,8 +11,8 @@ import torch
 
 from stvfm.errors import ConfigError
 from stvfm.training.checkpoints import load_checkpoint
-from stvfm.training.optim import OptimConfig
 from stvfm.training.runner import RunConfig, evaluate_checkpoint, fit
+from stvfm.training.settings import OptimConfig
 
 EPOCHS = 4
 

@@ -15,9 +15,10 @@ from stvfm.errors import ConfigError
 from stvfm.models.base import ForecastShape
 from stvfm.models.registry import create_model, list_models, resolved_options
 from stvfm.testing import make_batch, write_synthetic_city
-from stvfm.training.optim import OptimConfig, build_optimizer, build_schedule
+from stvfm.training.optim import build_optimizer, build_schedule
 from stvfm.training.recipes import departures, recipe, recipe_file, resolve_run_config
 from stvfm.training.runner import RunConfig
+from stvfm.training.settings import OptimConfig
 
 LEARNED = [entry.name for entry in list_models() if entry.cls.trainable]
 #: What no recipe can give offline or in a unit test: real weights and full-size backbones.

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from stvfm.runs_root import default_run_folder
-from stvfm.training.optim import OptimConfig
+from stvfm.training.settings import OptimConfig
 
 
 @dataclass

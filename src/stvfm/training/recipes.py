@@ -17,8 +17,8 @@ import yaml
 
 from stvfm.data.registry import protocol_family
 from stvfm.errors import ConfigError
-from stvfm.training.optim import OptimConfig
 from stvfm.training.runner import RunConfig
+from stvfm.training.settings import OptimConfig
 
 #: Keys a recipe or config file may hold besides RunConfig's fields.
 RECIPE_ONLY_KEYS = ("datasets", "departures")

@@ -14,7 +14,8 @@ from stvfm.data.scaling import descale_forecast
 from stvfm.ledger import EPOCH_SECONDS
 from stvfm.models.base import Forecaster
 from stvfm.training.metrics import ForecastMetrics
-from stvfm.training.optim import OptimConfig, build_optimizer, build_schedule
+from stvfm.training.optim import build_optimizer, build_schedule
+from stvfm.training.settings import OptimConfig
 
 
 class ForecastTask(L.LightningModule):
