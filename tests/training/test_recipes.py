@@ -75,7 +75,7 @@ def test_flags_override_the_recipe_and_the_config_file(tmp_path):
     ("[1, 2]", "expected a mapping"),
     ("model: stid\nlearning_rate: 3", "unknown setting(s) learning_rate"),
     ("optim: {lr: 1, momentum: 2}", "unknown optim setting(s) momentum"),
-    ("optim: {schedule: linear}", "unknown schedule 'linear'"),
+    ("optim: {schedule: linear}", "optim.schedule: expected one of cosine, multistep, onecycle, constant, got 'linear'"),
     ("model: [", "not valid YAML"),
 ])
 def test_bad_config_file_is_one_line(tmp_path, capsys, content, message):

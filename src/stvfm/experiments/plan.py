@@ -11,9 +11,9 @@ from typing import Any
 
 from stvfm.errors import ConfigError
 from stvfm.models.registry import get_model_entry, list_models, resolved_options
-from stvfm.training.recipes import merged, resolve_run_config
+from stvfm.training.recipes import resolve_run_config
 from stvfm.training.runner import RunConfig
-from stvfm.training.settings import PLACEMENT, check_overrides, declared
+from stvfm.training.settings import PLACEMENT, check_overrides, declared, merged
 
 EXECUTORS = ("local", "submitit", "submitit-local")
 EXPERIMENTS = ("main", "ablation", "backbones", "video", "lambda", "pretraining", "efficiency")

@@ -24,9 +24,9 @@ from typing import Any
 from stvfm.atomic import write_json_atomic, write_text_atomic
 from stvfm.errors import ConfigError
 from stvfm.models.registry import resolved_options
-from stvfm.training.recipes import merged, resolve_run_config
+from stvfm.training.recipes import resolve_run_config
 from stvfm.training.runner import RunConfig, fit
-from stvfm.training.settings import SEARCH_TRIAL_DEFAULTS, check_overrides, declared
+from stvfm.training.settings import SEARCH_TRIAL_DEFAULTS, check_overrides, declared, merged
 from stvfm.training.trainer import SELECTION_METRIC
 
 #: What is searched: name -> (low, high, log scale); ``batch_size`` draws from ``SearchConfig.batch_sizes``.

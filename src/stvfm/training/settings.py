@@ -146,6 +146,23 @@ class RunSettings:
     data_sha256: str | None = _role(IDENTITY, None, help="Digest of the data the run reads (set when it is loaded).")
 
 
+#: Settings merged key by key when layered instead of replaced whole.
+NESTED_KEYS = ("model_options", "optim")
+
+
+def merged(*layers: dict[str, Any]) -> dict[str, Any]:
+    """Layers of settings (defaults, recipe, file, flags), later ones winning; model options and optimiser
+    settings merge key by key."""
+    result: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            if key in NESTED_KEYS and isinstance(value, dict):
+                result[key] = {**(result.get(key) or {}), **value}
+            else:
+                result[key] = value
+    return result
+
+
 def declared(name: str, settings: type = RunSettings) -> tuple[dataclasses.Field, Any]:
     """The field and type hint of setting ``name`` of ``settings``; an optimiser setting is ``optim.NAME``."""
     owner, _, inner = name.rpartition(".")
