@@ -158,8 +158,9 @@ def test_selection_watches_the_forecast_error_not_the_flow_term(tmp_path, small_
 
 def test_fan_out_through_submitit_local_executor(tmp_path, small_city):
     pytest.importorskip("submitit")
-    config = ReproduceConfig(experiment="pretraining", dataset=str(small_city), out=str(tmp_path), quick=True, batch_size=16,
-                             progress=False, recipes=True, executor="submitit-local", precision="32",
+    config = ReproduceConfig(experiment="pretraining", dataset=str(small_city), out=str(tmp_path), quick=True,
+                             settings={"batch_size": 16, "progress": False, "precision": "32"}, recipes=True,
+                             executor="submitit-local",
                              extra_options=lambda run: {"weights": "random", "backbone": "tiny", "temporal_dim": 16,
                                                         "temporal_heads": 2, "encoder_layers": 1, "decoder_layers": 1})
     outcomes, paths = reproduce(config)
@@ -218,9 +219,10 @@ def test_a_reproduce_report_takes_records_of_the_same_run_and_budget_from_the_le
     _, ledger = ledger_with_runs
     alone = tmp_path / "fresh-clone"
     shutil.copytree(ledger, alone / "ledger")  # no run folders: a clone of the repository
-    config = dict(experiment="main", dataset=str(small_city), out=str(alone / "runs"), recipes=True, max_epochs=2,
-                  limit_train_batches=2, batch_size=16, seeds=(0, 1), report_only=True, progress=False)
-    outcomes, paths = reproduce(ReproduceConfig(**config, ledger=str(alone / "ledger")))
+    settings = {"max_epochs": 2, "limit_train_batches": 2, "batch_size": 16, "progress": False}
+    config = dict(experiment="main", dataset=str(small_city), out=str(alone / "runs"), recipes=True, seeds=(0, 1),
+                  report_only=True)
+    outcomes, paths = reproduce(ReproduceConfig(**config, settings=settings, ledger=str(alone / "ledger")))
     from_ledger = {(outcome.label, outcome.seed) for outcome in outcomes if outcome.status == "from ledger"}
     assert from_ledger == {("stid", 0), ("stid", 1), ("ha-week", 0)}
     stid = next(outcome for outcome in outcomes if outcome.label == "stid" and outcome.seed == 1)
@@ -230,7 +232,7 @@ def test_a_reproduce_report_takes_records_of_the_same_run_and_budget_from_the_le
     assert "| stid | - | 2/2 |" in report_text and "every model at its own recipe" in report_text
     assert "--ledger" in report_text and "horizons.png" in report_text  # the figure reads the records too
     # another budget is another run: its records never fill this table
-    outcomes, _ = reproduce(ReproduceConfig(**config | {"max_epochs": 3}, ledger=str(alone / "ledger")))
+    outcomes, _ = reproduce(ReproduceConfig(**config, settings=settings | {"max_epochs": 3}, ledger=str(alone / "ledger")))
     assert {outcome.label for outcome in outcomes if outcome.status == "from ledger"} == {"ha-week"}
 
 

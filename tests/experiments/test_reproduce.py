@@ -38,9 +38,10 @@ def tiny(run) -> dict:
     return dict(SMALL_MODEL_OPTIONS.get(run.model, {}))
 
 
-def quick(experiment, dataset, out, **overrides) -> ReproduceConfig:
-    return ReproduceConfig(experiment=experiment, dataset=str(dataset), out=str(out), quick=True, batch_size=16,
-                           progress=False, extra_options=tiny, **overrides)
+def quick(experiment, dataset, out, settings=None, **overrides) -> ReproduceConfig:
+    return ReproduceConfig(experiment=experiment, dataset=str(dataset), out=str(out), quick=True,
+                           settings={"batch_size": 16, "progress": False, **(settings or {})}, extra_options=tiny,
+                           **overrides)
 
 
 def read_csv(path):
@@ -116,7 +117,7 @@ def test_report_only_trains_nothing_and_lists_what_is_missing(tmp_path, small_ci
 def test_a_finished_run_with_other_settings_stops_the_command(tmp_path, small_city):
     reproduce(quick("video", small_city, tmp_path, seeds=(0,)))
     with pytest.raises(ConfigError, match="finished with other settings"):
-        reproduce(quick("video", small_city, tmp_path, lr=1e-3))
+        reproduce(quick("video", small_city, tmp_path, settings={"optim": {"lr": 1e-3}}))
 
 
 def test_a_record_from_before_a_default_changed_is_read_with_the_former_default(tmp_path, small_city):
@@ -153,7 +154,8 @@ def test_a_failed_run_is_reported_and_the_cli_exits_non_zero(tmp_path, small_cit
         return {**tiny(run), "no_such_option": 1} if run.label == "SimVP" else tiny(run)
 
     outcomes, paths = reproduce(ReproduceConfig(experiment="video", dataset=str(small_city), out=str(tmp_path),
-                                                quick=True, batch_size=16, progress=False, extra_options=broken))
+                                                quick=True, settings={"batch_size": 16, "progress": False},
+                                                extra_options=broken))
     failed = [outcome for outcome in outcomes if outcome.status.startswith("failed")]
     assert [outcome.label for outcome in failed] == ["SimVP"]
     assert "## Failed runs" in paths["report"].read_text()
@@ -182,8 +184,8 @@ def test_an_unexpected_error_in_one_fit_fails_that_run_only_and_keeps_its_traceb
 
 
 def test_a_step_budget_is_applied_recorded_and_the_report_can_live_elsewhere(tmp_path, small_city):
-    config = quick("pretraining", small_city, tmp_path / "runs", seeds=(0,), limit_train_batches=3,
-                   warmup_epochs=0.5, report_dir=str(tmp_path / "docs"))
+    config = quick("pretraining", small_city, tmp_path / "runs", seeds=(0,), report_dir=str(tmp_path / "docs"),
+                   settings={"limit_train_batches": 3, "optim": {"warmup_epochs": 0.5}})
     outcomes, paths = reproduce(config)
     settings = outcomes[0].metrics["settings"]
     assert settings["limit_train_batches"] == 3 and settings["optim"]["warmup_epochs"] == 0.5

@@ -25,8 +25,8 @@ def city(tmp_path_factory):
 
 def config(city, tmp_path, trials: int) -> SearchConfig:
     return SearchConfig(dataset=str(city), storage=f"sqlite:///{tmp_path / 'study.db'}", out=str(tmp_path / "search"),
-                        trials=trials, model_options=TINY, max_epochs=2, limit_train_batches=2, batch_sizes=(4, 8),
-                        sampler_seed=0, accelerator="cpu")
+                        trials=trials, batch_sizes=(4, 8), sampler_seed=0,
+                        settings={"model_options": TINY, "max_epochs": 2, "limit_train_batches": 2, "accelerator": "cpu"})
 
 
 def test_a_two_trial_search_resumes_from_its_sqlite_file(city, tmp_path):
@@ -56,7 +56,8 @@ def test_a_two_trial_search_resumes_from_its_sqlite_file(city, tmp_path):
 
 
 def test_options_fixed_by_set_are_not_searched(tmp_path):
-    fixed = SearchConfig(dataset="bikenyc1", storage="sqlite:///x.db", out=str(tmp_path), model_options={"dropout": 0.0})
+    fixed = SearchConfig(dataset="bikenyc1", storage="sqlite:///x.db", out=str(tmp_path),
+                         settings={"model_options": {"dropout": 0.0}})
     assert fixed.searched_options == ("flow_weight",)
     assert SearchConfig(dataset="bikenyc1", storage="sqlite:///x.db", out=str(tmp_path), model="unist").searched_options == ("dropout",)
     with pytest.raises(ConfigError, match="storage"):

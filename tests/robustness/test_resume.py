@@ -100,7 +100,7 @@ def _csv_rows(path: Path) -> list[dict[str, str]]:
 def _config(tiny_city, out, **changes):
     """A one-epoch stid run at a constant rate, so that more epochs resume it rather than make another run."""
     from stvfm.training.config import RunConfig
-    from stvfm.training.optim import OptimConfig
+    from stvfm.training.settings import OptimConfig
 
     settings = dict(model="stid", dataset=str(tiny_city), out=str(out), max_epochs=1, batch_size=16,
                     progress=False, accelerator="cpu", precision="32", optim=OptimConfig(schedule="constant"))

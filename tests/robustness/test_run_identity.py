@@ -18,8 +18,8 @@ from stvfm.reports.tables import load_metrics
 from stvfm.training import results
 from stvfm.training.config import BUDGET, IDENTITY, RunConfig
 from stvfm.training.folders import in_progress
-from stvfm.training.optim import OptimConfig
 from stvfm.training.runner import fit
+from stvfm.training.settings import OptimConfig
 
 
 def _config(city, out, **changes) -> RunConfig:
@@ -148,10 +148,10 @@ def test_more_epochs_of_a_schedule_stretched_over_the_run_is_another_run(tiny_ci
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    ({"batch_size": 0}, "batch size must be at least 1"),
-    ({"max_epochs": 0}, "max epochs must be at least 1"),
+    ({"batch_size": 0}, "batch_size: expected a number >= 1"),
+    ({"max_epochs": 0}, "max_epochs: 0 only with --init-from"),
     ({"channel": -2}, r"channel must be a channel index \(0 or more\) or .all."),
-    ({"limit_train_batches": -1}, "limit_train_batches must be"),
+    ({"limit_train_batches": -1}, "limit_train_batches: expected a number > 0"),
 ])
 def test_settings_that_would_run_something_else_are_refused_before_writing(tmp_path, tiny_city, change, message):
     out = tmp_path / "run"

@@ -12,8 +12,8 @@ import torch
 from stvfm.errors import ConfigError
 from stvfm.training.checkpoints import load_checkpoint
 from stvfm.training.config import RunConfig
-from stvfm.training.optim import OptimConfig
 from stvfm.training.runner import evaluate_checkpoint, fit
+from stvfm.training.settings import OptimConfig
 
 EPOCHS = 4
 

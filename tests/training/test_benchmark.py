@@ -191,8 +191,8 @@ def test_bf16_accuracy_check_trains_both_precisions_on_one_schedule(tmp_path):
 
     city = write_synthetic_city(tmp_path / "city.npz", days=10, height=4, width=4)
     options = {"backbone": "dinov2-s", "weights": "random", "backbone_overrides": SMALL_BACKBONE_CONFIGS["dinov2-s"], **TINY}
-    check = bf16_accuracy_check(AccuracyCheckConfig(dataset=str(city), out=str(tmp_path / "acc"), train_batches=2,
-                                                    model_options=options))
+    check = bf16_accuracy_check(AccuracyCheckConfig(dataset=str(city), out=str(tmp_path / "acc"),
+                                                    settings={"limit_train_batches": 2, "model_options": options}))
     assert positive(check["fp32"]["rmse"]) and positive(check["bf16"]["rmse"])
     assert check["relative_rmse_gap"] >= 0 and isinstance(check["within_tolerance"], bool)
     assert (tmp_path / "acc" / "precision-bf16" / "metrics.json").exists()
@@ -241,7 +241,7 @@ def test_the_accuracy_check_trains_on_the_accelerator_it_is_given(monkeypatch):
 
     seen = []
     monkeypatch.setattr(runner, "fit", lambda config: seen.append(config) or {"rmse": 1.0, "mae": 1.0, "train_seconds": 0.0})
-    bf16_accuracy_check(AccuracyCheckConfig(accelerator="gpu"))
+    bf16_accuracy_check(AccuracyCheckConfig(settings={"accelerator": "gpu"}))
     assert [(run.precision, run.accelerator) for run in seen] == [("32", "gpu"), ("bf16", "gpu")]
 
 

@@ -16,8 +16,9 @@ from stvfm.models.registry import create_model, list_models, resolved_options
 from stvfm.shape import ForecastShape
 from stvfm.testing import make_batch, write_synthetic_city
 from stvfm.training.config import RunConfig
-from stvfm.training.optim import OptimConfig, build_optimizer, build_schedule
+from stvfm.training.optim import build_optimizer, build_schedule
 from stvfm.training.recipes import departures, recipe, recipe_file, resolve_run_config
+from stvfm.training.settings import OptimConfig
 
 LEARNED = [entry.name for entry in list_models() if entry.cls.trainable]
 #: What no recipe can give offline or in a unit test: real weights and full-size backbones.
@@ -74,7 +75,7 @@ def test_flags_override_the_recipe_and_the_config_file(tmp_path):
     ("[1, 2]", "expected a mapping"),
     ("model: stid\nlearning_rate: 3", "unknown setting(s) learning_rate"),
     ("optim: {lr: 1, momentum: 2}", "unknown optim setting(s) momentum"),
-    ("optim: {schedule: linear}", "unknown schedule 'linear'"),
+    ("optim: {schedule: linear}", "optim.schedule: expected one of cosine, multistep, onecycle, constant, got 'linear'"),
     ("model: [", "not valid YAML"),
 ])
 def test_bad_config_file_is_one_line(tmp_path, capsys, content, message):

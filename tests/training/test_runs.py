@@ -118,7 +118,7 @@ def test_a_few_steps_on_real_windows_lower_the_loss(shared_data_dir):
 
 def test_each_sitting_of_a_resumed_run_is_recorded(tmp_path, shared_data_dir):
     """A run extended in a second sitting keeps the first sitting's compute: the relay's records show both."""
-    from stvfm.training.optim import OptimConfig
+    from stvfm.training.settings import OptimConfig
 
     common = dict(model="stid", dataset="bikenyc1-60d", out=str(tmp_path), steps=300, batch_size=64,
                   progress=False, data_root=str(shared_data_dir), accelerator="cpu",

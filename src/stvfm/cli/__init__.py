@@ -6,8 +6,9 @@ evaluate, fit, pretrain, test, predict), ``reports`` (compare, plot), ``bench``,
 ``search``, ``serve``, ``data``, ``ledger`` and ``export`` (export, export-bench). Rules about runs
 (which models a command accepts, which defaults apply) live in the library, not here.
 
-May import: typer, rich, yaml and, inside each command (so ``stvfm --help`` stays fast), any
-library module; never ``stvfm.testing``.
+May import: typer, rich, yaml, ``stvfm.training.settings`` (the declarations its run options are
+generated from; no torch) and, inside each command (so ``stvfm --help`` stays fast), any library
+module; never ``stvfm.testing``.
 
 Imports from stvfm: any layer below it: ``stvfm.experiments``, ``stvfm.serving``, ``stvfm.export``,
 ``stvfm.reports``, ``stvfm.ledger``, ``stvfm.training``, ``stvfm.data``, ``stvfm.models``,

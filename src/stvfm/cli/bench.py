@@ -46,9 +46,10 @@ def bench_command(
         from stvfm.training.accuracy_check import AccuracyCheckConfig, bf16_accuracy_check
 
         check = bf16_accuracy_check(AccuracyCheckConfig(
-            dataset=datasets.split(",")[0].strip(), out=str(out.with_suffix("")), train_batches=accuracy_batches,
-            model_options={"backbone": backbone, "weights": weights, "variant": variant, **parse_options(option)},
-            **given(batch_size=batch_size)))
+            dataset=datasets.split(",")[0].strip(), out=str(out.with_suffix("")),
+            settings=given(limit_train_batches=accuracy_batches, batch_size=batch_size, accelerator=accelerator,
+                           data_root=data_root) | {
+                "model_options": {"backbone": backbone, "weights": weights, "variant": variant, **parse_options(option)}}))
         write_json_atomic(out, check)
         console.print(f"test RMSE fp32 {check['fp32']['rmse']:.4f}, bf16 {check['bf16']['rmse']:.4f}: "
                       f"gap {check['relative_rmse_gap']:.2%} "

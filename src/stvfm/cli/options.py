@@ -1,12 +1,18 @@
 """What every command group shares: the console, the option types, and turning flags into library values.
 
 Command modules parse with these, call one library function, and print; defaults that are library
-settings stay in the library (an option left out is not passed on).
+settings stay in the library (an option left out is not passed on). The options of run settings are
+not written here: ``with_settings`` generates them from their one declaration (``training.settings``).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import sys
+import types
+import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -15,27 +21,11 @@ import yaml
 from rich.console import Console
 
 from stvfm.errors import ConfigError
+from stvfm.training.settings import RunSettings, channel_from_flag, declared
 
 # Piped output (logs, CI) gets a wide console: results tables would otherwise be cut to 80 columns.
 console = Console() if sys.stdout.isatty() else Console(width=160)
 
-ModelOption = Annotated[str, typer.Option("--model", "-m", help="Registered model name (see `stvfm models`).")]
-DatasetOption = Annotated[str, typer.Option("--dataset", "-d", help="Registered dataset name or path to a generic file.")]
-ChannelOption = Annotated[Optional[int], typer.Option(help="Channel index (default 0); -1 for all channels.")]
-StepsOption = Annotated[Optional[int], typer.Option(help="Use only the first N steps (default: the dataset's period).")]
-OutOption = Annotated[Path, typer.Option("--out", "-o", help="Run folder for metrics.json, config.yaml, checkpoints, logs.")]
-RootOption = Annotated[Optional[str], typer.Option("--data-root", envvar="STVFM_DATA_ROOT", help="Folder holding the dataset folders.")]
-GapsOption = Annotated[Optional[str], typer.Option("--gaps", help="A window whose history has missing values (NaN): 'last' (last observation carried forward, the default), 'slot-mean' (training mean of the slot of day) or 'skip' (left out). See docs/data.md.")]
-SetOption = Annotated[Optional[list[str]], typer.Option("--set", help="Model option KEY=VALUE (YAML value), repeatable.")]
-# Training options; one left out keeps the library's default for the command.
-MaxEpochsOption = Annotated[Optional[int], typer.Option(help="Upper bound on epochs (default: the recipe's, else the library's); early stopping usually ends sooner.")]
-MaxMinutesOption = Annotated[Optional[float], typer.Option(help="Stop training after this many minutes; test the best checkpoint so far.")]
-PatienceOption = Annotated[Optional[int], typer.Option(help="Early-stopping patience in epochs without improvement of the validation metric (default: the recipe's, else the library's).")]
-LimitTrainOption = Annotated[Optional[float], typer.Option(help="Fraction (<=1) or count (>1) of training batches per epoch.")]
-LrOption = Annotated[Optional[float], typer.Option(help="Peak learning rate (default: the recipe's, else the library's).")]
-WarmupOption = Annotated[Optional[float], typer.Option(help="Linear warm-up epochs (default: the recipe's, else the library's).")]
-PrecisionOption = Annotated[Optional[str], typer.Option(help="32, bf16 (autocast) or auto (bf16 where the CPU or GPU computes it natively, else 32); default: the recipe's, else 32.")]
-AcceleratorOption = Annotated[Optional[str], typer.Option(help="cpu, gpu or auto.")]
 CheckpointOption = Annotated[Path, typer.Option("--checkpoint", "-c", help="A best.ckpt written by `stvfm fit`, or an export folder of `stvfm export`.")]
 OverwriteOption = Annotated[bool, typer.Option(help="Clear the run files (config, metrics, checkpoints, logs) of another run in --out first.")]
 
@@ -65,20 +55,92 @@ def parse_options(pairs: list[str] | None) -> dict[str, Any]:
     return options
 
 
-def batch_limit(limit: float) -> float | int:
-    """Lightning reads a float as a fraction of the batches and an int as a count."""
-    return int(limit) if limit > 1 else limit
-
-
 def channel_index(channel: int | None) -> int | str:
-    """``--channel``: none given is channel 0, -1 is every channel (``ALL_CHANNELS`` to the library)."""
-    from stvfm.data.series import ALL_CHANNELS, ALL_CHANNELS_FLAG
-
-    if channel is None:
-        return 0
-    return ALL_CHANNELS if channel == ALL_CHANNELS_FLAG else channel
+    """``--channel`` of a command with no run settings: none given is channel 0, -1 is every channel."""
+    return 0 if channel is None else channel_from_flag(channel)
 
 
 def given(**values: Any) -> dict[str, Any]:
     """The values the user gave (not None): what a command passes on, so the library's defaults hold."""
     return {key: value for key, value in values.items() if value is not None}
+
+
+def _flag_type(hint: Any) -> Any:
+    """The type a flag reads for a setting of type ``hint``: a count-or-fraction reads a number, a
+    count-or-name reads text (the declaration's ``parse`` turns it into the setting), a mapping reads
+    repeated ``KEY=VALUE`` pairs."""
+    options = {option for option in typing.get_args(hint) if option is not type(None)} \
+        if typing.get_origin(hint) in (typing.Union, types.UnionType) else {hint}
+    if options == {float, int}:
+        return float
+    if len(options) > 1:
+        return str
+    (kind,) = options
+    return list[str] if kind is dict or typing.get_origin(kind) is dict else kind
+
+
+def setting_option(name: str, required: bool = False, default: Any = None, default_words: str = "",
+                   declarations: type = RunSettings) -> Any:
+    """The typer option of run setting ``name``: flag, type, help and allowed values from its declaration."""
+    field, hint = declared(name, declarations)
+    meta, key = field.metadata, name.rpartition(".")[2]
+    kind = _flag_type(hint)
+    shown = default if default is not None else field.default
+    help_text = meta["help"]
+    if meta.get("choices"):
+        help_text += f" One of: {', '.join(map(str, meta['choices']))}."
+    if not required and shown not in (None, dataclasses.MISSING) and kind is not list[str]:
+        help_text += f" Default: {default_words}{shown}."
+    dashed = key.replace("_", "-")
+    flags = meta.get("flag") or ((f"--{dashed}/--no-{dashed}",) if kind is bool else (f"--{dashed}",))
+    option = typer.Option(*flags, help=help_text, envvar=meta.get("envvar"), show_default=False,
+                          metavar="KEY=VALUE" if kind is list[str] else None)
+    return Annotated[kind if required else Optional[kind], option]
+
+
+def with_settings(*names: str, required: tuple[str, ...] = (), defaults: dict[str, Any] | None = None,
+                  default_words: str = "", declarations: type = RunSettings) -> Callable:
+    """Give a command one option per run setting in ``names`` (``optim.lr`` for the optimiser's), each with
+    the type, flag, help and allowed values of its declaration, and hand it those the user gave as
+    ``settings``: RunConfig values (``parse`` applied, the optimiser's under ``optim``), ready for the
+    library, which checks them. ``defaults``: the command's own defaults where they differ from the
+    declaration's; ``default_words`` prefixes the default shown (``fit``: "the recipe's, else ")."""
+    defaults = defaults or {}
+
+    def decorate(command: Callable) -> Callable:
+        signature = inspect.signature(command, eval_str=True)
+        own = [parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY) for parameter in signature.parameters.values()
+               if parameter.name != "settings"]
+        added = [inspect.Parameter(name.rpartition(".")[2], inspect.Parameter.KEYWORD_ONLY,
+                                   annotation=setting_option(name, name in required, defaults.get(name),
+                                                             default_words, declarations),
+                                   default=inspect.Parameter.empty if name in required else defaults.get(name))
+                 for name in names]
+
+        def with_given_settings(**values: Any) -> Any:
+            settings: dict[str, Any] = {}
+            for name in names:
+                owner, _, key = name.rpartition(".")
+                value = values.pop(key)
+                if value is None or value == []:
+                    continue
+                parse = declared(name, declarations)[0].metadata.get("parse")
+                value = parse_options(value) if isinstance(value, list) else parse(value) if parse else value
+                (settings.setdefault(owner, {}) if owner else settings)[key] = value
+            return command(**values, settings=settings)
+
+        parameters = [*added, *own]
+        with_given_settings.__signature__ = signature.replace(parameters=parameters)
+        with_given_settings.__annotations__ = {parameter.name: parameter.annotation for parameter in parameters}
+        for attribute in ("__name__", "__qualname__", "__doc__", "__module__"):
+            setattr(with_given_settings, attribute, getattr(command, attribute))
+        return with_given_settings
+
+    return decorate
+
+
+# Options of run settings that commands without a RunConfig (data, ledger, bench, export) share.
+ChannelOption = setting_option("channel")
+RootOption = setting_option("data_root")
+SetOption = setting_option("model_options")
+AcceleratorOption = setting_option("accelerator")

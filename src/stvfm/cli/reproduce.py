@@ -3,50 +3,30 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
-from stvfm.cli.options import (
-    ChannelOption,
-    DatasetOption,
-    LrOption,
-    MaxMinutesOption,
-    RootOption,
-    StepsOption,
-    batch_limit,
-    channel_index,
-    console,
-    given,
-    parse_options,
-    quiet_lightning,
-)
+from stvfm.cli.options import console, parse_options, quiet_lightning, with_settings
 from stvfm.errors import StvfmError
 
 
 def register(app: typer.Typer) -> None:
     @app.command("reproduce")
+    @with_settings("dataset", "channel", "steps", "max_epochs", "max_minutes", "limit_train_batches",
+                   "optim.warmup_epochs", "batch_size", "optim.lr", "precision", "data_root", required=("dataset",),
+                   default_words="with --recipes the recipe's, else ")
     def reproduce_command(
+        settings: dict[str, Any],
         experiment: Annotated[str, typer.Option("--experiment", "-e", help="main, ablation, backbones, video, lambda, pretraining or efficiency.")],
-        dataset: DatasetOption,
         out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for the runs and the report (shared by experiments: runs are reused). Default: $STVFM_RUNS/reproduce (STVFM_RUNS defaults to runs).")] = None,
         report_dir: Annotated[Optional[Path], typer.Option(help="Folder for the report, CSV and figure (default: --out).")] = None,
         report_only: Annotated[bool, typer.Option(help="Train nothing: write the report from the runs finished so far.")] = False,
         ledger: Annotated[Optional[Path], typer.Option(help="Ledger folder: a record of the same run and budget stands in for a run with no finished folder (e.g. docs/results/ledger on a fresh clone).")] = None,
         quick: Annotated[bool, typer.Option(help="Smoke run: one seed, one short epoch per fit. The numbers mean nothing.")] = False,
         seed: Annotated[Optional[list[int]], typer.Option(help="Seed, repeatable (default 0 1 2; 0 with --quick).")] = None,
-        channel: ChannelOption = None,
-        steps: StepsOption = None,
-        max_epochs: Annotated[Optional[int], typer.Option(help="Epoch cap per fit (default 200, early stopping decides; 1 with --quick).")] = None,
-        max_minutes: MaxMinutesOption = None,
-        limit_train_batches: Annotated[Optional[float], typer.Option(help="Fraction (<=1) or count (>1) of training batches per epoch: with --max-epochs, a step budget per fit.")] = None,
-        warmup_epochs: Annotated[Optional[float], typer.Option(help="Linear warm-up epochs (default 5; 0.1 with --quick).")] = None,
-        batch_size: Annotated[Optional[int], typer.Option(help="Default: UniST's rule by grid size.")] = None,
-        lr: LrOption = None,
-        precision: Annotated[Optional[str], typer.Option(help="32 or bf16 (default: the recipe's with --recipes, else 32).")] = None,
         recipes: Annotated[bool, typer.Option(help="Train every model at its own published recipe (stvfm/recipes) instead of one shared optimiser setting.")] = False,
         executor: Annotated[str, typer.Option(help="Where fits run: local, submitit (SLURM when present) or submitit-local (pip install 'stvfm[cluster]').")] = "local",
-        data_root: RootOption = None,
         option: Annotated[Optional[list[str]], typer.Option("--set", help="Model option KEY=VALUE (YAML value), repeatable, for every run whose model has it (e.g. calendar_init_std=1 for ST-VFM).")] = None,
     ) -> None:
         """Run a paper experiment (every fit it needs) and write a Markdown report and CSV beside the paper's figures."""
@@ -56,13 +36,10 @@ def register(app: typer.Typer) -> None:
         quiet_lightning()
         out = out or default_run_folder("reproduce")
         config = ReproduceConfig(
-            experiment=experiment, dataset=dataset, out=str(out), quick=quick,
+            experiment=experiment, dataset=settings.pop("dataset"), out=str(out), quick=quick,
             report_dir=None if report_dir is None else str(report_dir), report_only=report_only,
-            ledger=None if ledger is None else str(ledger),
-            seeds=tuple(seed) if seed else None, channel=channel_index(channel), steps=steps, max_epochs=max_epochs,
-            max_minutes=max_minutes, precision=precision, warmup_epochs=warmup_epochs,
-            limit_train_batches=None if limit_train_batches is None else batch_limit(limit_train_batches), batch_size=batch_size, data_root=data_root,
-            model_options=parse_options(option), recipes=recipes, executor=executor, **given(lr=lr),
+            ledger=None if ledger is None else str(ledger), seeds=tuple(seed) if seed else None,
+            recipes=recipes, executor=executor, settings=settings, model_options=parse_options(option),
         )
         outcomes, paths = reproduce(config, announce=lambda message: console.print(f"[bold]fit[/] {message}"))
         console.print(paths["report"].read_text(), markup=False, highlight=False)

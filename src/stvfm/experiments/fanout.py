@@ -29,7 +29,8 @@ def executor_for(config: ReproduceConfig):
         executor = submitit.LocalExecutor(folder=str(folder))
     else:
         executor = submitit.AutoExecutor(folder=str(folder))
-    executor.update_parameters(timeout_min=int(config.max_minutes * 1.5 + 30) if config.max_minutes else 24 * 60)
+    minutes = config.setting("max_minutes")
+    executor.update_parameters(timeout_min=int(minutes * 1.5 + 30) if minutes else 24 * 60)
     return executor
 
 

@@ -13,8 +13,8 @@ from stvfm.data.series import channel_flag
 from stvfm.errors import ConfigError
 from stvfm.models.registry import get_model_entry, list_models, resolved_options
 from stvfm.training.config import RunConfig
-from stvfm.training.optim import OptimConfig
 from stvfm.training.recipes import resolve_run_config
+from stvfm.training.settings import PLACEMENT, check_overrides, declared, merged
 
 EXECUTORS = ("local", "submitit", "submitit-local")
 EXPERIMENTS = ("main", "ablation", "backbones", "video", "lambda", "pretraining", "efficiency")
@@ -75,9 +75,14 @@ def run_key(run: PlannedRun) -> str:
     return "_".join([run.model, *changed]).replace("/", "-").replace(" ", "")
 
 
+#: What ``--quick`` makes of every fit, under the settings given: a smoke run whose numbers mean nothing.
+QUICK_SETTINGS = {"max_epochs": 1, "limit_train_batches": 8, "optim": {"warmup_epochs": 0.1}}
+
+
 @dataclass
 class ReproduceConfig:
-    """What ``stvfm reproduce`` runs; ``quick`` shrinks every fit to a smoke run."""
+    """What ``stvfm reproduce`` runs: its own orchestration fields, and ``settings``, the run settings
+    (``RunConfig`` fields) every fit takes over its defaults, or over each model's recipe with ``recipes``."""
 
     experiment: str
     dataset: str
@@ -89,23 +94,14 @@ class ReproduceConfig:
     # finished folder here (a report rebuilt on a fresh clone, results gathered elsewhere).
     ledger: str | None = None
     seeds: tuple[int, ...] | None = None  # None: (0, 1, 2), or (0,) with quick
-    channel: int | str = 0  # an index or ALL_CHANNELS
-    steps: int | None = None
-    max_epochs: int | None = None  # None: 200 (early stopping decides), or 1 with quick
-    max_minutes: float | None = None  # per run
-    limit_train_batches: float | int | None = None  # None: every batch (8 with quick); a step budget with max_epochs
-    precision: str | None = None  # None: the recipe's with recipes, else "32"
-    batch_size: int | None = None
-    lr: float = OptimConfig.lr
-    # Every model at its own published recipe (stvfm/recipes) instead of one shared optimiser
-    # recipe; budget options given (max_minutes, max_epochs, ...) still apply to every fit.
+    # Every model at its own published recipe (stvfm/recipes) instead of RunConfig's defaults; the
+    # settings given (max_minutes, max_epochs, ...) still apply to every fit.
     recipes: bool = False
     # Where the independent fits run: "local" (this process, one after another), or through
     # submitit: "submitit" (SLURM when there is one, else local processes) or "submitit-local".
     executor: str = "local"
-    warmup_epochs: float | None = None  # None: 5 (0.1 with quick)
-    data_root: str | None = None
-    progress: bool = True
+    # RunConfig settings of every fit (model_options aside), e.g. {"max_epochs": 50, "optim": {"lr": 1e-3}}.
+    settings: dict[str, Any] = field(default_factory=dict)
     # Model options (``--set``) for every planned run whose model has them; they show in folder names.
     model_options: dict[str, Any] = field(default_factory=dict)
     # Extra model options per planned run, applied last (tests shrink models with it); not in folder names.
@@ -118,6 +114,9 @@ class ReproduceConfig:
             raise ConfigError(f"unknown executor {self.executor!r}; choose one of {', '.join(EXECUTORS)}")
         if self.seeds is not None and not self.seeds:
             raise ConfigError("at least one seed is needed")
+        if {"model", "dataset", "out", "seed", "model_options"} & set(self.settings):
+            raise ConfigError("settings: model, dataset, out, seed and model options are the experiment's to set")
+        check_overrides(self.settings)
         self.planned_runs()  # a --set option no run has, or one the experiment varies, is an error now
 
     def planned_runs(self) -> list[PlannedRun]:
@@ -140,16 +139,13 @@ class ReproduceConfig:
         return self.seeds if self.seeds is not None else ((0,) if self.quick else (0, 1, 2))
 
     @property
-    def train_batches(self) -> float | int:
-        if self.limit_train_batches is not None:
-            return self.limit_train_batches
-        return 8 if self.quick else 1.0
+    def given(self) -> dict[str, Any]:
+        """The settings every fit takes over its defaults or recipe: ``--quick``'s, then those given."""
+        return merged(QUICK_SETTINGS if self.quick else {}, self.settings)
 
-    @property
-    def warmup(self) -> float:
-        if self.warmup_epochs is not None:
-            return self.warmup_epochs
-        return 0.1 if self.quick else 5.0
+    def setting(self, name: str) -> Any:
+        """A setting every fit shares that no recipe sets (channel, steps, max_minutes): given, else the default."""
+        return self.given[name] if name in self.given else declared(name)[0].default
 
     def seeds_for(self, run: PlannedRun) -> tuple[int, ...]:
         """Classical models are deterministic: one seed is the whole spread (std 0)."""
@@ -157,34 +153,15 @@ class ReproduceConfig:
 
     def run_config(self, run: PlannedRun, seed: int) -> RunConfig:
         options = {**run.options, **(self.extra_options(run) if self.extra_options else {})}
-        folder = Path(self.out) / "runs" / f"{Path(self.dataset).stem}-ch{self.channel}" / run_key(run) / f"seed-{seed}"
-        if self.recipes:
-            folder = folder.with_name(f"recipe-seed-{seed}")
-            return self._recipe_run_config(run.model, options, seed, folder)
-        return RunConfig(
-            model=run.model, dataset=self.dataset, out=str(folder), channel=self.channel, steps=self.steps,
-            model_options=options, max_epochs=self.max_epochs or (1 if self.quick else 200),
-            max_minutes=self.max_minutes, limit_train_batches=self.train_batches,
-            batch_size=self.batch_size, precision=self.precision or "32", seed=seed,
-            optim=OptimConfig(lr=self.lr, warmup_epochs=self.warmup),
-            data_root=self.data_root, progress=self.progress,
-        )
-
-    def _recipe_run_config(self, model: str, options: dict[str, Any], seed: int, folder: Path) -> RunConfig:
-        """The model's recipe, with the budget options given here on top."""
-        budget = {"max_epochs": self.max_epochs or (1 if self.quick else None), "max_minutes": self.max_minutes,
-                  "limit_train_batches": self.limit_train_batches if self.limit_train_batches is not None
-                  else (8 if self.quick else None),
-                  "batch_size": self.batch_size, "precision": self.precision}
-        flags = {"model": model, "dataset": self.dataset, "out": str(folder), "channel": self.channel,
-                 "steps": self.steps, "model_options": options, "seed": seed, "data_root": self.data_root,
-                 "progress": self.progress, **{key: value for key, value in budget.items() if value is not None}}
-        if self.warmup_epochs is not None:
-            flags["optim"] = {"warmup_epochs": self.warmup_epochs}
-        return resolve_run_config(flags)
+        folder = (Path(self.out) / "runs" / f"{Path(self.dataset).stem}-ch{self.setting('channel')}" / run_key(run)
+                  / f"{'recipe-' if self.recipes else ''}seed-{seed}")
+        flags = self.given | {"model": run.model, "dataset": self.dataset, "out": str(folder), "seed": seed,
+                              "model_options": options}
+        return resolve_run_config(flags, use_recipe=self.recipes)
 
 
 def reproduce_command(config: ReproduceConfig) -> str:
+    """The command line that reruns ``config`` (its placement settings, as this machine's, left out)."""
     parts = ["stvfm reproduce", f"--experiment {config.experiment}", f"--dataset {config.dataset}",
              f"--out {config.out}"]
     if config.report_dir:
@@ -193,21 +170,15 @@ def reproduce_command(config: ReproduceConfig) -> str:
         parts.append("--quick")
     if config.seeds is not None:
         parts += [f"--seed {seed}" for seed in config.seeds]
-    if config.channel != 0:
-        parts.append(f"--channel {channel_flag(config.channel)}")
-    for flag, value in (("--steps", config.steps), ("--max-epochs", config.max_epochs),
-                        ("--max-minutes", config.max_minutes), ("--batch-size", config.batch_size),
-                        ("--limit-train-batches", config.limit_train_batches),
-                        ("--warmup-epochs", config.warmup_epochs)):
-        if value is not None:
-            parts.append(f"{flag} {value}")
-    if config.precision not in (None, "32"):
-        parts.append(f"--precision {config.precision}")
+    given = {**config.settings, **{f"optim.{key}": value for key, value in config.settings.get("optim", {}).items()}}
+    for name, value in given.items():
+        if name == "optim" or declared(name)[0].metadata.get("role") == PLACEMENT:
+            continue
+        flag = (declared(name)[0].metadata.get("flag") or (f"--{name.rpartition('.')[2].replace('_', '-')}",))[0]
+        parts.append(f"{flag} {channel_flag(value) if name == 'channel' else value}")
     if config.recipes:
         parts.append("--recipes")
     if config.ledger:
         parts.append(f"--ledger {config.ledger}")
-    if config.lr != OptimConfig.lr:
-        parts.append(f"--lr {config.lr:g}")
     parts += [f"--set {key}={value}" for key, value in config.model_options.items()]
     return " ".join(parts)

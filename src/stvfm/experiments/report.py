@@ -69,12 +69,12 @@ def _spread_verdict(row: ReportRow, reference: ReportRow | None) -> str:
 
 
 def _recipe_budget(config: ReproduceConfig) -> str:
-    """What a report of runs at their own recipes can say for all of them: the limits given on top."""
-    given = [f"{name} {value}" for name, value in (
-        ("max epochs", config.max_epochs), ("precision", config.precision), ("batch size", config.batch_size),
-        ("training batches per epoch", config.limit_train_batches), ("warm-up epochs", config.warmup_epochs))
-        if value is not None]
-    return "every model at its own recipe (src/stvfm/recipes)" + "".join(f", {part}" for part in given)
+    """What a report of runs at their own recipes can say for all of them: the settings given on top."""
+    given = {**config.given, **config.given.get("optim", {})}
+    names = (("max_epochs", "max epochs"), ("precision", "precision"), ("batch_size", "batch size"),
+             ("limit_train_batches", "training batches per epoch"), ("warmup_epochs", "warm-up epochs"))
+    return "every model at its own recipe (src/stvfm/recipes)" + "".join(
+        f", {words} {given[name]}" for name, words in names if given.get(name) is not None)
 
 
 def _format(stat: tuple[float, float] | None) -> str:
@@ -99,17 +99,18 @@ def write_report(config: ReproduceConfig, outcomes: list[RunOutcome]) -> dict[st
         rows.sort(key=lambda row: (row.stat("rmse") or (math.inf,))[0])
     reference = next((row for row in rows if row.run.reference), None)
     settings = config.run_config(rows[0].run, config.seed_list[0])
-    periods = {record_period(metrics) for row in rows for metrics in row.finished} or {protocol_period(dataset, config.steps)}
+    periods = {record_period(metrics) for row in rows for metrics in row.finished} or {protocol_period(dataset, config.setting("steps"))}
     span = period_text(periods.pop()) if len(periods) == 1 else "runs of several periods"
     lines = [
-        f"# {config.experiment} on {dataset} (channel {config.channel}, {span})", "",
+        f"# {config.experiment} on {dataset} (channel {config.setting('channel')}, {span})", "",
         f"Test split, original units. Seeds: {', '.join(map(str, config.seed_list))}; "
         f"mode: {'quick (smoke run, numbers mean nothing)' if config.quick else 'full'}; "
         + (_recipe_budget(config) if config.recipes else
-           f"max epochs {settings.max_epochs}, precision {config.precision}, lr {config.lr:g}, "
-           f"warm-up {config.warmup:g} epochs, batch size {settings.batch_size or 'by grid size'}"
-           + (f", {config.train_batches} training batches per epoch" if config.train_batches != 1.0 else ""))
-        + (f", at most {config.max_minutes:g} min per run" if config.max_minutes else "")
+           f"max epochs {settings.max_epochs}, precision {settings.precision}, lr {settings.optim.lr:g}, "
+           f"warm-up {settings.optim.warmup_epochs:g} epochs, batch size {settings.batch_size or 'by grid size'}"
+           + (f", {settings.limit_train_batches} training batches per epoch"
+              if settings.limit_train_batches != 1.0 else ""))
+        + (f", at most {settings.max_minutes:g} min per run" if settings.max_minutes else "")
         + "".join(f", {key} = {value} for every run that has it" for key, value in config.model_options.items()) + ".",
         "Mean ± sample std over seeds. Paper: the published figure for the same dataset column, "
         "where the paper has one. A gap counts when it exceeds the two rows' std added together.", "",
@@ -123,7 +124,7 @@ def write_report(config: ReproduceConfig, outcomes: list[RunOutcome]) -> dict[st
         paper = row.paper or ("-", "-")
         lines.append(f"| {row.run.label} | {row.weights} | {len(row.finished)}/{len(row.outcomes)} | {_format(rmse)} "
                      f"| {_format(mae)} | {paper[0]} | {paper[1]} | {_spread_verdict(row, reference)} |")
-        summary.append([config.experiment, dataset, config.channel, row.run.label, row.run.model,
+        summary.append([config.experiment, dataset, config.setting("channel"), row.run.label, row.run.model,
                         run_key(row.run), row.weights, len(row.finished),
                         *(rmse or ("", "")), *(mae or ("", "")), *(row.paper or ("", ""))])
     for title, prefix in (("Failed runs", "failed: "), ("Runs still being trained elsewhere", "busy: "),

@@ -28,6 +28,7 @@ from stvfm.models.registry import resolved_options
 from stvfm.training.config import RunConfig
 from stvfm.training.recipes import resolve_run_config
 from stvfm.training.runner import fit
+from stvfm.training.settings import SEARCH_TRIAL_DEFAULTS, check_overrides, declared, merged
 from stvfm.training.trainer import SELECTION_METRIC
 
 #: What is searched: name -> (low, high, log scale); ``batch_size`` draws from ``SearchConfig.batch_sizes``.
@@ -49,7 +50,9 @@ SUMMARY_NAME = "search-summary"
 
 @dataclass
 class SearchConfig:
-    """A study (name + storage) and the budget every one of its trials gets."""
+    """A study (name + storage), what it searches over, and ``settings``: the run settings (``RunConfig``
+    fields) of every trial over the model's recipe and ``SEARCH_TRIAL_DEFAULTS``; its ``model_options``
+    are fixed for every trial, and fixed options are not searched."""
 
     dataset: str
     storage: str  # an Optuna RDB URL, e.g. sqlite:///runs/search/study.db
@@ -57,30 +60,31 @@ class SearchConfig:
     study_name: str = "recipe"
     model: str = "stvfm"
     trials: int = 20  # finished (complete or pruned) trials the study should reach, all workers together
-    channel: int | str = 0  # an index or ALL_CHANNELS
-    steps: int | None = None
-    model_options: dict[str, Any] = field(default_factory=dict)  # fixed for every trial; fixed options are not searched
-    max_epochs: int = 10
-    max_minutes: float | None = None  # per trial
-    limit_train_batches: float | int = 1.0
-    patience: int = 20
-    precision: str | None = None  # None: the model's recipe's
     batch_sizes: tuple[int, ...] = (8, 16, 32)
-    seed: int = 0  # training seed of every trial: recipes differ, not luck
     sampler_seed: int | None = None  # None: workers sharing a study draw differently
-    accelerator: str = "auto"
-    data_root: str | None = None
-    progress: bool = False
+    settings: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if "://" not in self.storage:
             raise ConfigError(f"--storage must be a database URL such as sqlite:///study.db, got {self.storage!r}")
-        if self.trials < 1 or self.max_epochs < 1 or self.patience < 1:
-            raise ConfigError("trials, max epochs and patience must be >= 1")
+        if {"model", "dataset", "out", "batch_size"} & set(self.settings):
+            raise ConfigError("settings: model, dataset, out and batch size are the search's to set")
+        check_overrides(self.settings)
+        if self.trials < 1 or self.trial["max_epochs"] < 1:
+            raise ConfigError("trials and max epochs must be >= 1")
         if not self.batch_sizes or min(self.batch_sizes) < 1:
             raise ConfigError(f"batch sizes must be positive, got {self.batch_sizes}")
         self.batch_sizes = tuple(self.batch_sizes)
         resolved_options(self.model, self.model_options)  # unknown model or option: ConfigError now
+
+    @property
+    def trial(self) -> dict[str, Any]:
+        """The settings every trial takes over the model's recipe."""
+        return SEARCH_TRIAL_DEFAULTS | self.settings
+
+    @property
+    def model_options(self) -> dict[str, Any]:
+        return self.settings.get("model_options", {})
 
     @property
     def searched_options(self) -> tuple[str, ...]:
@@ -89,8 +93,9 @@ class SearchConfig:
         return tuple(name for name in MODEL_OPTIONS if name in known and name not in self.model_options)
 
     def budget(self) -> dict[str, Any]:
-        return {"max_epochs": self.max_epochs, "max_minutes": self.max_minutes, "patience": self.patience,
-                "limit_train_batches": self.limit_train_batches, "precision": self.precision, "seed": self.seed}
+        """Each trial's budget as given (a setting not here is the recipe's)."""
+        return {name: value for name, value in self.trial.items()
+                if name in ("max_epochs", "max_minutes", "patience", "limit_train_batches", "precision", "seed")}
 
 
 def _suggest(trial, name: str) -> float:
@@ -105,20 +110,15 @@ def trial_run_config(trial, config: SearchConfig) -> RunConfig:
 
     batch_size = trial.suggest_categorical("batch_size", list(config.batch_sizes))
     optim = {"lr": _suggest(trial, "lr"), "weight_decay": _suggest(trial, "weight_decay"),
-             "warmup_epochs": _suggest(trial, "warmup_fraction") * config.max_epochs,
+             "warmup_epochs": _suggest(trial, "warmup_fraction") * config.trial["max_epochs"],
              "ema_decay": trial.suggest_categorical("ema_decay", list(EMA_DECAYS))}
     options = {**config.model_options, **{name: _suggest(trial, name) for name in config.searched_options}}
     frozen = next(past for past in trial.study.get_trials(deepcopy=False) if past.number == trial.number)
     number = RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
     folder = Path(config.out) / "trials" / f"trial-{trial.number if number is None else number}"
-    flags = {"model": config.model, "dataset": config.dataset, "out": str(folder), "channel": config.channel,
-             "steps": config.steps, "model_options": options, "max_epochs": config.max_epochs,
-             "max_minutes": config.max_minutes, "patience": config.patience, "batch_size": batch_size,
-             "limit_train_batches": config.limit_train_batches, "precision": config.precision,
-             "seed": config.seed, "optim": optim, "accelerator": config.accelerator, "data_root": config.data_root,
-             "progress": config.progress}
-    given = {key: value for key, value in flags.items() if value is not None or key == "channel"}  # None: all channels
-    return resolve_run_config(given)
+    drawn = {"model": config.model, "dataset": config.dataset, "out": str(folder), "model_options": options,
+             "batch_size": batch_size, "optim": optim}
+    return resolve_run_config(merged(config.trial, drawn))
 
 
 def _objective(trial, config: SearchConfig) -> float:
@@ -198,7 +198,8 @@ def write_summary(study, config: SearchConfig) -> dict[str, Any]:
     complete = [trial for trial in trials if trial["state"] == "COMPLETE"]
     best = min(complete, key=lambda trial: trial["value"]) if complete else None
     summary = {"study": config.study_name, "storage": config.storage, "dataset": config.dataset,
-               "channel": config.channel, "model": config.model, "fixed_model_options": config.model_options,
+               "channel": config.trial.get("channel", declared("channel")[0].default), "model": config.model,
+               "fixed_model_options": config.model_options,
                "base": f"the {config.model} recipe (stvfm/recipes), its per-dataset overrides included",
                "objective": f"lowest best-checkpoint {SELECTION_METRIC} (validation, scaled units); test never read",
                "budget_per_trial": config.budget(), "batch_sizes": list(config.batch_sizes),

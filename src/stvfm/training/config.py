@@ -1,82 +1,40 @@
-"""The run configuration: one typed ``RunConfig`` whose every field is declared identity, budget or
-placement once, and the protocol a run's model asks of the data."""
+"""The run configuration: ``RunConfig``, whose every field is declared once (with its role, type, range
+and help) in ``training.settings``, and the protocol a run's model asks of the data."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from stvfm import host
-from stvfm.data.gaps import GAP_FILLS
 from stvfm.data.series import ALL_CHANNELS, check_channel
 from stvfm.data.windows import ProtocolConfig
 from stvfm.errors import CheckpointError, ConfigError, StvfmError
 from stvfm.models.registry import build_config, get_model_entry, recorded_options, resolved_options
-from stvfm.training.optim import RUN_LENGTH_SCHEDULES, OptimConfig
+from stvfm.training.settings import (  # noqa: F401  (the roles, named where runs are compared)
+    BUDGET,
+    IDENTITY,
+    PLACEMENT,
+    PRECISIONS,
+    RUN_LENGTH_SCHEDULES,
+    OptimConfig,
+    RunSettings,
+)
 from stvfm.values import check_fields
 
-#: What a field of ``RunConfig`` is to the run's identity (``field(metadata={"role": ...})``):
-#: - identity: decides the result; a run folder, a resume or a reused result must agree on every one.
-#: - budget: how long the same run trains; a larger budget extends a run rather than making another.
-#: - placement: where and how fast it runs (folder, devices, workers, progress); results do not depend on it.
-IDENTITY, BUDGET, PLACEMENT = "identity", "budget", "placement"
 #: Identity fields that only decide how a model trains, so none of a closed-form model's.
 TRAINING_ONLY = ("batch_size", "limit_train_batches", "precision", "init_from", "optim")
 
 
-def _role(role: str, default: Any = dataclasses.MISSING, size: bool = True, added_later: bool = False,
-          **kwargs: Any) -> Any:
-    """``size=False``: a whole number that is no size (a seed, a step count), exempt from the size bound.
-    ``added_later``: a field that came after runs were first recorded; at its default it leaves a
-    ledger record's name as it was (``RunConfig.defaults_added_later``)."""
-    return field(default=default, metadata={"role": role, "size": size, "added_later": added_later}, **kwargs)
-
-
-#: Seeds Lightning and numpy accept.
-SEED_RANGE = (0, 2**32 - 1)
-ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
-SCALINGS = ("train", "all")
-
-
 @dataclass
-class RunConfig:
-    """Everything that decides a run's result, each field declared identity, budget or placement once."""
-
-    model: str = _role(IDENTITY)
-    dataset: str = _role(IDENTITY)
-    out: str = _role(PLACEMENT)
-    channel: int | str | None = _role(IDENTITY, 0)  # an index or ALL_CHANNELS; None: not given, so 0
-    steps: int | None = _role(IDENTITY, None, size=False)  # None: the dataset's default period (taxinyc1: the paper's 60 days)
-    scaling: str = _role(IDENTITY, "train")  # "train" (fit on the training split) or "all" (UniST's variant)
-    # what a window's history with missing values reads: "last", "slot-mean" or "skip" (stvfm.data.gaps)
-    gap_fill: str = _role(IDENTITY, "last", added_later=True)
-    model_options: dict[str, Any] = _role(IDENTITY, default_factory=dict)
-    max_epochs: int = _role(BUDGET, 200)
-    max_minutes: float | None = _role(BUDGET, None)  # wall-clock cap on training; the best checkpoint so far is tested
-    patience: int = _role(BUDGET, 20)  # early-stopping patience in epochs on validation loss
-    batch_size: int | None = _role(IDENTITY, None)  # None: UniST's rule by grid size
-    eval_batch_size: int | None = _role(PLACEMENT, None)
-    limit_train_batches: float | int = _role(IDENTITY, 1.0)  # a fraction or a count, for quick runs
-    precision: str = _role(IDENTITY, "32")  # "32", "bf16" (autocast) or "auto" (bf16 where the hardware has it)
-    compile_backbone: bool = _role(PLACEMENT, False)  # torch.compile the frozen VFM (speed only; results unchanged)
-    seed: int = _role(IDENTITY, 0, size=False)
-    init_from: str | None = _role(IDENTITY, None)  # checkpoint of the same model and grid whose weights start this run
-    optim: OptimConfig = _role(IDENTITY, default_factory=OptimConfig)
-    accelerator: str = _role(PLACEMENT, "auto")
-    devices: int | str = _role(PLACEMENT, 1)
-    num_nodes: int = _role(PLACEMENT, 1)
-    strategy: str = _role(PLACEMENT, "auto")
-    num_workers: int = _role(PLACEMENT, 0)
-    data_root: str | None = _role(PLACEMENT, None)
-    progress: bool = _role(PLACEMENT, True)
-    #: Digest of the data the run reads (``GridSeries.sha256``), set when the data is loaded; None: not yet
-    #: known (a plan, or a record written before it existed), which no other value differs from.
-    data_sha256: str | None = _role(IDENTITY, None)
+class RunConfig(RunSettings):
+    """The settings of one run (declared in ``RunSettings``) and what follows from them: identity,
+    budget, the checks across settings."""
 
     def __post_init__(self) -> None:
         if isinstance(self.precision, int) and not isinstance(self.precision, bool):
@@ -172,35 +130,12 @@ class RunConfig:
     def validate(self) -> None:
         """Refuse settings that would silently run something else than asked, before anything is written."""
         check_fields(self, "")
-        if not SEED_RANGE[0] <= self.seed <= SEED_RANGE[1]:
-            raise ConfigError(f"seed must be between {SEED_RANGE[0]} and {SEED_RANGE[1]}, got {self.seed}")
-        if self.accelerator not in ACCELERATORS:
-            raise ConfigError(f"unknown accelerator {self.accelerator!r}; choose one of {', '.join(ACCELERATORS)}")
-        if self.scaling not in SCALINGS:
-            raise ConfigError(f"scaling must be one of {', '.join(SCALINGS)}, got {self.scaling!r}")
-        if self.gap_fill not in GAP_FILLS:
-            raise ConfigError(f"gap_fill must be one of {', '.join(GAP_FILLS)}, got {self.gap_fill!r}")
         if not (self.devices == "auto" or (isinstance(self.devices, int) and (self.devices >= 1 or self.devices == -1))
                 or (isinstance(self.devices, str) and all(part.strip().isdigit() for part in self.devices.split(",")))):
             raise ConfigError(f"devices must be a count (-1: all), 'auto' or a list of device indices like '0,1', "
                               f"got {self.devices!r}")
-        for name in ("num_nodes",):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.num_workers < 0 or (self.steps is not None and self.steps < 1):
-            raise ConfigError(f"num_workers must be >= 0 and steps >= 1, got {self.num_workers}, {self.steps}")
-        if self.max_epochs < 0 or (self.max_epochs == 0 and not self.init_from):
-            raise ConfigError(f"max epochs must be at least 1 (0 only with --init-from, to test its weights), "
-                              f"got {self.max_epochs}")
-        if not self.limit_train_batches > 0:
-            raise ConfigError(f"limit_train_batches must be a fraction in (0, 1] or a count >= 1, "
-                              f"got {self.limit_train_batches}")
-        for name in ("batch_size", "eval_batch_size"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ConfigError(f"{name.replace('_', ' ')} must be at least 1, got {value}")
-        if self.patience < 0 or (self.max_minutes is not None and not self.max_minutes > 0):
-            raise ConfigError(f"patience must be >= 0 and max minutes positive, got {self.patience}, {self.max_minutes}")
+        if self.max_epochs == 0 and not self.init_from:
+            raise ConfigError("max_epochs: 0 only with --init-from (to test its weights); give at least 1")
         out = Path(self.out)
         if out.exists() and not out.is_dir():
             raise ConfigError(f"{out}: exists and is not a folder; give --out a folder for the run")

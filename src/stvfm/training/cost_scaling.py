@@ -13,7 +13,7 @@ from stvfm.models import create_model
 from stvfm.shape import ForecastShape
 from stvfm.training.benchmark import count_flops, machine_info, time_per_call
 from stvfm.training.config import native_precision
-from stvfm.training.optim import OptimConfig
+from stvfm.training.settings import OptimConfig
 
 
 @dataclass

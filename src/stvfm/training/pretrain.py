@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import time
+import typing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -31,25 +32,26 @@ from stvfm.errors import ConfigError
 from stvfm.models.base import Forecaster
 from stvfm.models.registry import create_model, get_model_entry
 from stvfm.training.config import RunConfig, protocol_for
-from stvfm.training.optim import OptimConfig
 from stvfm.training.results import data_record, parameter_counts
+from stvfm.training.settings import PRETRAIN_DEFAULTS, OptimConfig
 from stvfm.training.task import ForecastTask
 from stvfm.training.trainer import build_trainer, selection_callbacks
+from stvfm.values import check_fields
 
 #: The run settings pre-training reads as ``RunConfig`` does: same meaning, same default (except below).
 SHARED_SETTINGS = ("channel", "steps", "scaling", "model_options", "max_epochs", "max_minutes", "patience",
                    "batch_size", "limit_train_batches", "precision", "seed", "optim", "accelerator", "data_root",
                    "progress")
-#: Where pre-training's defaults differ from a run's: an epoch holds every dataset, so fewer of them.
-PRETRAIN_DEFAULTS = {"max_epochs": 50, "patience": 10}
 
 
 def _shared_field(run_field: dataclasses.Field) -> tuple[str, Any, Any]:
+    """The run setting as declared (type, range, help), with pre-training's own default where it has one."""
+    hint = typing.get_type_hints(RunConfig)[run_field.name]
     if run_field.name in PRETRAIN_DEFAULTS:
-        return run_field.name, run_field.type, field(default=PRETRAIN_DEFAULTS[run_field.name])
+        return run_field.name, hint, field(default=PRETRAIN_DEFAULTS[run_field.name], metadata=run_field.metadata)
     if run_field.default_factory is not dataclasses.MISSING:
-        return run_field.name, run_field.type, field(default_factory=run_field.default_factory)
-    return run_field.name, run_field.type, field(default=run_field.default)
+        return run_field.name, hint, field(default_factory=run_field.default_factory, metadata=run_field.metadata)
+    return run_field.name, hint, field(default=run_field.default, metadata=run_field.metadata)
 
 
 _PretrainSettings = dataclasses.make_dataclass(
@@ -65,6 +67,9 @@ class PretrainConfig(_PretrainSettings):
     declared there once. ``batch_size`` None: UniST's rule by the largest grid."""
 
     def __post_init__(self) -> None:
+        if isinstance(self.optim, dict):  # a partial mapping over the defaults, as flags and files give it
+            self.optim = OptimConfig(**self.optim)
+        check_fields(self, "")
         if len(self.datasets) < 2 or len(set(self.datasets)) != len(self.datasets):
             raise ConfigError(f"pre-training needs two or more different datasets, got {', '.join(self.datasets) or 'none'}")
         if not get_model_entry(self.model).cls.trainable:

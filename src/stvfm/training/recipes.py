@@ -18,12 +18,10 @@ import yaml
 from stvfm.data.registry import protocol_family
 from stvfm.errors import ConfigError
 from stvfm.training.config import RunConfig
-from stvfm.training.optim import OptimConfig
+from stvfm.training.settings import NESTED_KEYS, OptimConfig, merged
 
 #: Keys a recipe or config file may hold besides RunConfig's fields.
 RECIPE_ONLY_KEYS = ("datasets", "departures")
-#: Fields merged key by key instead of replaced whole.
-NESTED_KEYS = ("model_options", "optim")
 
 
 def recipe_file(model: str) -> Path | None:
@@ -59,18 +57,6 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     if bad_optim:
         raise ConfigError(f"{path}: unknown optim setting(s) {', '.join(bad_optim)}; known: {', '.join(sorted(optim_fields))}")
     return payload
-
-
-def merged(*layers: dict[str, Any]) -> dict[str, Any]:
-    """Later layers win; model options and optimiser settings merge key by key."""
-    result: dict[str, Any] = {}
-    for layer in layers:
-        for key, value in layer.items():
-            if key in NESTED_KEYS and isinstance(value, dict):
-                result[key] = {**(result.get(key) or {}), **value}
-            else:
-                result[key] = value
-    return result
 
 
 def for_dataset(settings: dict[str, Any], dataset: str) -> dict[str, Any]:

@@ -13,7 +13,8 @@ from stvfm.data.datamodule import derived_seed
 from stvfm.data.scaling import descale_forecast
 from stvfm.models.base import Forecaster
 from stvfm.training.metrics import ForecastMetrics
-from stvfm.training.optim import OptimConfig, build_optimizer, build_schedule
+from stvfm.training.optim import build_optimizer, build_schedule
+from stvfm.training.settings import OptimConfig
 from stvfm.training.stopping import EPOCH_SECONDS
 
 

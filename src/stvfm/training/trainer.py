@@ -15,7 +15,7 @@ from stvfm.data.prepared import PreparedData
 from stvfm.errors import ConfigError
 from stvfm.training.checkpoints import AtomicCheckpointIO
 from stvfm.training.config import RunConfig, lightning_precision
-from stvfm.training.optim import OptimConfig
+from stvfm.training.settings import OptimConfig
 
 #: What early stopping and the best checkpoint watch, for every model and variant: the validation
 #: MSE of the forecast itself (scaled units), never a loss with an auxiliary term such as ST-VFM's flow.
