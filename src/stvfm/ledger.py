@@ -99,13 +99,19 @@ def identity(settings: dict[str, Any]) -> str:
     given 30 are two results, and both are kept). The data digest is left out too: records written
     before it was recorded name the same results. A setting added after records were first named is
     left out too while it holds the default every earlier record had, so their names stay."""
-    placement = (*RunConfig.field_names(PLACEMENT), "data_sha256")
-    later = RunConfig.defaults_added_later()
-    kept = {key: value for key, value in normalised_settings(settings).items()
-            if key not in placement and not (key in later and value == later[key])}
+    kept = result_settings(settings)
     if kept.get("channel") == ALL_CHANNELS:
         kept["channel"] = None  # how every channel was written when records were first named
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def result_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings that decide a run's result: placement, the data digest and later-added settings at
+    the default earlier records had are left out (see ``identity``)."""
+    placement = (*RunConfig.field_names(PLACEMENT), "data_sha256")
+    later = RunConfig.defaults_added_later()
+    return {key: value for key, value in normalised_settings(settings).items()
+            if key not in placement and not (key in later and value == later[key])}
 
 
 def record_name(record: dict[str, Any]) -> str:

@@ -258,10 +258,32 @@ def test_seeds_at_different_time_caps_are_separate_rows_named_by_their_cap():
                 "seed": seed, "rmse": rmse, "mae": rmse / 2, "recorded_at": f"2026-12-0{seed + 1}"}
 
     rows = ledger_rows([record(0, 30.0, 6.0, "early stop"), record(1, 8.0, 7.0), record(2, 8.0, 7.2)], "bikenyc1")
-    assert [(row.label, row.seeds) for row in rows] == [("stid [cap 30 min]", [0]), ("stid [cap 8 min]", [1, 2])]
+    assert [(row.label, row.seeds) for row in rows] == [("stid [no time cap reached]", [0]), ("stid [cap 8 min]", [1, 2])]
     assert rows[1].stat("rmse")[0] == pytest.approx(7.1)  # the 30-minute seed never averages with the 8-minute ones
     alone = ledger_rows([record(1, 8.0, 7.0), record(2, 8.0, 7.2)], "bikenyc1")
     assert [row.label for row in alone] == ["stid"]  # one budget: no label needed
     from stvfm.ledger import record_name
 
     assert record_name(record(0, 8.0, 7.0)) != record_name(record(0, 30.0, 6.0))  # both results are kept
+
+
+def test_seeds_that_no_time_cap_stopped_share_a_row_whatever_sitting_cap_and_checksum_they_recorded():
+    """Seed 0 resumed under 120-minute sittings before records held the data digest, seeds 1-2 under
+    170-minute sittings with it: all ended at their last epoch or by early stopping, so one result."""
+    from stvfm.experiments.ledger_report import ledger_rows
+
+    def record(seed, cap, stop, digest=None):
+        settings = {"model": "stid", "dataset": "bikenyc1", "out": f"runs/{seed}", "seed": seed, "max_minutes": cap}
+        settings |= {"data_sha256": digest} if digest else {}
+        return {"model": "stid", "dataset": "bikenyc1", "channel": 0, "settings": settings, "stop_reason": stop,
+                "seed": seed, "rmse": 6.8 + seed / 100, "mae": 3.2, "recorded_at": f"2026-12-0{seed + 1}"}
+
+    finished = [record(0, 120.0, "epoch cap"), record(1, 170.0, "early stop", "ab" * 32),
+                record(2, 170.0, "epoch cap", "ab" * 32)]
+    rows = ledger_rows(finished, "bikenyc1")
+    assert [(row.label, row.seeds) for row in rows] == [("stid", [0, 1, 2])]
+    assert rows[0].stat("rmse") == pytest.approx((6.81, 0.01))
+    # a seed the 170-minute cap stopped is another result: its own row, named by its cap
+    rows = ledger_rows([*finished[:2], record(2, 170.0, "time cap", "ab" * 32)], "bikenyc1")
+    assert sorted((row.label, tuple(row.seeds)) for row in rows) == [("stid [cap 170 min]", (2,)),
+                                                                      ("stid [no time cap reached]", (0, 1))]

@@ -1,8 +1,8 @@
 """Comparison tables rebuilt from ledger records alone: no run folders, no weights.
 
-One row per configuration (model, variant, every setting but the seed) and time cap, mean ± std over the
-seeds recorded, the paper's figure beside it, the budget each row had (epochs, minutes,
-threads, why it stopped), the validation trend of capped runs, and whether the gap to the
+One row per configuration (model, variant, every setting but the seed; the time cap only where it
+stopped a run), mean ± std over the seeds recorded, the paper's figure beside it, the budget each row
+had (epochs, minutes, threads, why it stopped), the validation trend of capped runs, and whether the gap to the
 best row exceeds the seed spread.
 """
 
@@ -19,7 +19,7 @@ from stvfm.atomic import write_text_atomic
 from stvfm.data.series import channel_flag
 from stvfm.errors import DataError
 from stvfm.experiments.paper import paper_figure, paper_scale, printed_figure
-from stvfm.ledger import identity, normalised_settings, period_text, read_records, record_period
+from stvfm.ledger import identity, normalised_settings, period_text, read_records, record_period, result_settings
 
 #: Paper rows for ST-VFM variants (main table rows are model names).
 _PAPER_ROW = {"stvfm": "stvfm"}
@@ -102,30 +102,39 @@ def _label(record: dict[str, Any]) -> str:
     return record["model"] + (f" ({variant})" if variant and variant != "full" else "")
 
 
+def _row_settings(record: dict[str, Any]) -> dict[str, Any]:
+    """The settings that make a record's row: all but the seed, and the time cap only where it stopped the
+    run (a run that ended by early stopping or its last epoch would have ended the same under any cap, so
+    seeds resumed under a 120- and a 170-minute sitting are one result)."""
+    untimed = ("seed",) if record["stop_reason"] == "time cap" else ("seed", "max_minutes")
+    return {key: value for key, value in record["settings"].items() if key not in untimed}
+
+
 def _differing(rows: list[LedgerRow]) -> list[str]:
     """Settings whose values differ between rows of one model: what tells them apart in a label."""
-    settings = [normalised_settings(row.records[0]["settings"]) for row in rows]
+    settings = [result_settings(_row_settings(row.records[0])) for row in rows]
     keys = sorted(set().union(*settings) - {"seed", "out"})
     return [key for key in keys if len({json.dumps(s.get(key), sort_keys=True, default=str) for s in settings}) > 1]
 
 
 def _budget_label(settings: dict[str, Any], keys: list[str]) -> str:
     names = {"max_minutes": "cap {:g} min", "max_epochs": "max {} ep", "batch_size": "batch {}"}
-    return ", ".join(names.get(key, key + " {}").format(settings.get(key)) for key in keys)
+    return ", ".join("no time cap reached" if key == "max_minutes" and settings.get(key) is None
+                     else names.get(key, key + " {}").format(settings.get(key)) for key in keys)
 
 
 def ledger_rows(records: list[dict[str, Any]], dataset: str, channel: int | str = 0) -> list[LedgerRow]:
     """Records of ``dataset`` / ``channel`` grouped by period, configuration and time cap, best mean RMSE first.
 
     A row's seeds share one budget: a seed stopped at an 8-minute cap never averages with one trained
-    for 30, so the same model at two caps is two rows, each labelled with its cap; records of two spans
-    of the series (BikeNYC's 183 and 60 days) are never one row either."""
+    for 30, so the same model stopped at two caps is two rows, each labelled with its cap, while seeds that
+    ended by early stopping or their last epoch share a row whatever sitting cap they ran under; records
+    of two spans of the series (BikeNYC's 183 and 60 days) are never one row either."""
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for record in records:
         if record["dataset"] != dataset or record["channel"] != channel or record.get("split", "test") != "test":
             continue
-        untimed = ("seed", "max_minutes") if record["stop_reason"] == "not trained" else ("seed",)
-        key = (record_period(record), identity({k: v for k, v in record["settings"].items() if k not in untimed}))
+        key = (record_period(record), identity(_row_settings(record)))
         groups.setdefault(key, []).append(record)
     rows = []
     for group in groups.values():
@@ -136,7 +145,7 @@ def ledger_rows(records: list[dict[str, Any]], dataset: str, channel: int | str 
         if len(same) > 1:
             keys, periods = _differing(same), len({row.period for row in same}) > 1
             for row in same:
-                parts = [_budget_label(normalised_settings(row.records[0]["settings"]), keys)] if keys else []
+                parts = [_budget_label(normalised_settings(_row_settings(row.records[0])), keys)] if keys else []
                 row.label += f" [{', '.join(parts + ([period_text(row.period)] if periods else []))}]"
     return sorted(rows, key=lambda row: row.stat("rmse")[0])
 
@@ -181,7 +190,7 @@ def render(rows: list[LedgerRow], dataset: str, channel: int | str, sources: lis
     lines = [f"# {dataset}, channel {channel} ({span}): test RMSE / MAE from the results ledger", "",
              f"Rebuilt from the records in {', '.join(f'`{s}`' for s in sources)} by "
              f"`stvfm ledger report --dataset {dataset} --channel {channel_flag(channel)}`. Original units; mean ± std over "
-             "the seeds listed, which share one time cap (a model at two caps is two rows); "
+             "the seeds listed, which share one budget (a model stopped at two time caps is two rows); "
              "every model at its recipe (stvfm/recipes), selected on validation forecast MSE. "
              "A row stopped by the time cap did not converge: its validation trend says how far it was.", "",
              "| model | RMSE | MAE | paper RMSE / MAE | seeds | budget per seed | val RMSE, last epochs (lowest seed) | weights | vs best |",
