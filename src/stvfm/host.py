@@ -3,16 +3,21 @@
 Read in one place because results and speeds are recorded beside it, and because whether bf16
 is worth using depends on it (native on AVX512-BF16 or AMX CPUs, emulated ~50x slower on AVX2).
 
-Imports from stvfm: none.
+Imports from stvfm: ``stvfm.version``.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import torch
+
+from stvfm.version import __version__
 
 #: CPU flags of a native bf16 matmul (AVX512-BF16, AMX); without them torch emulates bf16.
 NATIVE_BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
@@ -53,4 +58,19 @@ def describe() -> dict[str, Any]:
     load = round(os.getloadavg()[2], 2) if hasattr(os, "getloadavg") else None
     # the vector units torch dispatches to (AVX2 or AVX512): one CPU name covers hosts whose speeds differ 2x
     return {"cpu": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cores": os.cpu_count(),
-            "gpu": gpu, "torch": torch.__version__, "load_15min": load}
+            "gpu": gpu, "torch": torch.__version__, "load_15min": load, "stvfm": code_version()}
+
+
+@functools.cache
+def code_version() -> str:
+    """The package version and, in a git checkout, its commit ("0.1.0+a60d0e0", "-dirty" with uncommitted
+    changes): a record's figures are repeatable at that code, since e.g. a layer's random stream may change."""
+    package = Path(__file__).parent
+    if "site-packages" in package.parts:
+        return __version__  # an installed wheel: any git repository around it is not its source
+    try:
+        commit = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=7"], cwd=package,
+                                capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return __version__  # not a git checkout, or no git
+    return f"{__version__}+{commit}" if commit else __version__

@@ -202,3 +202,29 @@ def test_grid_values_in_and_forecasts_out_stay_fp32_under_bf16_autocast(tiny_sha
     # a forecast value bf16 cannot represent survives (it would be rounded to 2^-8 steps otherwise)
     rounded = outputs["forecast"].to(torch.bfloat16).float()
     assert not torch.equal(outputs["forecast"], rounded)
+
+
+def test_fast_cpu_dropout_keeps_the_rate_scales_the_kept_and_is_seeded(tiny_shape):
+    from torch import nn
+
+    from stvfm.models.layers import FastCPUDropout
+
+    layer = FastCPUDropout(0.1).train()
+    inputs = torch.ones(1000, 401)  # not a multiple of four elements
+    torch.manual_seed(3)
+    out = layer(inputs)
+    kept = out != 0
+    assert kept.float().mean().item() == pytest.approx(0.9, abs=0.003)
+    assert torch.allclose(out[kept], torch.full_like(out[kept], 1 / 0.9))
+    torch.manual_seed(3)
+    assert torch.equal(layer(inputs), out)  # the seeded CPU generator decides the mask
+    inputs.requires_grad_(True)
+    again = layer(inputs)
+    again.sum().backward()
+    assert torch.equal(inputs.grad != 0, again != 0)  # gradient flows only through the kept
+    assert torch.equal(layer.eval()(inputs), inputs)
+    # every plain dropout of ST-VFM's trained parts is the fast one (attention-weight dropout aside)
+    model = STVFM(tiny_shape, STVFMConfig(backbone="tiny", weights="random", variant="full"))
+    trained = [model.token_adapters, model.cross_prompts, model.decoders]
+    assert not [m for part in trained for m in part.modules() if type(m) is nn.Dropout]
+    assert any(isinstance(m, FastCPUDropout) for part in trained for m in part.modules())

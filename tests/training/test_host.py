@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -26,3 +28,12 @@ def test_native_bf16_follows_flags_and_isa_caps(monkeypatch, flags, capability, 
     else:
         monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", isa_cap)
     assert host.native_bf16_cpu() is native
+
+
+def test_every_record_names_the_code_that_made_it():
+    from stvfm.version import __version__
+
+    stamp = host.describe()["stvfm"]
+    assert stamp == host.code_version() and stamp.startswith(__version__)
+    # in this checkout, the commit too ("0.1.0+a60d0e0" or "...-dirty")
+    assert re.fullmatch(re.escape(__version__) + r"(\+[0-9a-f]{7,}(-dirty)?)?", stamp)

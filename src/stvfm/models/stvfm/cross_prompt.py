@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stvfm.attention import attention
+from stvfm.models.layers import FastCPUDropout
 
 
 class CrossPromptAttention(nn.Module):
@@ -52,7 +53,7 @@ class PromptedLayer(nn.Module):
         self.attention = CrossPromptAttention(dim, heads)
         self.mlp_norm = nn.LayerNorm(dim)
         self.mlp = nn.Sequential(
-            nn.Linear(dim, 4 * dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(4 * dim, dim), nn.Dropout(dropout),
+            nn.Linear(dim, 4 * dim), nn.GELU(), FastCPUDropout(dropout), nn.Linear(4 * dim, dim), FastCPUDropout(dropout),
         )
 
     def forward(self, tokens: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from stvfm.models.layers import FullPrecisionLinear
+from stvfm.models.layers import FastCPUDropout, FullPrecisionLinear
 from stvfm.models.stvfm.temporal import CalendarEmbedding, TemporalTransformer
 
 
@@ -49,7 +49,7 @@ class FrameMLPHead(nn.Module):
         super().__init__()
         self.horizon = horizon
         self.mlp = nn.Sequential(
-            nn.Linear(history * vfm_dim, hidden), nn.GELU(), nn.Dropout(dropout),
+            nn.Linear(history * vfm_dim, hidden), nn.GELU(), FastCPUDropout(dropout),
             FullPrecisionLinear(hidden, horizon * patch_features),
         )
 

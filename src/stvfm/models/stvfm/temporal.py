@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from stvfm.models.layers import use_fast_cpu_dropout
+
 
 class CalendarEmbedding(nn.Module):
     """Weekday + slot-of-day embedding of ``x_time`` / ``y_time`` (B, T, 2) -> (B, T, dim).
@@ -44,7 +46,8 @@ class TemporalTransformer(nn.Module):
             dim, heads, dim_feedforward=4 * dim, dropout=dropout, activation="gelu",
             batch_first=True, norm_first=True,
         )
-        self.encoder = nn.TransformerEncoder(layer, layers, norm=nn.LayerNorm(dim), enable_nested_tensor=False)
+        encoder = nn.TransformerEncoder(layer, layers, norm=nn.LayerNorm(dim), enable_nested_tensor=False)
+        self.encoder = use_fast_cpu_dropout(encoder)
 
     def forward(self, sequences: torch.Tensor) -> torch.Tensor:
         return self.encoder(sequences)
