@@ -198,7 +198,7 @@ def test_gaps_are_judged_against_whichever_seed_spread_is_known():
     assert _verdict(closed, row("tau", [9.1])) == "closed form; the best row has one seed: gap not judged"
     assert _verdict(closed, row("stid", [9.0, 9.5, 10.0])) == "within the best row's seed spread"
     assert _verdict(row("tau", [10.1]), row("stvfm", [9.0, 9.5, 10.0])) == "within the seed spread"
-    assert _verdict(row("ha-day", [12.0], stop="not trained"), closed) == "both closed form"
+    assert _verdict(row("ha-day", [12.0], stop="not trained"), closed) == "neither learned"
 
 
 def test_compare_puts_ledger_records_beside_run_folders(ledger_with_runs, tmp_path):

@@ -37,3 +37,12 @@ def test_limited_epochs_say_their_batches_and_records_without_step_counts_still_
 def test_closed_form_models_say_so():
     assert budget_words({"model": "ha-week", "fit_seconds": 0.02}) == "closed form"
     assert budget_words({"model": "ha-week", "epochs": 0, "stop_reason": "not trained"}) == "closed form"
+
+
+def test_a_fitted_model_says_how_it_was_fitted():
+    from stvfm.models.registry import get_model_entry
+
+    assert budget_words({"model": "arima", "stop_reason": "not trained", "fitted_by": "maximum likelihood per cell"}) \
+        == "maximum likelihood per cell"
+    assert get_model_entry("arima").cls.fitted_by == "maximum likelihood per cell"
+    assert get_model_entry("ha-week").cls.fitted_by == "closed form"

@@ -59,7 +59,7 @@ class LedgerRow:
         """Epochs run, training minutes, threads (and the machine's load and vector units, where recorded) of
         each seed, and why each stopped."""
         if not self.learned:
-            return "closed form"
+            return self.fitted_by
         parts = []
         for record in sorted(self.records, key=lambda r: r["seed"]):
             minutes = (record.get("train_seconds") or 0) / 60
@@ -82,7 +82,12 @@ class LedgerRow:
 
     @property
     def stopped_by(self) -> str:
-        return ", ".join(sorted({record["stop_reason"] for record in self.records})) if self.learned else "closed form"
+        return ", ".join(sorted({record["stop_reason"] for record in self.records})) if self.learned else self.fitted_by
+
+    @property
+    def fitted_by(self) -> str:
+        """How a row that is not learned was fitted (records before ``fitted_by`` are closed forms)."""
+        return self.records[0].get("fitted_by") or "closed form"
 
     @property
     def trend(self) -> str:
@@ -157,12 +162,12 @@ def _verdict(row: LedgerRow, best: LedgerRow) -> str:
     if row is best:
         return "best"
     if not row.learned and not best.learned:
-        return "both closed form"
+        return "neither learned"
     (mean, _), (best_mean, _) = row.stat("rmse"), best.stat("rmse")
     spreads = [r.stat("rmse")[1] for r in (row, best) if r.learned and len(r.records) > 1]
     if not spreads:
         if not row.learned:
-            return "closed form; the best row has one seed: gap not judged"
+            return f"{row.fitted_by}; the best row has one seed: gap not judged"
         return "one seed: spread unknown"
     whose = "the seed spread" if row.learned else "the best row's seed spread"
     return f"beyond {whose}" if mean - best_mean > 2 * max(spreads) else f"within {whose}"

@@ -118,6 +118,8 @@ class ClassicalForecaster(Forecaster):
     """A model fitted in closed form (or per cell) on the scaled training series, no gradients."""
 
     trainable = False
+    #: How it is fitted, in the words every table puts where a learned model's budget goes.
+    fitted_by = "closed form"
 
     def fit_series(self, values: np.ndarray, time_features: np.ndarray, train_end: int) -> None:
         """Fit on ``values[:train_end]``.

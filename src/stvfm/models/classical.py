@@ -256,6 +256,8 @@ class PerCellARIMA(_FittedFlag):
     was fitted on.
     """
 
+    fitted_by = "maximum likelihood per cell"
+
     def __init__(self, shape: ForecastShape, config: ARIMAConfig):
         super().__init__(shape, config)
         self.order = tuple(config.order)

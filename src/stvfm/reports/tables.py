@@ -43,7 +43,7 @@ def budget_words(payload: dict[str, Any]) -> str:
     certainly was not (a time cap, or less than one epoch)."""
     steps, per_epoch = payload.get("train_steps"), payload.get("batches_per_epoch")
     if not steps and (payload.get("stop_reason") == "not trained" or not payload.get("epochs")):
-        return "closed form"
+        return payload.get("fitted_by") or "closed form"  # records before ``fitted_by``: the moving averages
     limit = (payload.get("settings") or {}).get("limit_train_batches", 1.0)
     partial_epoch = bool(steps and per_epoch and steps < per_epoch)
     if partial_epoch:

@@ -99,7 +99,7 @@ def _fit_classical(config: RunConfig, data: PreparedData, task: ForecastTask, ov
     module = data_module(data, config, trainer)
     accept_folder(config, Path(config.out), overwrite)
     task.model.fit_series(data.scaled_with_gaps(), data.time_features, data.splits["train"][1])
-    extra = {"fit_seconds": time.perf_counter() - started}
+    extra = {"fit_seconds": time.perf_counter() - started, "fitted_by": task.model.fitted_by}
     return _finish(trainer, task, module, None, config, data, extra, started, logged_before=[])
 
 
