@@ -6,8 +6,10 @@
 # A run that ends by early stopping or its recipe's last epoch (a classical model: its closed form) is copied into the ledger
 # (STVFM_LEDGER, default docs/results/ledger): commit that record at once.
 #   QUEUE="stvfm:bikenyc1-60d:0 unist:bikenyc1-60d:0" SITTING=120 scripts/relay.sh
-# Entries are MODEL:DATASET:SEED (channel 0). Environment: STVFM_RUNS (run folders, default runs/;
-# keep it outside the work tree), STVFM (the CLI), THREADS (torch threads, default all cores).
+# Entries are MODEL:DATASET:SEED (channel 0); MODEL+pre (e.g. unist+pre) first pre-trains MODEL on DATASET
+# and PRETRAIN_WITH (default taxinyc1) at once, in sittings too, then fine-tunes from it on DATASET.
+# Environment: STVFM_RUNS (run folders, default runs/; keep it outside the work tree), STVFM (the CLI),
+# THREADS (torch threads, default all cores).
 set -uo pipefail
 queue=${QUEUE:-"stvfm:bikenyc1-60d:0 unist:bikenyc1-60d:0 simvp:bikenyc1-60d:0 tau:bikenyc1-60d:0 stid:bikenyc1-60d:0 acfm:bikenyc1-60d:0 mcstl:bikenyc1-60d:0 predrnn:bikenyc1-60d:0 mim:bikenyc1-60d:0"}
 sitting=${SITTING:-120}
@@ -35,6 +37,21 @@ for entry in $queue; do
   out="$runs/relay/$dataset/$model-seed$seed"
   extra=()
   [ "$model" = stllm ] && extra=(--set weights=random)  # GPT-2 weights need the hub; every record says so
+  if [[ $model == *+pre ]]; then
+    model=${model%+pre}
+    with=${PRETRAIN_WITH:-taxinyc1}
+    pre="$runs/relay/pretrain/$model-$dataset+$with-seed$seed"
+    while ! finished "$pre"; do
+      echo "== $(date -u +%H:%M:%S) pre-training $model on $dataset and $with, seed $seed: a sitting of up to $sitting min ($pre)"
+      if ! "$stvfm" pretrain --model "$model" --datasets "$dataset,$with" --channel 0 --seed "$seed" \
+          --max-minutes "$sitting" --out "$pre"; then
+        echo "== pre-training $model failed (exit $?); next entry"
+        continue 2
+      fi
+    done
+    extra+=(--init-from "$pre/checkpoints/best.ckpt")
+    out="$runs/relay/$dataset/$model-pre-seed$seed"
+  fi
   while ! finished "$out"; do
     echo "== $(date -u +%H:%M:%S) $model on $dataset, seed $seed: a sitting of up to $sitting min ($out)"
     if ! STVFM_LEDGER= "$stvfm" fit --model "$model" --dataset "$dataset" --channel 0 --seed "$seed" \

@@ -35,6 +35,11 @@ def test_pretrain_on_two_grids_then_fine_tune_on_one(tmp_path, cities, capsys):
     assert code == 0, capsys.readouterr().err
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["epochs"] == 2 and set(metrics["val_loss_per_dataset"]) == {"hourly", "halfhourly"}
+    # UniST's recipe gives what the flags leave open: its optimiser and the rest of its model size
+    settings = metrics["settings"]
+    assert settings["optim"]["grad_clip"] == 0.05 and settings["optim"]["warmup_epochs"] == 0.5
+    assert settings["model_options"]["mlp_ratio"] == 2 and settings["model_options"]["width"] == 16
+    assert settings["max_epochs"] == 2 and metrics["stop_reason"] == "epoch cap"
     assert np.isfinite(metrics["best_val_loss"])
     checkpoint = torch.load(out / "checkpoints" / "best.ckpt", weights_only=True)
     # one copy of the weights, whatever the number of datasets
@@ -57,3 +62,24 @@ def test_pretraining_needs_two_datasets_and_a_learned_model():
         PretrainConfig(model="unist", datasets=["bikenyc1"], out="x")
     with pytest.raises(ConfigError, match="classical"):
         PretrainConfig(model="ha-week", datasets=["bikenyc1", "taxinyc1"], out="x")
+
+
+def test_pretraining_resumes_across_sittings_and_refuses_another_runs_folder(tmp_path, cities, capsys):
+    hourly, halfhourly = cities
+    out = tmp_path / "pre"
+    options = [arg for option in SMALL_UNIST for arg in ("--set", option)]
+    command = ["pretrain", "--model", "unist", "--datasets", f"{hourly},{halfhourly}", "--out", str(out),
+               "--max-epochs", "3", "--limit-train-batches", "2", "--batch-size", "8", "--warmup-epochs", "0.5",
+               "--accelerator", "cpu", *options]
+    # a first sitting capped after one batch: stopped by the time cap, last.ckpt at its epoch end
+    assert main([*command, "--max-minutes", "0.0002"]) == 0, capsys.readouterr().err
+    first = json.loads((out / "metrics.json").read_text())
+    assert first["stop_reason"] == "time cap" and first["epochs"] == 1
+    assert main(command) == 0, capsys.readouterr().err  # the next sitting, uncapped, finishes the schedule
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["stop_reason"] == "epoch cap" and metrics["epochs"] == 3
+    assert [s["epochs_reached"] for s in metrics["sittings"]] == [1, 3]
+    logged = (out / "logs" / "metrics.csv").read_text().splitlines()
+    assert {line.split(",")[0] for line in logged[1:]} >= {"0", "1", "2"}  # the first sitting's epoch is kept
+    code = main([*command[:-len(options)], "--lr", "1e-2", *options])
+    assert code != 0 and "left by another pre-training (differs in optim)" in capsys.readouterr().err

@@ -108,16 +108,20 @@ def fit_command(
 
 
 @with_settings("model", "out", "channel", "model_options", *TRAINING_SETTINGS, required=("model", "out"),
-               defaults=PRETRAIN_DEFAULTS)
+               defaults=PRETRAIN_DEFAULTS, default_words="for size, batch and optimiser the recipe's, else ")
 def pretrain_command(
     settings: dict[str, Any],
     datasets: Annotated[str, typer.Option(help="Comma-separated datasets (names or generic files), trained at once.")],
+    recipe: Annotated[bool, typer.Option(help="Take the model's size, batch and optimiser from its recipe (stvfm/recipes/MODEL.yaml); --no-recipe: RunConfig defaults.")] = True,
 ) -> None:
-    """Pre-train one model on several datasets at once (UniST's recipe); fine-tune it with `fit --init-from`."""
+    """Pre-train one model on several datasets at once (UniST's recipe); fine-tune it with `fit --init-from`.
+    Run again into the same --out, it resumes from the last epoch end."""
     from stvfm.training.pretrain import PretrainConfig, pretrain
+    from stvfm.training.recipes import resolve_pretrain_settings
 
     quiet_lightning()
-    config = PretrainConfig(datasets=[name.strip() for name in datasets.split(",") if name.strip()], **settings)
+    names = [name.strip() for name in datasets.split(",") if name.strip()]
+    config = PretrainConfig(datasets=names, **resolve_pretrain_settings(settings, names, use_recipe=recipe))
     payload = pretrain(config)
     console.print(f"pre-trained {config.model} on {', '.join(config.datasets)}: {payload['epochs']} epoch(s), "
                   f"best mean val loss {payload['best_val_loss']}, per dataset {payload['val_loss_per_dataset']}")

@@ -31,11 +31,16 @@ from stvfm.data.prepared import PreparedData, prepare_data
 from stvfm.errors import ConfigError
 from stvfm.models.base import Forecaster
 from stvfm.models.registry import create_model, get_model_entry
+from stvfm.training.checkpoints import load_checkpoint
+from stvfm.training.claim import logged_rows, prepend_rows
 from stvfm.training.config import RunConfig, protocol_for
 from stvfm.training.results import data_record, parameter_counts
 from stvfm.training.settings import PRETRAIN_DEFAULTS, OptimConfig
+from stvfm.training.sittings import SittingLog
+from stvfm.training.sittings import summary as sitting_summary
+from stvfm.training.stopping import stop_reason
 from stvfm.training.task import ForecastTask
-from stvfm.training.trainer import build_trainer, selection_callbacks
+from stvfm.training.trainer import build_trainer, selection_callbacks, timed_out
 from stvfm.values import check_fields
 
 #: The run settings pre-training reads as ``RunConfig`` does: same meaning, same default (except below).
@@ -157,7 +162,8 @@ class MultiGridDataModule(L.LightningDataModule):
 
 
 def pretrain(config: PretrainConfig) -> dict[str, Any]:
-    """Train on every dataset at once; writes ``config.yaml``, ``checkpoints/best.ckpt`` and ``metrics.json``."""
+    """Train on every dataset at once; writes ``config.yaml``, ``checkpoints/best.ckpt`` and ``metrics.json``.
+    Run again into the same folder, it resumes from the last epoch end (``--max-minutes`` caps each sitting)."""
     out = Path(config.out)
     L.seed_everything(config.seed, workers=True, verbose=False)
     datas: dict[str, PreparedData] = {}
@@ -174,8 +180,9 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
                               f"{next(iter(datas))} has {first.channels}, {first.history} -> {first.horizon}")
     model = create_model(config.model, first, **config.model_options)
     views = shared_views(model, config.model, datas, config.model_options)
-    out.mkdir(parents=True, exist_ok=True)
     settings = {**vars(config), "optim": vars(config.optim)}
+    resume = _resume_point(out, settings)
+    out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "config.yaml", yaml.safe_dump(settings, sort_keys=False))
     # ``run`` is what ``fit --init-from`` checks: the model name and its options
     run_record = replace(config.run_config(config.datasets[0]), out=str(out)).to_dict() | {"pretrained_on": config.datasets}
@@ -183,20 +190,53 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
                          data_record={name: data_record(data) for name, data in datas.items()})
     batch_size = config.batch_size or min(default_batch_size(s.height, s.width) for s in shapes.values())
     module = MultiGridDataModule(datas, batch_size, config.seed)
-    checkpoints, _, selection = selection_callbacks(out, "val/loss", config.patience)
-    trainer = build_trainer(config.run_config(config.datasets[0]), out, selection, config.max_epochs)
+    checkpoints, stopper, selection = selection_callbacks(out, "val/loss", config.patience)
+    sittings = SittingLog(out, resumed=resume is not None, precision=config.precision)
+    trainer = build_trainer(config.run_config(config.datasets[0]), out, [*selection, sittings], config.max_epochs)
+    # Lightning's CSVLogger deletes logs/metrics.csv when it starts: keep the epochs a resumed run does not redo
+    logged_before = logged_rows(out / "logs" / "metrics.csv", before_epoch=resume + 1) if resume is not None else []
     started = time.perf_counter()
-    trainer.fit(task, datamodule=module)
+    trainer.fit(task, datamodule=module, ckpt_path=str(out / LAST_CHECKPOINT) if resume is not None else None)
     seconds = time.perf_counter() - started
+    prepend_rows(out / "logs" / "metrics.csv", logged_before)
     epochs = int(trainer.current_epoch)
+    compute = sitting_summary(sittings.sittings)
     payload = {
         "model": config.model, "pretrained_on": list(datas), "channel": config.channel, "seed": config.seed,
         "best_val_loss": float(checkpoints.best_model_score) if checkpoints.best_model_score is not None else None,
         "val_loss_per_dataset": {name: float(trainer.callback_metrics[f"val/loss_{name}"])
                                  for name in datas if f"val/loss_{name}" in trainer.callback_metrics},
-        "epochs": epochs, "train_seconds": seconds, "seconds_per_epoch": seconds / max(1, epochs),
+        "epochs": epochs, "train_seconds": seconds, **compute,
+        "seconds_per_epoch": compute["total_train_seconds"] / max(1, epochs),
+        "stop_reason": stop_reason(epochs, config.max_epochs, seconds, config.max_minutes,
+                                   early_stopped=stopper.stopped_epoch > 0, timed_out=timed_out(trainer)),
         "checkpoint": checkpoints.best_model_path or None, "parameters": parameter_counts(model),
         "settings": settings,
     }
     write_json_atomic(out / "metrics.json", payload)
     return payload
+
+
+#: Where every epoch end leaves the state a later sitting resumes from.
+LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
+#: Settings a later sitting may change: how long it sits, and how it reports.
+SITTING_SETTINGS = ("max_minutes", "progress")
+
+
+def _resume_point(out: Path, settings: dict[str, Any]) -> int | None:
+    """The epoch a folder's ``last.ckpt`` holds when it is this pre-training's to resume, None for a new
+    one; a folder left by another pre-training (other datasets, model or schedule) is refused untouched."""
+    recorded_path = out / "config.yaml"
+    if not recorded_path.is_file():
+        return None
+    recorded = yaml.safe_load(recorded_path.read_text())
+    if not isinstance(recorded, dict):
+        raise ConfigError(f"{recorded_path}: not a pre-training record; use another --out")
+    current = yaml.safe_load(yaml.safe_dump(settings))  # as written: tuples read back as lists
+    differing = sorted(key for key in set(current) | set(recorded)
+                       if key not in SITTING_SETTINGS and recorded.get(key) != current.get(key))
+    if differing:
+        raise ConfigError(f"{recorded_path}: left by another pre-training (differs in {', '.join(differing)}); "
+                          "use another --out")
+    last = out / LAST_CHECKPOINT
+    return int(load_checkpoint(last).get("epoch", -1)) if last.is_file() else None

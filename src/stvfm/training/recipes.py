@@ -109,3 +109,16 @@ def resolve_run_config(flags: dict[str, Any], config_file: str | Path | None = N
         return RunConfig.from_dict(settings)
     except TypeError as error:
         raise ConfigError(f"bad run settings ({error})") from None
+
+
+#: What a pre-training takes from the model's recipe: the model and its optimiser. Its schedule (epochs,
+#: patience) stays pre-training's own, since it sees every dataset's windows in each epoch.
+PRETRAIN_RECIPE_KEYS = ("model_options", "batch_size", "optim")
+
+
+def resolve_pretrain_settings(flags: dict[str, Any], datasets: list[str], use_recipe: bool = True) -> dict[str, Any]:
+    """Pre-training settings: defaults < the recipe's model and optimiser (for the first dataset) < ``flags``."""
+    if not flags.get("model"):
+        raise ConfigError("a pre-training needs --model")
+    published = recipe(flags["model"], datasets[0]) if use_recipe and datasets else {}
+    return merged({key: published[key] for key in PRETRAIN_RECIPE_KEYS if key in published}, flags)

@@ -18,7 +18,6 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Timer
 
 from stvfm import host
 from stvfm.data.prepared import PreparedData, prepare_data
@@ -42,6 +41,7 @@ from stvfm.training.trainer import (
     data_module,
     end_weight_averaging,
     selection_callbacks,
+    timed_out,
     weight_averaging,
 )
 
@@ -133,7 +133,7 @@ def _train(config: RunConfig, data: PreparedData, task: ForecastTask, overwrite:
                  train_steps=int(trainer.global_step), batches_per_epoch=len(module.train_dataloader()),
                  selection_metric=SELECTION_METRIC, best_val_score=best_val_score,
                  stop_reason=stop_reason(epochs, config.max_epochs, train_seconds, config.max_minutes,
-                                         early_stopped=stopper.stopped_epoch > 0, timed_out=_timed_out(trainer)),
+                                         early_stopped=stopper.stopped_epoch > 0, timed_out=timed_out(trainer)),
                  checkpoint=checkpoints.best_model_path or None)  # None: stopped before any validation
     if trainer.world_size > 1:
         # Under DDP the test windows would be split across ranks (padded with duplicates), and with
@@ -159,17 +159,6 @@ def _finish(trainer: L.Trainer, task: ForecastTask, module, ckpt_path: str | Non
         return {}
     prepend_rows(Path(config.out) / "logs" / "metrics.csv", logged_before)
     return results.write_outputs(config, data, task, test_results, extra)
-
-
-def _timed_out(trainer: L.Trainer) -> bool | None:
-    """Whether ``max_time`` ended training; None where this process's timer did not run it (ddp_spawn)."""
-    timer = next((callback for callback in trainer.callbacks if isinstance(callback, Timer)), None)
-    if timer is None:
-        return False
-    if timer.start_time("train") is None:
-        return None
-    remaining = timer.time_remaining("train")
-    return remaining is not None and remaining <= 0
 
 
 def _training_record(trainer: L.Trainer, checkpoints, last: Path) -> tuple[int, float | None]:

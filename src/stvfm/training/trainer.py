@@ -121,3 +121,14 @@ def selection_callbacks(out: Path, monitor: str, patience: int) -> tuple:
     latest = ModelCheckpoint(dirpath=folder, filename="last", save_top_k=1, enable_version_counter=False)
     stopper = EarlyStopping(monitor=monitor, mode="min", patience=patience)
     return best, stopper, [best, latest, stopper]
+
+
+def timed_out(trainer: L.Trainer) -> bool | None:
+    """Whether ``max_time`` ended training; None where this process's timer did not run it (ddp_spawn)."""
+    timer = next((callback for callback in trainer.callbacks if isinstance(callback, Timer)), None)
+    if timer is None:
+        return False
+    if timer.start_time("train") is None:
+        return None
+    remaining = timer.time_remaining("train")
+    return remaining is not None and remaining <= 0
