@@ -287,3 +287,16 @@ def test_seeds_that_no_time_cap_stopped_share_a_row_whatever_sitting_cap_and_che
     rows = ledger_rows([*finished[:2], record(2, 170.0, "time cap", "ab" * 32)], "bikenyc1")
     assert sorted((row.label, tuple(row.seeds)) for row in rows) == [("stid [cap 170 min]", (2,)),
                                                                       ("stid [no time cap reached]", (0, 1))]
+
+
+def test_a_fine_tuned_row_names_the_run_it_started_from():
+    from stvfm.experiments.ledger_report import ledger_rows
+
+    def record(seed, init_from=None):
+        settings = {"model": "unist", "dataset": "bikenyc1", "out": f"runs/{seed}", "seed": seed, "init_from": init_from}
+        return {"model": "unist", "dataset": "bikenyc1", "channel": 0, "settings": settings, "stop_reason": "early stop",
+                "seed": seed, "rmse": 6.0 + seed, "mae": 3.0, "recorded_at": f"2026-12-0{seed + 1}"}
+
+    start = "runs/relay/pretrain/unist-bikenyc1-60d+taxinyc1-seed0/checkpoints/best.ckpt"
+    rows = ledger_rows([record(0), record(1, start)], "bikenyc1")
+    assert [row.label for row in rows] == ["unist", "unist (fine-tuned from unist-bikenyc1-60d+taxinyc1-seed0)"]

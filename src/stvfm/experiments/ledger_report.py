@@ -103,8 +103,11 @@ class LedgerRow:
 
 
 def _label(record: dict[str, Any]) -> str:
+    """Model, variant, and the run folder it was fine-tuned from (a pre-training's folder names its datasets)."""
     variant = record.get("variant")
-    return record["model"] + (f" ({variant})" if variant and variant != "full" else "")
+    label = record["model"] + (f" ({variant})" if variant and variant != "full" else "")
+    start = (record.get("settings") or {}).get("init_from")
+    return label + (f" (fine-tuned from {Path(start).parent.parent.name or start})" if start else "")
 
 
 def _row_settings(record: dict[str, Any]) -> dict[str, Any]:
@@ -118,7 +121,7 @@ def _row_settings(record: dict[str, Any]) -> dict[str, Any]:
 def _differing(rows: list[LedgerRow]) -> list[str]:
     """Settings whose values differ between rows of one model: what tells them apart in a label."""
     settings = [result_settings(_row_settings(row.records[0])) for row in rows]
-    keys = sorted(set().union(*settings) - {"seed", "out"})
+    keys = sorted(set().union(*settings) - {"seed", "out", "init_from"})  # the label names the start
     return [key for key in keys if len({json.dumps(s.get(key), sort_keys=True, default=str) for s in settings}) > 1]
 
 
