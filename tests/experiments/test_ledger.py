@@ -276,12 +276,16 @@ def test_seeds_that_no_time_cap_stopped_share_a_row_whatever_sitting_cap_and_che
         settings = {"model": "stid", "dataset": "bikenyc1", "out": f"runs/{seed}", "seed": seed, "max_minutes": cap}
         settings |= {"data_sha256": digest} if digest else {}
         return {"model": "stid", "dataset": "bikenyc1", "channel": 0, "settings": settings, "stop_reason": stop,
-                "seed": seed, "rmse": 6.8 + seed / 100, "mae": 3.2, "recorded_at": f"2026-12-0{seed + 1}"}
+                "seed": seed, "rmse": 6.8 + seed / 100, "mae": 3.2, "recorded_at": f"2026-12-0{seed + 1}", "epochs": 90}
 
     finished = [record(0, 120.0, "epoch cap"), record(1, 170.0, "early stop", "ab" * 32),
                 record(2, 170.0, "epoch cap", "ab" * 32)]
+    # seed 0 was resumed: two sittings of 50 and 70 minutes, its budget the sum of both
+    finished[0] |= {"epochs": 100, "threads": 1, "train_seconds": 4200.0, "total_train_seconds": 7200.0,
+                    "sittings": [{"train_seconds": 3000.0}, {"train_seconds": 4200.0}]}
     rows = ledger_rows(finished, "bikenyc1")
     assert [(row.label, row.seeds) for row in rows] == [("stid", [0, 1, 2])]
+    assert rows[0].budget.startswith("100 ep, 120 min over 2 sittings x 1 thr, epoch cap")
     assert rows[0].stat("rmse") == pytest.approx((6.81, 0.01))
     # a seed the 170-minute cap stopped is another result: its own row, named by its cap
     rows = ledger_rows([*finished[:2], record(2, 170.0, "time cap", "ab" * 32)], "bikenyc1")

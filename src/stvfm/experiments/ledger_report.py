@@ -62,12 +62,14 @@ class LedgerRow:
             return self.fitted_by
         parts = []
         for record in sorted(self.records, key=lambda r: r["seed"]):
-            minutes = (record.get("train_seconds") or 0) / 60
+            minutes = _training_seconds(record) / 60
+            sittings = len(record.get("sittings") or [])
+            over = f" over {sittings} sittings" if sittings > 1 else ""
             host = record.get("machine") or {}
             notes = [f"load {host['load_15min']:g}"] if host.get("load_15min") is not None else []
             notes += [host["cpu_capability"]] if host.get("cpu_capability") else []  # AVX2 hosts run ~2x slower
             shared = f" ({', '.join(notes)})" if notes else ""
-            parts.append(f"{record['epochs']} ep, {minutes:.0f} min x {record.get('threads') or '?'} thr{shared}, "
+            parts.append(f"{record['epochs']} ep, {minutes:.0f} min{over} x {record.get('threads') or '?'} thr{shared}, "
                          f"{record['stop_reason']}")
         return "; ".join(parts)
 
@@ -78,7 +80,7 @@ class LedgerRow:
             return "-", "-"
         ordered = sorted(self.records, key=lambda r: r["seed"])
         return (", ".join(str(record["epochs"]) for record in ordered),
-                ", ".join(f"{(record.get('train_seconds') or 0) / 60:.0f}" for record in ordered))
+                ", ".join(f"{_training_seconds(record) / 60:.0f}" for record in ordered))
 
     @property
     def stopped_by(self) -> str:
@@ -100,6 +102,11 @@ class LedgerRow:
     def weights(self) -> str:
         labels = {(record.get("weights") or {}).get("label") for record in self.records} - {None}
         return ", ".join(sorted(labels)) or "-"
+
+
+def _training_seconds(record: dict[str, Any]) -> float:
+    """Training seconds summed over every sitting of a resumed run (``train_seconds`` is the last one's)."""
+    return float(record.get("total_train_seconds") or record.get("train_seconds") or 0.0)
 
 
 def _label(record: dict[str, Any]) -> str:
