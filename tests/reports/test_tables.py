@@ -24,6 +24,7 @@ def test_whole_epochs_give_their_time_and_why_they_stopped():
     assert budget_words({**full, "stop_reason": "time cap"}) == "5 epochs, 1305 s each (time cap): not converged"
     # a batch limit at least one epoch long is whole epochs
     assert budget_words({**full, "settings": {"limit_train_batches": 400}}).startswith("5 epochs, 1305 s each")
+    assert budget_words({**full, "epochs": 1}) == "1 epoch, 1305 s (epoch cap)"  # one epoch, said as one
 
 
 def test_limited_epochs_say_their_batches_and_records_without_step_counts_still_read():

@@ -37,6 +37,10 @@ def load_metrics(run: str | Path) -> dict[str, Any]:
 COLUMNS = ("model", "dataset", "channel", "RMSE", "MAE", "windows", "weights", "budget")
 
 
+def _epochs(count: int) -> str:
+    return f"{count} epoch{'' if count == 1 else 's'}"
+
+
 def budget_words(payload: dict[str, Any]) -> str:
     """How much training a result had, in words a newcomer reads right: a closed form, a fraction of one
     epoch, or whole epochs (with their time only then); why it stopped, and ``not converged`` where it
@@ -50,10 +54,11 @@ def budget_words(payload: dict[str, Any]) -> str:
         words = f"{steps} training steps, about {steps / per_epoch:.0%} of one epoch"
     elif not (limit == 1.0 and isinstance(limit, float) or isinstance(limit, int) and limit >= (per_epoch or math.inf)):
         share = f"{limit} batch{'es' if limit != 1 else ''}" if isinstance(limit, int) else f"{limit:.0%} of the batches"
-        words = f"{payload['epochs']} epochs of {share} each"
+        words = f"{_epochs(payload['epochs'])} of {share} each"
     else:
         per_epoch_seconds = payload.get("seconds_per_epoch")
-        words = f"{payload['epochs']} epochs" + (f", {per_epoch_seconds:.0f} s each" if per_epoch_seconds else "")
+        each = "" if payload["epochs"] == 1 else " each"
+        words = _epochs(payload["epochs"]) + (f", {per_epoch_seconds:.0f} s{each}" if per_epoch_seconds else "")
     reason = payload.get("stop_reason")
     words += f" ({reason})" if reason else ""
     return words + (": not converged" if partial_epoch or reason == "time cap" else "")
