@@ -6,7 +6,8 @@
 # A run that ends by early stopping or its recipe's last epoch (a classical model: its closed form) is copied into the ledger
 # (STVFM_LEDGER, default docs/results/ledger): commit that record at once.
 #   QUEUE="stvfm:bikenyc1-60d:0 unist:bikenyc1-60d:0" SITTING=120 scripts/relay.sh
-# Entries are MODEL:DATASET:SEED (channel 0); MODEL+pre (e.g. unist+pre) first pre-trains MODEL on DATASET
+# Entries are MODEL:DATASET:SEED (channel 0); MODEL/KEY=VALUE,... sets model options (ST-VFM's ablations and
+# random-init rows: stvfm/variant=simple, stvfm/weights=random); MODEL+pre (e.g. unist+pre) first pre-trains MODEL on DATASET
 # and PRETRAIN_WITH (default taxinyc1) at once, in sittings too, then fine-tunes from it on DATASET.
 # Environment: STVFM_RUNS (run folders, default runs/; keep it outside the work tree), STVFM (the CLI),
 # THREADS (torch threads, default all cores).
@@ -34,9 +35,18 @@ PY
 
 for entry in $queue; do
   IFS=: read -r model dataset seed <<<"$entry"
-  out="$runs/relay/$dataset/$model-seed$seed"
   extra=()
-  [ "$model" = stllm ] && extra=(--set weights=random)  # GPT-2 weights need the hub; every record says so
+  if [[ $model == */* ]]; then  # model options: one --set each, and in the folder's name
+    IFS=, read -ra options <<<"${model#*/}"
+    for option in "${options[@]}"; do extra+=(--set "$option"); done
+    model=${model%%/*}
+    named=${entry%%:*}
+    out="$runs/relay/$dataset/$model-${named#*/}-seed$seed"
+    out=${out//[=,]/-}
+  else
+    out="$runs/relay/$dataset/$model-seed$seed"
+  fi
+  [ "$model" = stllm ] && extra+=(--set weights=random)  # GPT-2 weights need the hub; every record says so
   if [[ $model == *+pre ]]; then
     model=${model%+pre}
     with=${PRETRAIN_WITH:-taxinyc1}
