@@ -19,7 +19,7 @@ from stvfm.atomic import write_text_atomic
 from stvfm.data.series import channel_flag
 from stvfm.errors import DataError
 from stvfm.experiments.paper import paper_figure, paper_scale, printed_figure
-from stvfm.ledger import identity, normalised_settings, period_text, read_records, record_period, result_settings
+from stvfm.ledger import identity, period_text, read_records, record_period, result_settings
 
 #: Paper rows for ST-VFM variants (main table rows are model names).
 _PAPER_ROW = {"stvfm": "stvfm"}
@@ -160,7 +160,7 @@ def ledger_rows(records: list[dict[str, Any]], dataset: str, channel: int | str 
         if len(same) > 1:
             keys, periods = _differing(same), len({row.period for row in same}) > 1
             for row in same:
-                parts = [_budget_label(normalised_settings(_row_settings(row.records[0])), keys)] if keys else []
+                parts = [_budget_label(result_settings(_row_settings(row.records[0])), keys)] if keys else []
                 row.label += f" [{', '.join(parts + ([period_text(row.period)] if periods else []))}]"
     return sorted(rows, key=lambda row: row.stat("rmse")[0])
 

@@ -17,7 +17,7 @@ from stvfm.atomic import atomic_path, write_text_atomic
 from stvfm.errors import CheckpointError, ConfigError
 from stvfm.training.checkpoints import load_checkpoint
 from stvfm.training.config import RunConfig
-from stvfm.training.folders import IN_PROGRESS_NAME, LOCK_NAME, clear_run, own_temporaries
+from stvfm.training.folders import IN_PROGRESS_NAME, LAST_CHECKPOINT, LOCK_NAME, clear_run, own_temporaries
 
 #: Run folders this process holds the lock of, until ``release_folder``.
 _held: dict[Path, IO] = {}
@@ -37,7 +37,7 @@ def _recorded_runs(out: Path, checkpoints: bool = True) -> list[tuple[Path, RunC
             if not isinstance(payload, dict):
                 raise ConfigError(f"{path}: not a run record; use another --out, or --overwrite to clear the folder")
             records.append((path, RunConfig.from_record(payload, path)))
-    last = out / "checkpoints" / "last.ckpt"
+    last = out / LAST_CHECKPOINT
     if checkpoints and last.exists():
         try:
             saved = load_checkpoint(last)
@@ -98,7 +98,7 @@ def accept_folder(config: RunConfig, out: Path, overwrite: bool) -> int | None:
     if overwrite:
         clear_run(out)
     _refuse_other_runs(config, _recorded_runs(out, checkpoints=False))  # a run that claimed it meanwhile
-    last = out / "checkpoints" / "last.ckpt"
+    last = out / LAST_CHECKPOINT
     resumed = int(load_checkpoint(last).get("epoch", -1)) if last.exists() else None
     if rank_zero_only.rank != 0:  # under DDP the launching process writes the folder
         return resumed

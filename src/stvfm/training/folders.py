@@ -14,6 +14,8 @@ IN_PROGRESS_NAME = ".in-progress"
 RUN_OUTPUTS = ("config.yaml", "metrics.json", "predictions.npz", "checkpoints", "logs", IN_PROGRESS_NAME)
 #: Held (``fcntl.flock``) by the one process running a run in the folder.
 LOCK_NAME = ".stvfm.lock"
+#: Where every epoch end leaves the state a later sitting resumes from (relative to the run folder).
+LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
 #: The temporaries a run's own atomic writes leave when killed before their rename (``stvfm.atomic``
 #: names them ``.<target>.<random>.tmp``), by folder below the run folder; nothing else there is the run's.
 OWN_TEMPORARIES = {

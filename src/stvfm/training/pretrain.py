@@ -34,6 +34,7 @@ from stvfm.models.registry import create_model, get_model_entry
 from stvfm.training.checkpoints import load_checkpoint
 from stvfm.training.claim import logged_rows, prepend_rows
 from stvfm.training.config import RunConfig, protocol_for
+from stvfm.training.folders import LAST_CHECKPOINT
 from stvfm.training.results import data_record, parameter_counts
 from stvfm.training.settings import PRETRAIN_DEFAULTS, OptimConfig
 from stvfm.training.sittings import SittingLog
@@ -217,8 +218,6 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
     return payload
 
 
-#: Where every epoch end leaves the state a later sitting resumes from.
-LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
 #: Settings a later sitting may change: how long it sits, and how it reports.
 SITTING_SETTINGS = ("max_minutes", "progress")
 

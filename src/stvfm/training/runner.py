@@ -28,6 +28,7 @@ from stvfm.training import results
 from stvfm.training.checkpoints import load_checkpoint, restore, start_from
 from stvfm.training.claim import accept_folder, logged_rows, prepend_rows, refuse_trained_run, release_folder
 from stvfm.training.config import RunConfig, native_precision, protocol_for
+from stvfm.training.folders import LAST_CHECKPOINT
 from stvfm.training.metrics import ForecastMetrics
 from stvfm.training.results import data_record
 from stvfm.training.sittings import SittingLog
@@ -110,7 +111,7 @@ def _train(config: RunConfig, data: PreparedData, task: ForecastTask, overwrite:
     started = time.perf_counter()
     out = Path(config.out)
     checkpoints, stopper, selection = selection_callbacks(out, SELECTION_METRIC, config.patience)
-    ckpt_last = out / "checkpoints" / "last.ckpt"
+    ckpt_last = out / LAST_CHECKPOINT
     sittings = SittingLog(out, resumed=ckpt_last.exists() and not overwrite, precision=config.precision)
     trainer = build_trainer(config, out, callbacks=[*selection, *weight_averaging(config.optim), sittings, *callbacks],
                             max_epochs=config.max_epochs)
