@@ -6,7 +6,8 @@
 # A run that ends by early stopping or its recipe's last epoch (a classical model: its closed form) is copied into the ledger
 # (STVFM_LEDGER, default docs/results/ledger): commit that record at once.
 #   QUEUE="stvfm:bikenyc1-60d:0 unist:bikenyc1-60d:0" SITTING=120 scripts/relay.sh
-# Entries are MODEL:DATASET:SEED (channel 0); MODEL/KEY=VALUE,... sets model options (ST-VFM's ablations and
+# Entries are MODEL:DATASET:SEED[:EPOCHS] (channel 0; EPOCHS replaces the recipe's max_epochs, a longer schedule
+# in its own folder, e.g. stvfm:bikenyc1-60d:0:30); MODEL/KEY=VALUE,... sets model options (ST-VFM's ablations and
 # random-init rows: stvfm/variant=simple, stvfm/weights=random); MODEL+pre (e.g. unist+pre) first pre-trains MODEL on DATASET
 # and PRETRAIN_WITH (default taxinyc1) at once, in sittings too, then fine-tunes from it on DATASET.
 # Environment: STVFM_RUNS (run folders, default runs/; keep it outside the work tree), STVFM (the CLI),
@@ -34,7 +35,7 @@ PY
 }
 
 for entry in $queue; do
-  IFS=: read -r model dataset seed <<<"$entry"
+  IFS=: read -r model dataset seed epochs <<<"$entry"
   extra=()
   if [[ $model == */* ]]; then  # model options: one --set each, and in the folder's name
     IFS=, read -ra options <<<"${model#*/}"
@@ -61,6 +62,10 @@ for entry in $queue; do
     done
     extra+=(--init-from "$pre/checkpoints/best.ckpt")
     out="$runs/relay/$dataset/$model-pre-seed$seed"
+  fi
+  if [ -n "$epochs" ]; then  # another schedule, so another run: its own folder
+    extra+=(--max-epochs "$epochs")
+    out="${out%-seed$seed}-ep$epochs-seed$seed"
   fi
   while ! finished "$out"; do
     echo "== $(date -u +%H:%M:%S) $model on $dataset, seed $seed: a sitting of up to $sitting min ($out)"
