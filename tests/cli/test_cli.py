@@ -46,7 +46,7 @@ TINY_OPTIONS = {
     "stvfm": ["backbone=tiny", "weights=random", "temporal_dim=16", "temporal_heads=2"],
     "stllm": ["weights=random", "gpt2_overrides={n_embd: 32, n_layer: 2, n_head: 2}", "llm_layers=2"],
 }
-CLASSICAL = {"last", "ha-day", "ha-week", "arima"}
+CLASSICAL = {entry.name for entry in list_models() if not entry.cls.trainable}
 
 
 @pytest.fixture(scope="module")

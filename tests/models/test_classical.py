@@ -39,7 +39,7 @@ def weekly_periodic_series(weeks: int, seed: int = 0) -> np.ndarray:
     return np.tile(pattern, (weeks, 1, 1, 1)).astype(np.float32)
 
 
-@pytest.mark.parametrize("name", ["last", "ha-day", "ha-week", "arima"])
+@pytest.mark.parametrize("name", ["last", "ha-day", "ha-week", "arima", "linear-ar"])
 def test_registered_as_classical(name):
     model = create_model(name, SHAPE, **({"workers": 1} if name == "arima" else {}))
     assert isinstance(model, ClassicalForecaster) and not model.trainable
@@ -176,3 +176,94 @@ def test_arima_refuses_origins_beyond_its_series_and_bad_orders():
         model(batch)
     with pytest.raises(ConfigError, match="trend"):
         create_model("arima", ARIMA_SHAPE, order=(1, 1, 1))
+
+
+# ------------------------------------------------------ seasonal linear autoregression
+
+
+def seasonal_ar_series(steps: int, seed: int) -> np.ndarray:
+    """Per cell an AR(1) with its own coefficient and a per-slot mean, plus noise."""
+    rng = np.random.default_rng(seed)
+    cells = SHAPE.channels * SHAPE.height * SHAPE.width
+    coefficient, profile = rng.uniform(0.2, 0.8, cells), rng.uniform(-0.5, 0.5, (SLOTS, cells))
+    series = np.zeros((steps, cells))
+    for t in range(1, steps):
+        series[t] = coefficient * series[t - 1] + profile[t % SLOTS] + rng.normal(scale=0.05, size=cells)
+    return series.reshape(steps, SHAPE.channels, SHAPE.height, SHAPE.width).astype(np.float32)
+
+
+def least_squares_forecasts(values, features, train_end, starts, seasonality="day"):
+    """The same fit written out with numpy's lstsq, one cell at a time, on complete training windows only."""
+    history, horizon = SHAPE.history, SHAPE.horizon
+    cells = values.reshape(len(values), -1).astype(np.float64)
+
+    def design(window_starts, cell):
+        past = np.stack([cells[s : s + history, cell] for s in window_starts])
+        weekday, slot = features[np.asarray(window_starts) + history - 1].T
+        seasonal = {"none": np.ones((len(past), 1)), "day": np.eye(SLOTS)[slot], "week": np.eye(7 * SLOTS)[weekday * SLOTS + slot]}
+        return np.concatenate([past, seasonal[seasonality]], axis=1)
+
+    train_starts = range(train_end - history - horizon + 1)
+    forecasts = np.zeros((len(starts), horizon, cells.shape[1]))
+    for cell in range(cells.shape[1]):
+        targets = np.stack([cells[s + history : s + history + horizon, cell] for s in train_starts])
+        inputs = design(train_starts, cell)
+        complete = ~(np.isnan(inputs).any(axis=1) | np.isnan(targets).any(axis=1))
+        coefficients = np.linalg.lstsq(inputs[complete], targets[complete], rcond=None)[0]
+        forecasts[:, :, cell] = design(starts, cell) @ coefficients
+    return forecasts.reshape(len(starts), horizon, *values.shape[1:])
+
+
+@pytest.mark.parametrize("seasonality", ["none", "day", "week"])
+def test_linear_ar_matches_numpy_least_squares_per_cell(seasonality):
+    values = seasonal_ar_series(200, seed=3)
+    features = time_features(len(values))
+    model = create_model("linear-ar", SHAPE, ridge=0.0, seasonality=seasonality)
+    model.fit_series(values, features, train_end=180)
+    starts = [180, 185, 191]
+    expected = least_squares_forecasts(values, features, 180, starts, seasonality)
+    np.testing.assert_allclose(model(windows(values, features, starts))["forecast"].numpy(), expected, atol=1e-4)
+
+
+def test_linear_ar_leaves_windows_with_gaps_out_of_the_fit():
+    values = seasonal_ar_series(80, seed=4)
+    values[[10, 31], 0, 1, 2] = np.nan  # two gaps in one cell's training split
+    features = time_features(len(values))
+    model = create_model("linear-ar", SHAPE, ridge=0.0, seasonality="day")
+    model.fit_series(values, features, train_end=60)
+    starts = [60, 70]
+    forecast = model(windows(values, features, starts))["forecast"].numpy()
+    np.testing.assert_allclose(forecast, least_squares_forecasts(values, features, 60, starts), atol=1e-4)
+
+
+def test_linear_ar_shared_map_equals_per_cell_maps_when_cells_are_copies():
+    one_cell = seasonal_ar_series(80, seed=5)[:, :1, :1, :1]
+    values = np.tile(one_cell, (1, SHAPE.channels, SHAPE.height, SHAPE.width))
+    features = time_features(len(values))
+    batch = windows(values, features, [62, 70])
+    forecasts = []
+    for per_cell in (True, False):
+        model = create_model("linear-ar", SHAPE, per_cell=per_cell, ridge=0.0)
+        model.fit_series(values, features, train_end=60)
+        forecasts.append(model(batch)["forecast"])
+    torch.testing.assert_close(forecasts[0], forecasts[1], atol=1e-4, rtol=1e-4)
+    assert create_model("linear-ar", SHAPE, per_cell=False).fitted_by == "least squares over all cells"
+
+
+def test_linear_ar_round_trips_and_refuses_short_or_unfitted_use():
+    values = seasonal_ar_series(40, seed=6)
+    features = time_features(len(values))
+    fitted = create_model("linear-ar", SHAPE)
+    fitted.fit_series(values, features, train_end=30)
+    restored = create_model("linear-ar", SHAPE)
+    restored.load_state_dict(fitted.state_dict())
+    batch = windows(values, features, [30, 31])
+    torch.testing.assert_close(restored(batch)["forecast"], fitted(batch)["forecast"])
+    with pytest.raises(ConfigError, match="not fitted"):
+        create_model("linear-ar", SHAPE)(batch)
+    with pytest.raises(DataError, match="no window"):
+        create_model("linear-ar", SHAPE).fit_series(values, features, train_end=SHAPE.history + SHAPE.horizon - 1)
+    with pytest.raises(ConfigError, match="ridge"):
+        create_model("linear-ar", SHAPE, ridge=-1.0)
+    with pytest.raises(ConfigError, match="seasonality"):
+        create_model("linear-ar", SHAPE, seasonality="month")

@@ -72,7 +72,7 @@ def models_command() -> None:
 @with_settings("model", "dataset", "out", "channel", "steps", "scaling", "gap_fill", "model_options", "data_root",
                required=("model", "dataset", "out"))
 def evaluate_command(settings: dict[str, Any], overwrite: OverwriteOption = False) -> None:
-    """Fit a classical baseline (last, ha-day, ha-week, arima) on the training split and test it."""
+    """Fit a classical baseline (last, ha-day, ha-week, arima, linear-ar) on the training split and test it."""
     from stvfm.ledger import record_finished
     from stvfm.training.config import RunConfig
     from stvfm.training.runner import evaluate

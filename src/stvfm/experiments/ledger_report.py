@@ -125,17 +125,33 @@ def _row_settings(record: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in record["settings"].items() if key not in untimed}
 
 
+def _label_settings(record: dict[str, Any]) -> dict[str, Any]:
+    """A row's result settings with each model option as a setting of its own, so a label names only the
+    options that differ (``seasonality none``), not the whole dictionary."""
+    settings = result_settings(_row_settings(record))
+    options = settings.pop("model_options", None) or {}
+    return {**settings, **options}
+
+
 def _differing(rows: list[LedgerRow]) -> list[str]:
     """Settings whose values differ between rows of one model: what tells them apart in a label."""
-    settings = [result_settings(_row_settings(row.records[0])) for row in rows]
+    settings = [_label_settings(row.records[0]) for row in rows]
     keys = sorted(set().union(*settings) - {"seed", "out", "init_from"})  # the label names the start
     return [key for key in keys if len({json.dumps(s.get(key), sort_keys=True, default=str) for s in settings}) > 1]
 
 
 def _budget_label(settings: dict[str, Any], keys: list[str]) -> str:
     names = {"max_minutes": "cap {:g} min", "max_epochs": "max {} ep", "batch_size": "batch {}"}
-    return ", ".join("no time cap reached" if key == "max_minutes" and settings.get(key) is None
-                     else names.get(key, key + " {}").format(settings.get(key)) for key in keys)
+
+    def part(key: str) -> str:
+        value = settings.get(key)
+        if key == "max_minutes" and value is None:
+            return "no time cap reached"
+        if key in names:
+            return names[key].format(value)
+        return f"{key} {value if isinstance(value, str) else json.dumps(value, default=str)}"  # true, not True
+
+    return ", ".join(part(key) for key in keys)
 
 
 def ledger_rows(records: list[dict[str, Any]], dataset: str, channel: int | str = 0) -> list[LedgerRow]:
@@ -160,7 +176,7 @@ def ledger_rows(records: list[dict[str, Any]], dataset: str, channel: int | str 
         if len(same) > 1:
             keys, periods = _differing(same), len({row.period for row in same}) > 1
             for row in same:
-                parts = [_budget_label(result_settings(_row_settings(row.records[0])), keys)] if keys else []
+                parts = [_budget_label(_label_settings(row.records[0]), keys)] if keys else []
                 row.label += f" [{', '.join(parts + ([period_text(row.period)] if periods else []))}]"
     return sorted(rows, key=lambda row: row.stat("rmse")[0])
 

@@ -101,6 +101,12 @@ def _fit_classical(config: RunConfig, data: PreparedData, task: ForecastTask, ov
     accept_folder(config, Path(config.out), overwrite)
     task.model.fit_series(data.scaled_with_gaps(), data.time_features, data.splits["train"][1])
     extra = {"fit_seconds": time.perf_counter() - started, "fitted_by": task.model.fitted_by}
+    # scored on validation as the learned models are, so a classical model's options are chosen there too
+    validated = trainer.validate(task, datamodule=module, verbose=False)
+    if validated:
+        scores = validated[0]
+        extra.update(selection_metric=SELECTION_METRIC, best_val_score=float(scores[SELECTION_METRIC]),
+                     val={"rmse": float(scores["val/rmse"]), "mae": float(scores["val/mae"])})
     return _finish(trainer, task, module, None, config, data, extra, started, logged_before=[])
 
 
