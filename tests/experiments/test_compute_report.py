@@ -78,7 +78,9 @@ def test_the_compute_report_is_rebuilt_from_records_alone_with_zero_or_more(tmp_
     ledger.mkdir(parents=True)
     records = [_record(model="stid", rmse=6.6), _record(model="tau", curve=(12.0, 8.0), stop="time cap",
                                                         capability="AVX2", train_seconds=1400.0, threads=1),
-               _record(model="ha-week", curve=(), stop="not trained", train_seconds=0.0)]
+               _record(model="ha-week", curve=(), stop="not trained", train_seconds=0.0),
+               _record(model="linear-ar", rmse=6.1, curve=(), stop="not trained", train_seconds=0.0,
+                       val={"rmse": 6.25, "mae": 3.0}, fitted_by="least squares per cell")]
     for record in records:
         (ledger / f"{record['model']}.json").write_text(json.dumps(record))
     text, written = compute([tmp_path / "ledger"], "bikenyc1", 0, tmp_path / "out" / "compute-bikenyc1")
@@ -86,6 +88,8 @@ def test_the_compute_report_is_rebuilt_from_records_alone_with_zero_or_more(tmp_
     assert all(path.stat().st_size > 0 for path in written) and written[0].read_text() == text
     table = [line for line in text.splitlines() if line.startswith(("| stid", "| tau"))]
     assert len(table) == 2 and "ha-week" not in text  # a closed-form model has no validation curve
+    # one scored on validation stands beside the curves as a reference level
+    assert "| linear-ar | 6.250 | 6.100 | least squares per cell |" in text
     # stid finished within 200 core-s: its test figure beside the best; tau first validated at 700 core-s, its cap stopped it at 1400
     assert table[0].startswith("| stid | **6.400** (test 6.600) | **6.400** (test 6.600) |")
     assert table[1].startswith("| tau | - | ≤ 8.000 | ≤ 8.000 |") and "AVX2" in table[1]

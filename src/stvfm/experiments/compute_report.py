@@ -6,7 +6,8 @@ measured (wall seconds of training and validation x threads). Where a validation
 the most precise thing a record holds: wall seconds logged per epoch, else each sitting's seconds
 spread evenly over the epochs it trained, else the run's training seconds spread evenly over its
 epochs. A core-second of an AVX2 host buys less than one of an AVX512 host, so every point names its
-host's vector units.
+host's vector units. Closed-form rows scored on validation stand beside them as references: they cost no
+training, so what a learned model reaches is read against what a fit of seconds gives.
 """
 
 from __future__ import annotations
@@ -150,6 +151,23 @@ class ComputeRow:
         return statistics.fmean(value for _, value in measured), capped, test, len(measured)
 
 
+@dataclass(frozen=True)
+class Reference:
+    """A closed-form row scored on validation: a level the learned rows' curves are read against."""
+
+    label: str
+    val_rmse: float
+    test_rmse: float
+    fitted_by: str
+
+
+def references(records: list[dict[str, Any]], dataset: str, channel: int | str) -> list[Reference]:
+    """The ledger's closed-form rows of ``dataset`` whose records hold a validation score, best first."""
+    found = [Reference(row.label, float(row.records[0]["val"]["rmse"]), float(row.records[0]["rmse"]), row.fitted_by)
+             for row in ledger_rows(records, dataset, channel) if not row.learned and row.records[0].get("val")]
+    return sorted(found, key=lambda reference: reference.val_rmse)
+
+
 def compute_rows(records: list[dict[str, Any]], dataset: str, channel: int | str) -> list[ComputeRow]:
     """The ledger report's rows of ``dataset`` that trained and validated, best at the largest budget first."""
     rows = []
@@ -179,8 +197,16 @@ def _hours(core_seconds: float) -> str:
     return f"{core_seconds / 3600:.2f}"
 
 
+def _reference_lines(fixed: list[Reference]) -> list[str]:
+    if not fixed:
+        return []
+    return ["", "Closed-form references (no training: the dashed lines of the figure):", "",
+            "| reference | validation RMSE | test RMSE | fitted by |", "|---|---|---|---|",
+            *(f"| {ref.label} | {ref.val_rmse:.3f} | {ref.test_rmse:.3f} | {ref.fitted_by} |" for ref in fixed)]
+
+
 def render(rows: list[ComputeRow], dataset: str, channel: int | str, sources: list[str], out: Path,
-           span: str) -> str:
+           span: str, fixed: list[Reference] = ()) -> str:
     command = (f"`stvfm ledger compute --dataset {dataset} --channel {channel_flag(channel)} "
                f"{' '.join(f'--ledger {source}' for source in sources)} --out {out}`")
     figure = out.name + ".png"
@@ -192,7 +218,7 @@ def render(rows: list[ComputeRow], dataset: str, channel: int | str, sources: li
              "each row names its hosts' vector units, and the figure marks each validation by them."), ""]
     if not rows:
         return "\n".join(lines + [(f"No learned records of {dataset} channel {channel} with a validation curve in "
-                                  "these ledgers yet: nothing to place against compute."), ""])
+                                  "these ledgers yet: nothing to place against compute."), *_reference_lines(fixed), ""])
     best = {}
     for budget, _ in BUDGETS:
         measured = [(row.at(budget)[0], index) for index, row in enumerate(rows) if row.at(budget)]
@@ -221,6 +247,7 @@ def render(rows: list[ComputeRow], dataset: str, channel: int | str, sources: li
     for budget, label in BUDGETS:
         lines.append(f"- Best after {label} of one core: "
                      + (rows[best[budget]].label if best[budget] is not None else "no row had validated yet") + ".")
+    lines += _reference_lines(fixed)
     used = sorted({run.timing for row in rows for run in row.runs}, key=list(TIMINGS).index)
     lines += ["", "Epoch times: " + "; ".join(f"`{name}`: {TIMINGS[name]}" for name in used) + "."]
     if unknown_threads:
@@ -228,9 +255,9 @@ def render(rows: list[ComputeRow], dataset: str, channel: int | str, sources: li
     return "\n".join(lines) + "\n"
 
 
-def plot(rows: list[ComputeRow], path: Path, title: str) -> Path:
+def plot(rows: list[ComputeRow], path: Path, title: str, fixed: list[Reference] = ()) -> Path:
     """Step-wise best validation RMSE so far against core-hours (log scale), one line per row, each
-    validation marked by its host's vector units."""
+    validation marked by its host's vector units; closed-form references as dashed levels."""
     fig = Figure(figsize=(11, 6), layout="constrained")
     ax = fig.subplots()
     colours = [f"C{index % 10}" for index in range(len(rows))]
@@ -246,6 +273,13 @@ def plot(rows: list[ComputeRow], path: Path, title: str) -> Path:
             points = [(h, b) for h, b, v in zip(hours, best_so_far, validations, strict=True) if v.vector_units == units]
             ax.scatter(*zip(*points, strict=True), marker=MARKERS.get(units, "D"), s=18, color=colours[index], zorder=3)
         lowest, highest = min(lowest, *best_so_far), max(highest, best_so_far[0])
+    for reference in fixed:
+        if rows and reference.val_rmse > min(highest, lowest * 3) * 1.02:
+            continue  # above the plotted range: the table lists it
+        ax.axhline(reference.val_rmse, color="black", linewidth=0.9, linestyle="--")
+        ax.annotate(f"{reference.label} (closed form)", (0.01, reference.val_rmse), xycoords=("axes fraction", "data"),
+                    fontsize=8, ha="left", va="bottom")
+        lowest = min(lowest, reference.val_rmse)
     for budget, label in BUDGETS:
         ax.axvline(budget / 3600, color="grey", linewidth=0.8, linestyle=":")
         ax.annotate(label, (budget / 3600, 1), xycoords=("data", "axes fraction"), fontsize=8,
@@ -272,12 +306,13 @@ def compute(ledger: list[str | Path], dataset: str, channel: int | str, out: str
     """``OUT.md`` (the table) and ``OUT.png`` (the figure) of ``dataset``'s accuracy against compute, from
     ledger records; zero or few records give a report that says so."""
     out = Path(out)
-    rows = compute_rows(read_records(ledger), dataset, channel)
+    records = read_records(ledger)
+    rows, fixed = compute_rows(records, dataset, channel), references(records, dataset, channel)
     periods = sorted({record_period(row.runs[0].record) for row in rows}, key=str) or [protocol_period(dataset)]
     span = period_text(periods[0]) if len(periods) == 1 else "several periods, named in the rows"
-    text = render(rows, dataset, channel, [str(source) for source in ledger], out, span)
+    text = render(rows, dataset, channel, [str(source) for source in ledger], out, span, fixed)
     figure = out.with_name(out.name + ".png")
-    plot(rows, figure, f"{dataset}, channel {channel} ({span}): best validation RMSE so far against compute")
+    plot(rows, figure, f"{dataset}, channel {channel} ({span}): best validation RMSE so far against compute", fixed)
     report = out.with_name(out.name + ".md")
     write_text_atomic(report, text)
     return text, [report, figure]
