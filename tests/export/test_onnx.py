@@ -25,7 +25,7 @@ from stvfm.export.graph import (
 from stvfm.export.writer import export_run
 from stvfm.models.registry import build_config, list_models
 
-QUICK = {"stvfm", "last", "ha-week", "stid", "itransformer", "stllm", "patchtst"}
+QUICK = {"stvfm", "last", "ha-week", "linear-ar", "stid", "itransformer", "stllm", "patchtst"}
 
 
 def _models():
