@@ -10,7 +10,8 @@ It sits above training and knows it: a record is read from a finished run folder
 run's identity (``RunConfig``), while training never hears of the ledger: whoever calls ``fit`` passes
 ``record_finished`` as its ``finished`` hook (``stvfm fit``, ``evaluate``, ``reproduce``, ``search``).
 
-Imports from stvfm: ``stvfm.training``, ``stvfm.data``, ``stvfm.host``, ``stvfm.atomic``, ``stvfm.errors``.
+Imports from stvfm: ``stvfm.training``, ``stvfm.models.registry`` (which options a model gained later),
+``stvfm.data``, ``stvfm.host``, ``stvfm.atomic``, ``stvfm.errors``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from stvfm.atomic import write_json_atomic
 from stvfm.data.registry import get_dataset, is_registered
 from stvfm.data.series import ALL_CHANNELS
 from stvfm.errors import DataError, StvfmError
+from stvfm.models.registry import options_added_later
 from stvfm.training.config import PLACEMENT, RunConfig
 from stvfm.training.stopping import EPOCH_SECONDS, STOP_REASONS, stop_reason
 
@@ -110,8 +112,14 @@ def result_settings(settings: dict[str, Any]) -> dict[str, Any]:
     the default earlier records had are left out (see ``identity``)."""
     placement = (*RunConfig.field_names(PLACEMENT), "data_sha256")
     later = RunConfig.defaults_added_later()
-    return {key: value for key, value in normalised_settings(settings).items()
+    kept = {key: value for key, value in normalised_settings(settings).items()
             if key not in placement and not (key in later and value == later[key])}
+    options = kept.get("model_options")
+    if isinstance(options, dict) and isinstance(kept.get("model"), str):
+        later_options = options_added_later(kept["model"])
+        kept["model_options"] = {key: value for key, value in options.items()
+                                 if not (key in later_options and value == later_options[key])}
+    return kept
 
 
 def record_name(record: dict[str, Any]) -> str:

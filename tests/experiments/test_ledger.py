@@ -121,6 +121,16 @@ def test_a_setting_added_later_with_its_default_keeps_a_records_name(ledger_with
     assert record_name(older) != record_name(record)
 
 
+def test_a_model_option_added_later_leaves_the_names_of_records_written_before_it():
+    from stvfm.ledger import identity, result_settings
+
+    settings = {"model": "stvfm", "dataset": "bikenyc1-60d", "seed": 0, "model_options": {"variant": "full"}}
+    assert "highway" not in result_settings(settings)["model_options"]  # at its default: named as before it existed
+    assert identity({**settings, "model_options": {"variant": "full", "highway": False}}) == identity(settings)
+    on = {**settings, "model_options": {"variant": "full", "highway": True}}
+    assert result_settings(on)["model_options"]["highway"] is True and identity(on) != identity(settings)
+
+
 def test_stop_reasons():
     assert stop_reason(10, 10, 5.0, None, early_stopped=False) == "epoch cap"
     assert stop_reason(3, 10, 599.0, 10, early_stopped=False) == "time cap"

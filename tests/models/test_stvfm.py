@@ -228,3 +228,17 @@ def test_fast_cpu_dropout_keeps_the_rate_scales_the_kept_and_is_seeded(tiny_shap
     trained = [model.token_adapters, model.cross_prompts, model.decoders]
     assert not [m for part in trained for m in part.modules() if type(m) is nn.Dropout]
     assert any(isinstance(m, FastCPUDropout) for part in trained for m in part.modules())
+
+
+def test_highway_starts_as_the_papers_model_and_then_learns_a_linear_map_of_each_cells_history(tiny_shape, batch_factory):
+    batch = batch_factory(tiny_shape)
+    plain, highway = build(tiny_shape), build(tiny_shape, highway=True)
+    highway.load_state_dict(plain.state_dict(), strict=False)  # the same weights but for the highway's
+    torch.testing.assert_close(highway(batch)["forecast"], plain(batch)["forecast"])  # zero-initialised
+    with torch.no_grad():
+        highway.highway.weight[:, -1] = 1.0  # every future step: the cell's last history value, added
+    added = highway(batch)["forecast"] - plain(batch)["forecast"]
+    torch.testing.assert_close(added, batch["x"][:, -1:].float().expand_as(added))
+    highway.highway.weight.data.zero_()
+    highway(batch)["forecast"].sum().backward()
+    assert highway.highway.weight.grad.abs().sum() > 0

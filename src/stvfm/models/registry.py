@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stvfm.errors import ConfigError
+from stvfm.errors import ConfigError, StvfmError
 from stvfm.models.base import Forecaster
 from stvfm.shape import ForecastShape
 
@@ -94,6 +94,17 @@ def recorded_options(name: str, recorded: dict[str, Any] | None) -> dict[str, An
     then (the config class's ``FORMER_DEFAULTS``), never with today's default."""
     former = getattr(get_model_entry(name).config_cls, "FORMER_DEFAULTS", {})
     return resolved_options(name, {**former, **(recorded or {})})
+
+
+def options_added_later(name: str) -> dict[str, Any]:
+    """Options ``name`` gained after runs of it were first recorded (its config class's ``ADDED_LATER``), with
+    the default every earlier run had: at that default they leave a ledger record's name as it was."""
+    try:
+        config_cls = get_model_entry(name).config_cls
+    except StvfmError:
+        return {}
+    added = getattr(config_cls, "ADDED_LATER", ())
+    return {field.name: field.default for field in dataclasses.fields(config_cls) if field.name in added}
 
 
 def create_model(name: str, shape: ForecastShape, **overrides: Any) -> Forecaster:
