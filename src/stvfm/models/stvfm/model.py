@@ -17,10 +17,10 @@ from torch import nn
 
 from stvfm.errors import ConfigError
 from stvfm.models.base import Forecaster, ModelConfig, observed_mean
+from stvfm.models.layers import FullPrecisionLinear
 from stvfm.models.patching import pad_grid, padded_size, patchify, unpatchify
 from stvfm.models.registry import register_model
 from stvfm.models.stvfm.cross_prompt import CrossPromptBlock
-from stvfm.models.layers import FullPrecisionLinear
 from stvfm.models.stvfm.decoder import FrameMLPHead, TemporalDecoder
 from stvfm.models.stvfm.token_adapter import TemporalTokenAdapter
 from stvfm.shape import ForecastShape
