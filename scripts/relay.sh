@@ -37,21 +37,22 @@ PY
 for entry in $queue; do
   IFS=: read -r model dataset seed epochs <<<"$entry"
   extra=()
+  place=$(basename "${dataset%.*}")  # a registered name as it is; a file dataset by its file's name, not its path
   if [[ $model == */* ]]; then  # model options: one --set each, and in the folder's name
     IFS=, read -ra options <<<"${model#*/}"
     for option in "${options[@]}"; do extra+=(--set "$option"); done
     model=${model%%/*}
     named=${entry%%:*}
-    out="$runs/relay/$dataset/$model-${named#*/}-seed$seed"
+    out="$runs/relay/$place/$model-${named#*/}-seed$seed"
     out=${out//[=,]/-}
   else
-    out="$runs/relay/$dataset/$model-seed$seed"
+    out="$runs/relay/$place/$model-seed$seed"
   fi
   [ "$model" = stllm ] && extra+=(--set weights=random)  # GPT-2 weights need the hub; every record says so
   if [[ $model == *+pre ]]; then
     model=${model%+pre}
     with=${PRETRAIN_WITH:-taxinyc1}
-    pre="$runs/relay/pretrain/$model-$dataset+$with-seed$seed"
+    pre="$runs/relay/pretrain/$model-$place+$with-seed$seed"
     while ! finished "$pre"; do
       echo "== $(date -u +%H:%M:%S) pre-training $model on $dataset and $with, seed $seed: a sitting of up to $sitting min ($pre)"
       if ! "$stvfm" pretrain --model "$model" --datasets "$dataset,$with" --channel 0 --seed "$seed" \
@@ -61,7 +62,7 @@ for entry in $queue; do
       fi
     done
     extra+=(--init-from "$pre/checkpoints/best.ckpt")
-    out="$runs/relay/$dataset/$model-pre-seed$seed"
+    out="$runs/relay/$place/$model-pre-seed$seed"
   fi
   if [ -n "$epochs" ]; then  # another schedule, so another run: its own folder
     extra+=(--max-epochs "$epochs")

@@ -57,3 +57,9 @@ def test_a_run_stopped_by_its_time_cap_is_resumed_in_the_same_folder_then_record
     folder = f"{tmp_path}/runs/relay/bikenyc1-60d/capped-seed0"
     assert [call.split("--out ")[-1] for call in calls if call.startswith("fit")] == [folder, folder]
     assert calls[-1] == f"ledger add {folder} --ledger {tmp_path / 'ledger'}"
+
+
+def test_a_file_dataset_names_its_folder_by_the_file_not_its_path(tmp_path):
+    calls = run_relay(tmp_path, f"stid:{tmp_path}/cities/my_city.npz:0")
+    fit = next(call for call in calls if call.startswith("fit"))
+    assert f"--dataset {tmp_path}/cities/my_city.npz " in fit and fit.endswith(f"--out {tmp_path}/runs/relay/my_city/stid-seed0")
