@@ -236,6 +236,20 @@ def test_linear_ar_leaves_windows_with_gaps_out_of_the_fit():
     np.testing.assert_allclose(forecast, least_squares_forecasts(values, features, 60, starts), atol=1e-4)
 
 
+def test_linear_ar_cell_never_observed_in_training_forecasts_the_training_mean():
+    values = seasonal_ar_series(80, seed=7)
+    values[:60, 1, 0, 0] = np.nan
+    features = time_features(len(values))
+    model = create_model("linear-ar", SHAPE)
+    model.fit_series(values, features, train_end=60)
+    forecast = model(windows(np.nan_to_num(values), features, [62]))["forecast"]
+    expected = np.nanmean(values[:60].astype(np.float64))
+    np.testing.assert_allclose(forecast[0, :, 1, 0, 0].numpy(), expected, atol=1e-6)
+    assert torch.isfinite(forecast).all()
+    with pytest.raises(DataError, match="no observed value"):
+        model.fit_series(np.full_like(values, np.nan), features, train_end=60)
+
+
 def test_linear_ar_shared_map_equals_per_cell_maps_when_cells_are_copies():
     one_cell = seasonal_ar_series(80, seed=5)[:, :1, :1, :1]
     values = np.tile(one_cell, (1, SHAPE.channels, SHAPE.height, SHAPE.width))

@@ -328,9 +328,10 @@ class LinearAR(_FittedFlag):
     values of the same cell plus an intercept for the origin's slot (of day or of week), fitted on the training
     windows.
 
-    The classical counterpart of the learned models: ARIMA's own-cell dynamics plus the daily profile of
-    the historical averages, in one closed-form fit of seconds. Training windows with a missing value in
-    their history or target are left out of that cell's fit.
+    The classical counterpart of the learned models: ARIMA's own-cell dynamics plus ha-week's profile, in
+    one closed-form fit (a fraction of a second on the registered grids). Training windows with a missing
+    value in their history or target are left out of that cell's fit; a cell with no complete window
+    forecasts the mean of every observed training value, as the historical averages do.
     """
 
     fitted_by = "least squares per cell"
@@ -356,11 +357,14 @@ class LinearAR(_FittedFlag):
         """(windows, P + slots) features: the history, then the one-hot slot of the origin."""
         return np.concatenate([history, np.eye(self.intercepts.shape[1])[origin_slots]], axis=1)
 
-    def _solve(self, design: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    def _solve(self, design: np.ndarray, targets: np.ndarray, unobserved: float) -> np.ndarray:
+        """(P + slots, Q) coefficients from the complete windows; without one, ``unobserved`` at every slot."""
         usable = ~(np.isnan(design).any(axis=1) | np.isnan(targets).any(axis=1))
         design, targets = design[usable], targets[usable]
         if not usable.any():
-            return np.zeros((design.shape[1], targets.shape[1]))
+            history = self.shape.history
+            return np.concatenate([np.zeros((history, targets.shape[1])),
+                                   np.full((design.shape[1] - history, targets.shape[1]), unobserved)])
         gram = design.T @ design / len(design)
         penalty = self.config.ridge * max(float(np.trace(gram)) / len(gram), 1e-12)
         # lstsq: without a ridge, a slot no training window reached leaves the system singular (its intercept stays 0)
@@ -373,16 +377,20 @@ class LinearAR(_FittedFlag):
         if windows < 1:
             raise DataError(f"the training split ({train_end} steps) holds no window of {history} + {horizon} steps")
         cells = np.asarray(values[:train_end], dtype=np.float64).reshape(train_end, -1)
+        if np.isnan(cells).all():
+            raise DataError(f"the training split (steps 0..{train_end - 1}) has no observed value")
+        unobserved = float(np.nanmean(cells))
         starts = np.arange(windows)
         past = cells[starts[:, None] + np.arange(history)]  # (windows, P, cells)
         future = cells[starts[:, None] + history + np.arange(horizon)]  # (windows, Q, cells)
         origin_slots = self._origin_slots(time_features[starts + history - 1])
         if self.config.per_cell:
-            solved = [self._solve(self._design(past[:, :, c], origin_slots), future[:, :, c]) for c in range(cells.shape[1])]
+            solved = [self._solve(self._design(past[:, :, c], origin_slots), future[:, :, c], unobserved)
+                      for c in range(cells.shape[1])]
         else:  # every cell's windows in one fit
             stacked = lambda array: array.transpose(2, 0, 1).reshape(-1, array.shape[1])  # noqa: E731
             design = self._design(stacked(past), np.tile(origin_slots, cells.shape[1]))
-            solved = [self._solve(design, stacked(future))]
+            solved = [self._solve(design, stacked(future), unobserved)]
         coefficients = torch.from_numpy(np.stack(solved)).float()  # (maps, P + slots, Q)
         self.lag_weights.copy_(coefficients[:, :history])
         self.intercepts.copy_(coefficients[:, history:])
