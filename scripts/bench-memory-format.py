@@ -26,6 +26,15 @@ from stvfm.shape import ForecastShape
 RECIPES = Path(__file__).resolve().parents[1] / "src" / "stvfm" / "recipes"
 
 
+def training_step(model: torch.nn.Module, optimiser: torch.optim.Optimizer, batch: dict) -> float:
+    """Seconds of one forward, loss, backward and optimiser step."""
+    started = time.perf_counter()
+    optimiser.zero_grad()
+    model.loss(batch, model(batch))["loss"].backward()
+    optimiser.step()
+    return time.perf_counter() - started
+
+
 def main(models: list[str]) -> None:
     torch.set_num_threads(int(os.environ.get("THREADS", "1")))
     repeats = int(os.environ.get("REPEATS", "5"))
@@ -51,20 +60,12 @@ def main(models: list[str]) -> None:
             difference = (plain(batch)["forecast"] - last(batch)["forecast"]).abs().max()
             plain.train(), last.train()
 
-        def step(layout: str) -> float:
-            model, optimiser = layouts[layout]
-            started = time.perf_counter()
-            optimiser.zero_grad()
-            model.loss(batch, model(batch))["loss"].backward()
-            optimiser.step()
-            return time.perf_counter() - started
-
-        for layout in layouts:
-            step(layout)  # warm-up
+        for model, optimiser in layouts.values():
+            training_step(model, optimiser, batch)  # warm-up
         times = {layout: [] for layout in layouts}
         for _ in range(repeats):
-            for layout in layouts:
-                times[layout].append(step(layout))
+            for layout, (model, optimiser) in layouts.items():
+                times[layout].append(training_step(model, optimiser, batch))
         median = {layout: statistics.median(values) for layout, values in times.items()}
         print(f"{name}: batch {recipe['batch_size']}, contiguous {median['contiguous']:.3f} s, channels-last "
               f"{median['channels_last']:.3f} s: {median['contiguous'] / median['channels_last']:.2f}x; "
