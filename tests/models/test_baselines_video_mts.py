@@ -122,3 +122,15 @@ def test_itransformer_lets_cells_attend_to_each_other(tiny_shape):
 def test_inconsistent_options_are_config_errors(name, options, tiny_shape):
     with pytest.raises(ConfigError):
         create_model(name, tiny_shape, **options)
+
+
+def test_simvp_runs_its_convolutions_channels_last_with_the_same_forecast():
+    shape = ForecastShape(history=6, horizon=6, channels=1, height=6, width=4, slots_per_day=24)
+    model = create_model("simvp", shape, **TINY["simvp"]).eval()
+    convolutions = [module.weight for module in model.modules() if isinstance(module, torch.nn.Conv2d)]
+    assert convolutions and all(weight.is_contiguous(memory_format=torch.channels_last) for weight in convolutions)
+    contiguous = create_model("simvp", shape, **TINY["simvp"]).eval()
+    contiguous.load_state_dict(model.state_dict())
+    contiguous.to(memory_format=torch.contiguous_format)
+    batch = make_batch(shape, batch_size=2)
+    torch.testing.assert_close(model.predict(batch), contiguous.predict(batch), atol=1e-5, rtol=1e-5)
