@@ -30,15 +30,17 @@ def test_main_module_has_an_exit_guard():
     assert 'if __name__ == "__main__":\n    sys.exit(main())' in source
 
 
-def _kill_after_first_epoch(command: list[str], out: Path) -> int:
-    """Start ``command``, SIGKILL it a little after ``last.ckpt`` appears; return the epoch that checkpoint holds."""
+def _kill_after_an_epoch(command: list[str], out: Path, after: Path | None = None) -> int:
+    """Start ``command``, SIGKILL it a little after it writes ``last.ckpt`` (after: a checkpoint newer than
+    the one of this path's time); return the epoch that checkpoint holds."""
     last = out / "checkpoints" / "last.ckpt"
+    since = last.stat().st_mtime_ns if after is not None else None
     process = subprocess.Popen(command, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 90
-        while not last.exists():
+        while not last.exists() or (since is not None and last.stat().st_mtime_ns == since):
             assert process.poll() is None, f"fit ended before writing last.ckpt: {process.stderr.read()[-2000:]!r}"
-            assert time.monotonic() < deadline, "no last.ckpt after 90 s"
+            assert time.monotonic() < deadline, "no new last.ckpt after 90 s"
             time.sleep(0.01)
         time.sleep(random.Random(0).uniform(0.05, 0.3))  # land somewhere inside a later epoch
         assert process.poll() is None, "fit finished before it could be killed; make the run longer"
@@ -57,12 +59,15 @@ def test_killed_fit_resumes_to_the_uninterrupted_result(tmp_path, tiny_city):
     reference = subprocess.Popen(fit_command(tiny_city, straight, epochs=EPOCHS), env=child_env(),
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        epoch = _kill_after_first_epoch(fit_command(tiny_city, killed, epochs=EPOCHS), killed)
+        command = fit_command(tiny_city, killed, epochs=EPOCHS)
+        first = _kill_after_an_epoch(command, killed)
         # Killed: no metrics.json, or (never half-written) a complete one; temp files are not outputs.
         metrics_path = killed / "metrics.json"
         assert not metrics_path.exists() or "rmse" in json.loads(metrics_path.read_text())
-        assert epoch < EPOCHS - 1, "the kill came after the last epoch: nothing left to resume"
-        run_to_end(fit_command(tiny_city, killed, epochs=EPOCHS))  # same command: resumes from last.ckpt
+        # a second sitting, killed too: the first one's epoch logs must outlive it
+        second = _kill_after_an_epoch(command, killed, after=killed / "checkpoints" / "last.ckpt")
+        assert first < second < EPOCHS - 1, "the kills came too late: nothing left to resume"
+        run_to_end(command)  # same command: resumes from last.ckpt
     finally:
         _, errors = reference.communicate(timeout=480)
     assert reference.returncode == 0, errors[-3000:]
@@ -82,7 +87,7 @@ def test_killed_fit_resumes_to_the_uninterrupted_result(tmp_path, tiny_city):
     assert all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a)
     assert not list((killed / "checkpoints").glob("*-v*.ckpt")), "stale checkpoints were versioned aside"
 
-    # the epochs before the kill are still in the CSV log (Lightning's CSVLogger deletes it on restart)
+    # the epochs before both kills are still in the CSV log (Lightning's CSVLogger deletes it on restart)
     logs = [_csv_rows(folder / "logs" / "metrics.csv") for folder in (straight, killed)]
     assert [row["epoch"] for row in logs[1]] == [row["epoch"] for row in logs[0]]
     assert [row.get("val/loss") for row in logs[1]] == [row.get("val/loss") for row in logs[0]]

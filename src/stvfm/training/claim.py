@@ -127,25 +127,77 @@ def _trained_metrics(path: Path) -> bool:
     return isinstance(payload, dict) and "epochs" in payload
 
 
-def logged_rows(path: Path, before_epoch: int) -> list[dict[str, str]]:
-    """The rows of a CSV log from epochs before ``before_epoch``."""
+#: Where the logged epochs a resumed run does not redo wait while a sitting trains. Lightning's CSVLogger
+#: deletes logs/metrics.csv when it starts; held in memory, they would die with a sitting killed before its
+#: end (a relay's sitting at a session's end), and the next sitting would find only the killed one's rows.
+EARLIER_SITTINGS_LOG = "metrics-earlier-sittings.csv"
+METRICS_LOG = "metrics.csv"
+
+
+def _read_rows(path: Path) -> list[dict[str, str]]:
     if not path.is_file():
         return []
     with open(path, newline="") as handle:
-        return [row for row in csv.DictReader(handle) if (row.get("epoch") or "x").isdigit()
-                and int(row["epoch"]) < before_epoch]
+        return list(csv.DictReader(handle))
 
 
-def prepend_rows(path: Path, rows: list[dict[str, str]]) -> None:
-    """Put ``rows`` back before a CSV log's own (Lightning's CSVLogger deletes the file when it starts)."""
-    if not rows:
-        return
-    current: list[dict[str, str]] = []
-    if path.is_file():
-        with open(path, newline="") as handle:
-            current = list(csv.DictReader(handle))
-    fields = sorted({key for row in rows + current for key in row if key is not None})
+def _write_rows(path: Path, rows: list[dict[str, str]]) -> None:
+    fields = sorted({key for row in rows for key in row if key is not None})
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(rows + current)
+        writer.writerows(rows)
+
+
+def _epoch(row: dict[str, str]) -> int | None:
+    value = row.get("epoch") or ""
+    return int(float(value)) if value.replace(".", "", 1).isdigit() else None
+
+
+def _tensorboard_rows(logs: Path, epochs: set[int]) -> list[dict[str, str]]:
+    """Rows of ``epochs`` rebuilt from the TensorBoard event files beside the CSV log, one per logged step:
+    what a run resumed by code older than the side file lost from metrics.csv is still in them."""
+    try:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    except ImportError:
+        return []
+    by_step: dict[int, dict[str, str]] = {}
+    for events in sorted(logs.glob("events.out.tfevents.*")):
+        accumulator = EventAccumulator(str(events), size_guidance={"scalars": 0})
+        accumulator.Reload()
+        for tag in accumulator.Tags().get("scalars", []):
+            for event in accumulator.Scalars(tag):
+                by_step.setdefault(event.step, {"step": str(event.step)})[tag] = repr(event.value)
+    rows = [row | {"epoch": str(int(float(row["epoch"])))} for _, row in sorted(by_step.items()) if "epoch" in row]
+    return [row for row in rows if int(row["epoch"]) in epochs]
+
+
+def keep_earlier_rows(logs: Path, resumed_epoch: int | None) -> None:
+    """Before a sitting: the rows of the epochs up to ``resumed_epoch`` (the last one ``last.ckpt`` holds;
+    None: a fresh run, which keeps none), saved to the side file. Each epoch's rows come from metrics.csv
+    where it has them, else from the side file, else from the TensorBoard events."""
+    side = logs / EARLIER_SITTINGS_LOG
+    if resumed_epoch is None:
+        side.unlink(missing_ok=True)
+        return
+    wanted = set(range(resumed_epoch + 1))
+    rows: list[dict[str, str]] = []
+    for source in (lambda: _read_rows(logs / METRICS_LOG), lambda: _read_rows(side)):
+        found = [row for row in source() if _epoch(row) in wanted]
+        rows += found
+        wanted -= {_epoch(row) for row in found}
+    if wanted:
+        rows += _tensorboard_rows(logs, wanted)
+    if rows:
+        _write_rows(side, sorted(rows, key=lambda row: (_epoch(row), int(float(row.get("step") or 0)))))
+
+
+def restore_earlier_rows(logs: Path) -> None:
+    """After a sitting: the side file's rows put back before metrics.csv's own, then the side file removed."""
+    side = logs / EARLIER_SITTINGS_LOG
+    current = _read_rows(logs / METRICS_LOG)
+    logged = {_epoch(row) for row in current}
+    earlier = [row for row in _read_rows(side) if _epoch(row) not in logged]
+    if earlier:
+        _write_rows(logs / METRICS_LOG, earlier + current)
+    side.unlink(missing_ok=True)

@@ -32,7 +32,7 @@ from stvfm.errors import ConfigError
 from stvfm.models.base import Forecaster
 from stvfm.models.registry import create_model, get_model_entry
 from stvfm.training.checkpoints import load_checkpoint
-from stvfm.training.claim import logged_rows, prepend_rows
+from stvfm.training.claim import keep_earlier_rows, restore_earlier_rows
 from stvfm.training.config import RunConfig, protocol_for
 from stvfm.training.folders import LAST_CHECKPOINT
 from stvfm.training.results import data_record, parameter_counts
@@ -194,12 +194,11 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
     checkpoints, stopper, selection = selection_callbacks(out, "val/loss", config.patience)
     sittings = SittingLog(out, resumed=resume is not None, precision=config.precision)
     trainer = build_trainer(config.run_config(config.datasets[0]), out, [*selection, sittings], config.max_epochs)
-    # Lightning's CSVLogger deletes logs/metrics.csv when it starts: keep the epochs a resumed run does not redo
-    logged_before = logged_rows(out / "logs" / "metrics.csv", before_epoch=resume + 1) if resume is not None else []
+    keep_earlier_rows(out / "logs", resume)  # the logged epochs a resumed run does not redo, safe from a kill
     started = time.perf_counter()
     trainer.fit(task, datamodule=module, ckpt_path=str(out / LAST_CHECKPOINT) if resume is not None else None)
     seconds = time.perf_counter() - started
-    prepend_rows(out / "logs" / "metrics.csv", logged_before)
+    restore_earlier_rows(out / "logs")
     epochs = int(trainer.current_epoch)
     compute = sitting_summary(sittings.sittings)
     payload = {

@@ -26,7 +26,13 @@ from stvfm.models.base import Forecaster
 from stvfm.models.registry import create_model, get_model_entry, resolved_options
 from stvfm.training import results
 from stvfm.training.checkpoints import load_checkpoint, restore, start_from
-from stvfm.training.claim import accept_folder, logged_rows, prepend_rows, refuse_trained_run, release_folder
+from stvfm.training.claim import (
+    accept_folder,
+    keep_earlier_rows,
+    refuse_trained_run,
+    release_folder,
+    restore_earlier_rows,
+)
 from stvfm.training.config import RunConfig, native_precision, protocol_for
 from stvfm.training.folders import LAST_CHECKPOINT
 from stvfm.training.metrics import ForecastMetrics
@@ -107,7 +113,7 @@ def _fit_classical(config: RunConfig, data: PreparedData, task: ForecastTask, ov
         scores = validated[0]
         extra.update(selection_metric=SELECTION_METRIC, best_val_score=float(scores[SELECTION_METRIC]),
                      val={"rmse": float(scores["val/rmse"]), "mae": float(scores["val/mae"])})
-    return _finish(trainer, task, module, None, config, data, extra, started, logged_before=[])
+    return _finish(trainer, task, module, None, config, data, extra, started)
 
 
 def _train(config: RunConfig, data: PreparedData, task: ForecastTask, overwrite: bool,
@@ -127,8 +133,8 @@ def _train(config: RunConfig, data: PreparedData, task: ForecastTask, overwrite:
     if resume is None:  # afresh: Lightning would keep an earlier run's best and write best-v1.ckpt beside it
         for stale in (out / "checkpoints").glob("best*.ckpt"):
             stale.unlink(missing_ok=True)
-    # Lightning's CSVLogger deletes logs/metrics.csv when it starts: keep the epochs a resumed run does not redo
-    logged_before = logged_rows(out / "logs" / "metrics.csv", before_epoch=resumed_epoch + 1) if resume else []
+    if trainer.is_global_zero:  # the logged epochs a resumed run does not redo, kept where a kill cannot reach them
+        keep_earlier_rows(out / "logs", resumed_epoch)
     trainer.fit(task, datamodule=module, ckpt_path=resume)
     end_weight_averaging(trainer)
     train_seconds = time.perf_counter() - started
@@ -151,20 +157,18 @@ def _train(config: RunConfig, data: PreparedData, task: ForecastTask, overwrite:
         # no loggers: a new CSVLogger would delete the training epochs' logs/metrics.csv
         trainer = build_trainer(single, out, callbacks=[], max_epochs=0, log=False)
         task.test_metrics = ForecastMetrics(task.inverse, task.model.shape.horizon, sync_on_compute=False)
-    return _finish(trainer, task, module, checkpoints.best_model_path or None, config, data, extra, started,
-                   logged_before)
+    return _finish(trainer, task, module, checkpoints.best_model_path or None, config, data, extra, started)
 
 
 def _finish(trainer: L.Trainer, task: ForecastTask, module, ckpt_path: str | None, config: RunConfig,
-            data: PreparedData, extra: dict[str, Any], started: float,
-            logged_before: list[dict[str, str]]) -> dict[str, Any]:
+            data: PreparedData, extra: dict[str, Any], started: float) -> dict[str, Any]:
     """The step both paths end in: test, then (on the process that writes the folder) put back the
     epoch logs a resume kept and write the outputs; the metrics payload, {} on other ranks."""
     test_results = results.run_test(trainer, task, module, ckpt_path)
     extra.update(wall_seconds=time.perf_counter() - started, threads=torch.get_num_threads(), machine=host.describe())
     if not trainer.is_global_zero:
         return {}
-    prepend_rows(Path(config.out) / "logs" / "metrics.csv", logged_before)
+    restore_earlier_rows(Path(config.out) / "logs")
     return results.write_outputs(config, data, task, test_results, extra)
 
 
