@@ -10,6 +10,7 @@ from stvfm.cli.main import main
 from stvfm.experiments.compute_report import ComputeRow, compute, run_compute
 from stvfm.experiments.ledger_report import ledger_rows, render
 from stvfm.ledger import record_period
+from stvfm.training.flops import EpochFlops, WindowFlops
 from stvfm.training.stopping import EPOCH_SECONDS
 
 
@@ -47,6 +48,25 @@ def test_epochs_are_placed_on_core_seconds_from_the_most_precise_timing_a_record
     unknown = run_compute(_record(threads=None, capability=None))  # no thread count: the machine's 4 cores
     assert not unknown.threads_recorded and unknown.validations[-1].core_seconds == 400.0
     assert unknown.vector_units == {"not recorded"}
+
+
+def test_work_is_placed_by_counted_flops_and_a_log_missing_epochs_by_its_sittings():
+    epoch = EpochFlops(WindowFlops(train=3, val=1), train_windows=100, val_windows=20)  # 320 FLOPs an epoch
+    run = run_compute(_record(curve=(9.0, 7.0, 6.5)), epoch)
+    assert [v.flops for v in run.validations] == [320.0, 640.0, 960.0]
+    row = ComputeRow("stid", [run])
+    assert row.at_flops(100.0) is None and row.at_flops(700.0) == (7.0, False, None, 1)
+    assert row.at_flops(1000.0) == (6.5, False, 6.0, 1)  # finished within: its test figure beside it
+    assert run.flop_rate == pytest.approx(960.0 / 200.0)  # 100 s x 2 threads
+    assert ComputeRow("stid", [run_compute(_record())]).at_flops(1e18) is None  # not counted: no reading
+
+    # a CSV log that lost its first two epochs is not placed by the seconds it still logs, but by its sittings
+    sittings = [{"train_seconds": 60.0, "epochs_reached": 2, "threads": 1},
+                {"train_seconds": 30.0, "epochs_reached": 3, "threads": 1}]
+    partial = _record(curve=(9.0, 7.0, 6.5), sittings=sittings)
+    partial["val_curve"] = [point | {EPOCH_SECONDS: 30.0} for point in partial["val_curve"][2:]]
+    placed = run_compute(partial)
+    assert placed.timing == "sittings" and [v.core_seconds for v in placed.validations] == [90.0]
 
 
 def test_a_budget_reads_the_best_so_far_and_says_what_more_compute_could_change():
@@ -87,13 +107,17 @@ def test_the_compute_report_is_rebuilt_from_records_alone_with_zero_or_more(tmp_
     assert [path.name for path in written] == ["compute-bikenyc1.md", "compute-bikenyc1.png"]
     assert all(path.stat().st_size > 0 for path in written) and written[0].read_text() == text
     table = [line for line in text.splitlines() if line.startswith(("| stid", "| tau"))]
-    assert len(table) == 2 and "ha-week" not in text  # a closed-form model has no validation curve
+    assert len(table) == 4 and "ha-week" not in text  # a closed-form model has no validation curve
     # one scored on validation stands beside the curves as a reference level
     assert "| linear-ar | 6.250 | 6.100 | least squares per cell |" in text
     # stid finished within 200 core-s: its test figure beside the best; tau first validated at 700 core-s, its cap stopped it at 1400
     assert table[0].startswith("| stid | **6.400** (test 6.600) | **6.400** (test 6.600) |")
     assert table[1].startswith("| tau | - | ≤ 8.000 | ≤ 8.000 |") and "AVX2" in table[1]
     assert "(2014-04-01 00:00 to 2014-09-30 23:00)" in text.splitlines()[0]
+    # the same rows against counted work, from each record's settings and the dataset's windows
+    stid_flops = next(line for line in table[2:] if line.startswith("| stid"))
+    assert stid_flops.split(" | ")[-2] == "0.0762"  # GFLOP per training window of stid at its defaults
+    assert "- Best within 1 PFLOP: stid." in text
 
     empty = tmp_path / "out" / "compute-bikenyc1-60d"
     assert main(["ledger", "compute", "-d", "bikenyc1-60d", "--ledger", str(tmp_path / "ledger"),

@@ -23,7 +23,6 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from stvfm import host
 from stvfm.data.batch import random_batch
@@ -34,6 +33,7 @@ from stvfm.errors import ConfigError
 from stvfm.models import create_model
 from stvfm.shape import ForecastShape
 from stvfm.training.config import device_type, native_precision, precision_label
+from stvfm.training.flops import count_flops, window_flops
 from stvfm.training.settings import OptimConfig
 from stvfm.training.speed import cast_frozen_linears, compile_backbone
 
@@ -257,19 +257,6 @@ class EpochTimer(Callback):
         self._mark("end", module)
 
 
-def window_flops(shape: ForecastShape, options: dict) -> tuple[int, int]:
-    """FLOPs of one window in training (forward, loss, backward) and in validation (forward, loss),
-    counted on the meta device: no compute, and per window since windows never interact."""
-    with torch.device("meta"):
-        model = create_model("stvfm", shape, **{**options, "weights": "random"})
-    batch = {key: value.to("meta") for key, value in random_batch(shape, 1).items()}
-    train = count_flops(lambda: model.loss(batch, model(batch))["loss"].backward())
-    model.eval()
-    with torch.no_grad():
-        val = count_flops(lambda: model.loss(batch, model(batch)))
-    return train, val
-
-
 def whole_epoch(dataset: str, config: BenchmarkConfig, peak_tflops: float) -> dict:
     """One epoch (training + validation) through ``stvfm.training.runner.fit`` at the device's native
     precision, its FLOPs over its wall time as a fraction of ``peak_tflops`` (the same precision's
@@ -286,7 +273,8 @@ def whole_epoch(dataset: str, config: BenchmarkConfig, peak_tflops: float) -> di
                         accelerator=config.accelerator,
                         data_root=config.data_root, progress=False)
         metrics = fit(run, callbacks=[timer])
-    train_flops, val_flops = window_flops(timer.shape, metrics["settings"]["model_options"])
+    flops = window_flops("stvfm", timer.shape, metrics["settings"]["model_options"])
+    train_flops, val_flops = flops.train, flops.val
     marks, windows = timer.marks, timer.windows
     figures = {"train": (train_flops * windows["train"], marks["validation"] - marks["start"]),
                "val": (val_flops * windows["val"], marks["validation_end"] - marks["validation"]),
@@ -333,13 +321,6 @@ def _vit_tokens(model: nn.Module, batch_size: int) -> torch.Tensor:
     else:
         size = (sequences * shape.history, locations, model.backbone.width)
     return torch.randn(size, requires_grad=True)
-
-
-def count_flops(step: Callable[[], None]) -> int:
-    """FLOPs of one call of ``step`` (forward and backward alike), as torch's counter sees them."""
-    with FlopCounterMode(display=False) as counter:
-        step()
-    return counter.get_total_flops()
 
 
 def _bench_mode(base: nn.Module, mode: str, batch: dict, tokens: torch.Tensor, step_flops: int, vit_flops: int,

@@ -11,8 +11,9 @@ from torch import nn
 from stvfm.data.batch import random_batch
 from stvfm.models import create_model
 from stvfm.shape import ForecastShape
-from stvfm.training.benchmark import count_flops, machine_info, time_per_call
+from stvfm.training.benchmark import machine_info, time_per_call
 from stvfm.training.config import native_precision
+from stvfm.training.flops import count_flops
 from stvfm.training.settings import OptimConfig
 
 
