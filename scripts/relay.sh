@@ -10,6 +10,8 @@
 # in its own folder, e.g. stvfm:bikenyc1-60d:0:30); MODEL/KEY=VALUE,... sets model options (ST-VFM's ablations and
 # random-init rows: stvfm/variant=simple, stvfm/weights=random); MODEL+pre (e.g. unist+pre) first pre-trains MODEL on DATASET
 # and PRETRAIN_WITH (default taxinyc1) at once, in sittings too, then fine-tunes from it on DATASET.
+# Several relays (one per core, THREADS=1) may share one QUEUE: each entry is held by the relay that
+# took it (a lock beside its folder), and the others pass on to the next entry.
 # Environment: STVFM_RUNS (run folders, default runs/; keep it outside the work tree), STVFM (the CLI),
 # THREADS (torch threads, default all cores).
 set -uo pipefail
@@ -34,9 +36,33 @@ sys.exit(0 if not (out / ".in-progress").exists() and reason != "time cap" else 
 PY
 }
 
+run_entry() {  # one queue entry: pre-training (MODEL+pre), then the fit, in sittings, then its record
+  local model=$1 dataset=$2 seed=$3 out=$4 pre=$5 extra=("${@:6}")
+  if ! flock -n 9; then
+    echo "== $(date -u +%H:%M:%S) $out is held by another relay; next entry"
+    return
+  fi
+  if [ -n "$pre" ]; then
+    local with=${PRETRAIN_WITH:-taxinyc1}
+    while ! finished "$pre"; do
+      echo "== $(date -u +%H:%M:%S) pre-training $model on $dataset and $with, seed $seed: a sitting of up to $sitting min ($pre)"
+      "$stvfm" pretrain --model "$model" --datasets "$dataset,$with" --channel 0 --seed "$seed" \
+        --max-minutes "$sitting" --out "$pre" || { echo "== pre-training $model failed (exit $?); next entry"; return; }
+    done
+    extra+=(--init-from "$pre/checkpoints/best.ckpt")
+  fi
+  while ! finished "$out"; do
+    echo "== $(date -u +%H:%M:%S) $model on $dataset, seed $seed: a sitting of up to $sitting min ($out)"
+    STVFM_LEDGER= "$stvfm" fit --model "$model" --dataset "$dataset" --channel 0 --seed "$seed" \
+      --max-minutes "$sitting" "${extra[@]}" --out "$out" || { echo "== $model on $dataset failed (exit $?); next entry"; return; }
+  done
+  "$stvfm" ledger add "$out" --ledger "$ledger" >/dev/null && echo "== $(date -u +%H:%M:%S) $model on $dataset, seed $seed: finished; record in $ledger"
+}
+
 for entry in $queue; do
   IFS=: read -r model dataset seed epochs <<<"$entry"
   extra=()
+  pre=""
   place=$(basename "${dataset%.*}")  # a registered name as it is; a file dataset by its file's name, not its path
   if [[ $model == */* ]]; then  # model options: one --set each, and in the folder's name
     IFS=, read -ra options <<<"${model#*/}"
@@ -51,30 +77,13 @@ for entry in $queue; do
   [ "$model" = stllm ] && extra+=(--set weights=random)  # GPT-2 weights need the hub; every record says so
   if [[ $model == *+pre ]]; then
     model=${model%+pre}
-    with=${PRETRAIN_WITH:-taxinyc1}
-    pre="$runs/relay/pretrain/$model-$place+$with-seed$seed"
-    while ! finished "$pre"; do
-      echo "== $(date -u +%H:%M:%S) pre-training $model on $dataset and $with, seed $seed: a sitting of up to $sitting min ($pre)"
-      if ! "$stvfm" pretrain --model "$model" --datasets "$dataset,$with" --channel 0 --seed "$seed" \
-          --max-minutes "$sitting" --out "$pre"; then
-        echo "== pre-training $model failed (exit $?); next entry"
-        continue 2
-      fi
-    done
-    extra+=(--init-from "$pre/checkpoints/best.ckpt")
+    pre="$runs/relay/pretrain/$model-$place+${PRETRAIN_WITH:-taxinyc1}-seed$seed"
     out="$runs/relay/$place/$model-pre-seed$seed"
   fi
   if [ -n "$epochs" ]; then  # another schedule, so another run: its own folder
     extra+=(--max-epochs "$epochs")
     out="${out%-seed$seed}-ep$epochs-seed$seed"
   fi
-  while ! finished "$out"; do
-    echo "== $(date -u +%H:%M:%S) $model on $dataset, seed $seed: a sitting of up to $sitting min ($out)"
-    if ! STVFM_LEDGER= "$stvfm" fit --model "$model" --dataset "$dataset" --channel 0 --seed "$seed" \
-        --max-minutes "$sitting" "${extra[@]}" --out "$out"; then
-      echo "== $model on $dataset failed (exit $?); next entry"
-      continue 2
-    fi
-  done
-  "$stvfm" ledger add "$out" --ledger "$ledger" >/dev/null && echo "== $(date -u +%H:%M:%S) $model on $dataset, seed $seed: finished; record in $ledger"
+  mkdir -p "$(dirname "$out")"
+  run_entry "$model" "$dataset" "$seed" "$out" "$pre" "${extra[@]}" 9>"$out.relay-lock"
 done
