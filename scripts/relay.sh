@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# A relay for runs longer than one session: trains a queue of runs, each at its recipe and the
-# machine's native precision (fp32 on AVX2, bf16 where native), in sittings of SITTING minutes,
+# A relay for runs longer than one session: trains a queue of runs, each at its recipe and so at the
+# recipe's precision (the baselines' published fp32; ST-VFM's `auto`: bf16 where the host computes it
+# natively, else fp32), in sittings of SITTING minutes,
 # resuming whatever it finds. A sitting ends at its time cap, a kill or the end of a session; the
 # next call resumes the run from its last epoch end (its folder logs every sitting in sittings.json).
 # A run that ends by early stopping or its recipe's last epoch (a classical model: its closed form) is copied into the ledger
