@@ -140,6 +140,53 @@ def test_roll_out_reads_the_history_then_feeds_back_its_own_predictions():
         seen.append((step, frame.item()))
         return frame + 10
 
-    forecast = roll_out(history, horizon=3, advance=advance)
+    read, forecast = roll_out(history, horizon=3, advance=advance)
     assert seen == [(0, 0.0), (1, 1.0), (2, 2.0), (3, 12.0), (4, 22.0)]
+    assert read.flatten().tolist() == [10.0, 11.0]  # next-frame predictions while reading frames 0 and 1
     assert forecast.flatten().tolist() == [12.0, 22.0, 32.0]
+
+
+def test_roll_out_feeds_the_true_future_when_told_to():
+    history = torch.arange(3.0).reshape(1, 3, 1)
+    future = torch.tensor([[[100.0], [200.0], [300.0]]])
+    seen = []
+
+    def advance(frame, step):
+        seen.append(frame.item())
+        return frame + 10
+
+    _, forecast = roll_out(history, horizon=3, advance=advance, future=future, true_probability=1.0)
+    assert seen == [0.0, 1.0, 2.0, 100.0, 200.0]  # the true frames, never its own predictions
+    assert forecast.flatten().tolist() == [12.0, 110.0, 210.0]
+
+
+@pytest.mark.parametrize("name", sorted(RECORDED))
+def test_the_history_loss_scores_every_frame_after_the_first_and_selection_stays_on_the_forecast(name):
+    options = RECORDED[name][0]
+    torch.manual_seed(0)
+    model = create_model(name, SHAPE, **options, history_loss=True)
+    batch = make_batch(SHAPE, batch_size=2)
+    outputs = model(batch)
+    assert outputs["history_forecast"].shape == batch["x"][:, 1:].shape
+    terms = model.loss(batch, outputs)
+    every = torch.cat([outputs["history_forecast"] - batch["x"][:, 1:], outputs["forecast"] - batch["y"]], dim=1)
+    torch.testing.assert_close(terms["loss"], (every**2).mean())
+    torch.testing.assert_close(terms["mse_st"], ((outputs["forecast"] - batch["y"]) ** 2).mean())
+    # a missing history value is not scored
+    missing = dict(batch, x_observed=torch.ones_like(batch["x"], dtype=torch.bool))
+    missing["x_observed"][:, 1, 0, 0, 0] = False
+    expected = (every**2).flatten(1)
+    kept = torch.cat([missing["x_observed"][:, 1:], torch.ones_like(batch["y"], dtype=torch.bool)], dim=1).flatten(1)
+    torch.testing.assert_close(model.loss(missing, outputs)["loss"], expected[kept].mean())
+
+
+@pytest.mark.parametrize("name", sorted(RECORDED))
+def test_scheduled_sampling_feeds_the_true_future_in_training_only(name):
+    options = RECORDED[name][0]
+    batch = make_batch(SHAPE, batch_size=2)
+    other_future = dict(batch, y=torch.zeros_like(batch["y"]))
+    sampled = create_model(name, SHAPE, **options, scheduled_sampling_iterations=100).train()
+    assert not torch.equal(sampled(batch)["forecast"], sampled(other_future)["forecast"])
+    assert int(sampled.training_iterations) == 2
+    sampled.eval()
+    assert torch.equal(sampled.predict(batch), sampled.predict(other_future))

@@ -12,8 +12,9 @@ feeds back its own predictions.
 Departures from the paper:
 - Frames may be folded by ``patch`` (space-to-depth, as the authors' code does) after
   padding the grid to a multiple of ``patch * 2**downsamples``; the forecast is cropped back.
-- Training always feeds back the model's own predictions (no scheduled sampling), and the
-  loss covers only the forecast steps.
+- By default training feeds back the model's own predictions and scores the forecast steps
+  only; ``scheduled_sampling_iterations`` and ``history_loss`` give the authors' objective
+  (the recipe's).
 """
 
 from __future__ import annotations
@@ -24,14 +25,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from stvfm.models.base import Forecaster, ModelConfig
-from stvfm.models.recurrent import fold_frames, roll_out, same_conv, unfold_frames
+from stvfm.models.recurrent import FrameRecurrentConfig, FrameRecurrentForecaster, fold_frames, same_conv, unfold_frames
 from stvfm.models.registry import register_model
 from stvfm.shape import ForecastShape
 
 
 @dataclass(frozen=True)
-class MAUConfig(ModelConfig):
+class MAUConfig(FrameRecurrentConfig):
     #: Stacked motion-aware units.
     num_layers: int = 3
     #: Channels of the encoder, the decoder and every unit state.
@@ -46,7 +46,7 @@ class MAUConfig(ModelConfig):
     patch: int = 1
 
     positive = ("num_layers", "hidden", "kernel", "tau", "patch")
-    non_negative = ("downsamples",)
+    non_negative = ("downsamples", "scheduled_sampling_iterations")
 
 
 class MotionAwareUnit(nn.Module):
@@ -77,7 +77,7 @@ class MotionAwareUnit(nn.Module):
 
 
 @register_model("mau", MAUConfig)
-class MAU(Forecaster):
+class MAU(FrameRecurrentForecaster):
     """MAU (NeurIPS 2021): motion-aware units with attention over past states."""
 
     def __init__(self, shape: ForecastShape, config: MAUConfig):
@@ -109,13 +109,10 @@ class MAU(Forecaster):
         return self.head(out)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        history = batch["x"]
-        batch_size, steps, channels, height, width = history.shape
-        patch = self.config.patch
-        frames = fold_frames(history, patch, self.shape.scaled_zero, multiple=patch * 2**self.config.downsamples)
-        low_h = frames.shape[-2] // 2**self.config.downsamples
-        low_w = frames.shape[-1] // 2**self.config.downsamples
-        zeros = frames.new_zeros(batch_size, self.config.hidden, low_h, low_w)
+        patch, scale = self.config.patch, 2**self.config.downsamples
+        multiple = patch * scale
+        low_h, low_w = (-(-side // multiple) for side in (self.shape.height, self.shape.width))
+        zeros = batch["x"].new_zeros(batch["x"].shape[0], self.config.hidden, low_h, low_w)
         layers, tau = self.config.num_layers, self.config.tau
         temporal = [zeros] * layers
         temporal_history = [[zeros] * tau for _ in range(layers)]
@@ -134,5 +131,5 @@ class MAU(Forecaster):
                 spatial = new_spatial
             return self._decode(spatial, features)
 
-        forecast = roll_out(frames, self.shape.horizon, advance)
-        return {"forecast": unfold_frames(forecast, patch, height, width)}
+        return self.roll(batch, lambda frames: fold_frames(frames, patch, self.shape.scaled_zero, multiple=multiple),
+                         lambda folded: unfold_frames(folded, patch, self.shape.height, self.shape.width), advance)

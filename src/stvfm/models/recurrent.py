@@ -5,17 +5,28 @@ time and then feed back their own predictions (``roll_out``), and unfold the for
 The ST-LSTM cell is PredRNN's; MIM stacks MIM blocks on the same cell. The two models'
 checkpoints name the cell's convolutions differently, so each names them in
 ``conv_names``; the parameters, their order and the arithmetic are the same.
+
+They also share the authors' training objective (``FrameRecurrentForecaster``): every step
+predicts the next frame, so the predictions made while reading the history can be scored too
+(``history_loss``), and the true future frame can be fed in place of the model's own
+prediction with a probability that decays over training (scheduled sampling). Without them a
+deep recurrent stack fed only its own predictions and scored on the forecast alone can settle
+on each cell's mean: MIM at its recipe did on bikenyc1-60d.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stvfm.models.base import Forecaster, ModelConfig, observed_mean
 from stvfm.models.patching import pad_grid
+from stvfm.shape import ForecastShape
 
 
 def fold_frames(frames: torch.Tensor, patch: int, fill: float, multiple: int | None = None) -> torch.Tensor:
@@ -33,19 +44,90 @@ def unfold_frames(folded: torch.Tensor, patch: int, height: int, width: int) -> 
     return frames[..., :height, :width]
 
 
-def roll_out(history: torch.Tensor, horizon: int,
-             advance: Callable[[torch.Tensor, int], torch.Tensor]) -> torch.Tensor:
-    """(B, P, ...) history -> (B, Q, ...) forecast: ``advance(frame, step)`` reads the history
-    frames, then its own previous prediction, and returns the next frame (the model keeps its
-    state); the predictions from the last history step on are the forecast."""
+def roll_out(history: torch.Tensor, horizon: int, advance: Callable[[torch.Tensor, int], torch.Tensor],
+             future: torch.Tensor | None = None, true_probability: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, P, ...) history -> ((B, P-1, ...) next-frame predictions made while reading the history,
+    (B, Q, ...) forecast). ``advance(frame, step)`` reads the history frames, then its own previous
+    prediction, and returns the next frame (the model keeps its state). Given the true ``future``,
+    each sample is fed its true frame instead of its prediction with ``true_probability``."""
     steps = history.shape[1]
     predictions = []
     prediction = history[:, 0]
     for step in range(steps + horizon - 1):
-        prediction = advance(history[:, step] if step < steps else prediction, step)
-        if step >= steps - 1:
-            predictions.append(prediction)
-    return torch.stack(predictions, dim=1)
+        if step < steps:
+            frame = history[:, step]
+        elif future is not None and true_probability > 0:
+            shape = (prediction.shape[0],) + (1,) * (prediction.dim() - 1)
+            use_true = (torch.rand(shape, device=prediction.device) < true_probability).to(prediction.dtype)
+            frame = use_true * future[:, step - steps] + (1 - use_true) * prediction
+        else:
+            frame = prediction
+        prediction = advance(frame, step)
+        predictions.append(prediction)
+    every = torch.stack(predictions, dim=1)
+    return every[:, : steps - 1], every[:, steps - 1 :]
+
+
+@dataclass(frozen=True)
+class FrameRecurrentConfig(ModelConfig):
+    """The training objective PredRNN, MIM and MAU share (their authors' code has both)."""
+
+    #: Training iterations over which the probability of feeding the true future frame instead of the
+    #: model's own prediction decays linearly from 1 to 0 (authors: 50000); 0 = always its own.
+    scheduled_sampling_iterations: int = 0
+    #: Also score the next-frame predictions made while reading the history: the loss is the MSE over
+    #: every frame after the first, as the authors train; the forecast's MSE is still what selects.
+    history_loss: bool = False
+
+    non_negative = ("scheduled_sampling_iterations",)
+    #: Options added after runs were recorded: at their default they leave ledger record names as they were.
+    ADDED_LATER: ClassVar[tuple[str, ...]] = ("scheduled_sampling_iterations", "history_loss")
+
+
+class FrameRecurrentForecaster(Forecaster):
+    """A frame-by-frame recurrent model trained with the shared objective. ``roll`` runs ``advance``
+    over a batch's folded frames and returns the model's outputs."""
+
+    #: Whether checkpoints hold the iteration count even with scheduled sampling off (PredRNN's always did).
+    counts_iterations_always: ClassVar[bool] = False
+
+    def __init__(self, shape: ForecastShape, config: FrameRecurrentConfig):
+        super().__init__(shape, config)
+        if self.counts_iterations_always or config.scheduled_sampling_iterations:
+            self.register_buffer("training_iterations", torch.zeros((), dtype=torch.long))
+
+    def _true_frame_probability(self) -> float:
+        """Probability of feeding the true future frame now (0 when sampling is off, and at evaluation)."""
+        total = self.config.scheduled_sampling_iterations
+        if not self.training or total == 0:
+            return 0.0
+        return max(0.0, 1.0 - float(self.training_iterations) / total)
+
+    def roll(self, batch: dict[str, torch.Tensor], fold: Callable[[torch.Tensor], torch.Tensor],
+             unfold: Callable[[torch.Tensor], torch.Tensor],
+             advance: Callable[[torch.Tensor, int], torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``fold`` turns (B, T, C, H, W) frames into what ``advance`` reads; ``unfold`` turns its
+        predictions back into frames."""
+        true_probability = self._true_frame_probability() if "y" in batch else 0.0
+        future = fold(batch["y"]) if true_probability > 0 else None
+        if self.training and "y" in batch and self.config.scheduled_sampling_iterations:
+            self.training_iterations += 1
+        read, forecast = roll_out(fold(batch["x"]), self.shape.horizon, advance, future, true_probability)
+        return {"forecast": unfold(forecast), "history_forecast": unfold(read)}
+
+    def loss(self, batch: dict[str, torch.Tensor], outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        terms = super().loss(batch, outputs)
+        if not self.config.history_loss:
+            return terms
+        history_targets = batch["x"][:, 1:].float()
+        errors = torch.cat([(outputs["history_forecast"].float() - history_targets) ** 2,
+                            (outputs["forecast"].float() - batch["y"].float()) ** 2], dim=1)
+        x_observed, y_observed = batch.get("x_observed"), batch.get("y_observed")
+        observed = None
+        if x_observed is not None or y_observed is not None:
+            observed = torch.cat([x_observed[:, 1:] if x_observed is not None else torch.ones_like(history_targets, dtype=torch.bool),
+                                  y_observed if y_observed is not None else torch.ones_like(batch["y"], dtype=torch.bool)], dim=1)
+        return {**terms, "loss": observed_mean(errors, observed)}
 
 
 def same_conv(in_channels: int, out_channels: int, kernel: int, bias: bool = True) -> nn.Conv2d:
