@@ -43,10 +43,6 @@ def export_command(
                           f"({int8['rmse_change_percent']:+.2f}%); measure its speed with `stvfm export-bench {out}`")
     elif record:
         console.print(f"[yellow]no ONNX graph:[/] {record['reason']}")
-    if onnx:
-        from stvfm.export.graph import WITHOUT_ONNX
-
-        console.print("models without an ONNX graph: " + "; ".join(f"{name} ({why})" for name, why in WITHOUT_ONNX.items()))
 
 
 def export_bench_command(

@@ -35,10 +35,6 @@ OPSET = 17
 PARITY_TOLERANCE = 1e-4
 #: Windows per ONNX Runtime call in the parity check.
 PARITY_BATCH = 64
-#: Registered models for which the exporter makes no faithful graph, and why (tests/export/test_onnx.py checks it).
-WITHOUT_ONNX = {
-    "predrnn": "the traced graph keeps the example's window count in its recurrent state, so it fails on others",
-}
 
 
 class _BatchForecast(nn.Module):
