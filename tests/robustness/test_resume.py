@@ -30,19 +30,39 @@ def test_main_module_has_an_exit_guard():
     assert 'if __name__ == "__main__":\n    sys.exit(main())' in source
 
 
+def _checkpointed_epoch(last: Path) -> int | None:
+    try:
+        return int(load_checkpoint(last)["epoch"])
+    except Exception:  # still being written
+        return None
+
+
+def _epoch_row_logged(out: Path, epoch: int) -> bool:
+    try:
+        return any(row.get("epoch") == str(epoch) and row.get("train/loss_epoch") for row in _csv_rows(out / "logs" / "metrics.csv"))
+    except (OSError, ValueError):  # not written yet, or being rewritten
+        return False
+
+
 def _kill_after_an_epoch(command: list[str], out: Path, after: Path | None = None) -> int:
     """Start ``command``, SIGKILL it a little after it writes ``last.ckpt`` (after: a checkpoint newer than
-    the one of this path's time); return the epoch that checkpoint holds."""
+    the one of this path's time) and logs that epoch's training row; return the epoch that checkpoint holds.
+
+    Lightning writes an epoch's checkpoint before it logs the epoch's training averages, so a kill in
+    that instant loses the row (the run resumes from the next epoch and never logs it again); the test
+    kills after it, where the logs are whole."""
     last = out / "checkpoints" / "last.ckpt"
     since = last.stat().st_mtime_ns if after is not None else None
     process = subprocess.Popen(command, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 90
-        while not last.exists() or (since is not None and last.stat().st_mtime_ns == since):
+        epoch = None
+        while (not last.exists() or (since is not None and last.stat().st_mtime_ns == since)
+               or (epoch := _checkpointed_epoch(last)) is None or not _epoch_row_logged(out, epoch)):
             assert process.poll() is None, f"fit ended before writing last.ckpt: {process.stderr.read()[-2000:]!r}"
             assert time.monotonic() < deadline, "no new last.ckpt after 90 s"
             time.sleep(0.01)
-        time.sleep(random.Random(0).uniform(0.05, 0.3))  # land somewhere inside a later epoch
+        time.sleep(random.Random(0).uniform(0.0, 0.05))  # land early inside the next epoch
         assert process.poll() is None, "fit finished before it could be killed; make the run longer"
         process.send_signal(signal.SIGKILL)
         assert process.wait(timeout=30) == -signal.SIGKILL

@@ -130,6 +130,8 @@ def _trained_metrics(path: Path) -> bool:
 #: Where the logged epochs a resumed run does not redo wait while a sitting trains. Lightning's CSVLogger
 #: deletes logs/metrics.csv when it starts; held in memory, they would die with a sitting killed before its
 #: end (a relay's sitting at a session's end), and the next sitting would find only the killed one's rows.
+#: One row can still be lost: Lightning writes an epoch's checkpoint before it logs that epoch's training
+#: averages, so a kill in that instant resumes after the epoch and its ``train/*_epoch`` row is never logged.
 EARLIER_SITTINGS_LOG = "metrics-earlier-sittings.csv"
 METRICS_LOG = "metrics.csv"
 
