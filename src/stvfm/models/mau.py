@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from stvfm.models.recurrent import FrameRecurrentConfig, FrameRecurrentForecaster, fold_frames, same_conv, unfold_frames
+from stvfm.models.recurrent import FrameRecurrentConfig, FrameRecurrentForecaster, same_conv
 from stvfm.models.registry import register_model
 from stvfm.shape import ForecastShape
 
@@ -109,10 +109,8 @@ class MAU(FrameRecurrentForecaster):
         return self.head(out)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        patch, scale = self.config.patch, 2**self.config.downsamples
-        multiple = patch * scale
-        low_h, low_w = (-(-side // multiple) for side in (self.shape.height, self.shape.width))
-        zeros = batch["x"].new_zeros(batch["x"].shape[0], self.config.hidden, low_h, low_w)
+        multiple = self.config.patch * 2**self.config.downsamples
+        zeros = self.zero_state(batch, self.config.hidden, multiple)
         layers, tau = self.config.num_layers, self.config.tau
         temporal = [zeros] * layers
         temporal_history = [[zeros] * tau for _ in range(layers)]
@@ -131,5 +129,4 @@ class MAU(FrameRecurrentForecaster):
                 spatial = new_spatial
             return self._decode(spatial, features)
 
-        return self.roll(batch, lambda frames: fold_frames(frames, patch, self.shape.scaled_zero, multiple=multiple),
-                         lambda folded: unfold_frames(folded, patch, self.shape.height, self.shape.width), advance)
+        return self.roll(batch, self.config.patch, advance, multiple)

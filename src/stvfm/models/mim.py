@@ -27,10 +27,8 @@ from stvfm.models.recurrent import (
     FrameRecurrentConfig,
     FrameRecurrentForecaster,
     SpatioTemporalLSTMCell,
-    fold_frames,
     lstm_update,
     same_conv,
-    unfold_frames,
     zigzag_hidden,
 )
 from stvfm.models.registry import register_model
@@ -119,8 +117,7 @@ class MIM(FrameRecurrentForecaster):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         patch = self.config.patch
-        folded_grid = (-(-self.shape.height // patch), -(-self.shape.width // patch))
-        zeros = batch["x"].new_zeros(batch["x"].shape[0], self.config.hidden, *folded_grid)
+        zeros = self.zero_state(batch, self.config.hidden, patch)
         layers = self.config.num_layers
         hidden = [zeros] * layers
         cell = [zeros] * layers
@@ -144,5 +141,4 @@ class MIM(FrameRecurrentForecaster):
                 )
             return self.head(hidden[-1])
 
-        return self.roll(batch, lambda frames: fold_frames(frames, patch, self.shape.scaled_zero),
-                         lambda folded: unfold_frames(folded, patch, self.shape.height, self.shape.width), advance)
+        return self.roll(batch, patch, advance)

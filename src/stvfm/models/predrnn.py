@@ -34,7 +34,6 @@ from stvfm.models.recurrent import (
     FrameRecurrentForecaster,
     SpatioTemporalLSTMCell,
     fold_frames,
-    unfold_frames,
 )
 from stvfm.models.registry import register_model
 from stvfm.shape import ForecastShape
@@ -75,10 +74,7 @@ class PredRNN(FrameRecurrentForecaster):
         self.register_buffer("valid_patches", valid, persistent=False)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        patch, fill = self.config.patch, self.shape.scaled_zero
-        batch_size = batch["x"].shape[0]
-        grid_h, grid_w = self.valid_patches.shape[-2:]
-        zeros = batch["x"].new_zeros(batch_size, self.config.hidden, grid_h, grid_w)
+        zeros = self.zero_state(batch, self.config.hidden, self.config.patch)
         hiddens = [zeros] * len(self.cells)
         cells = [zeros] * len(self.cells)
         memory = zeros
@@ -91,5 +87,4 @@ class PredRNN(FrameRecurrentForecaster):
                 layer_input = hiddens[index]
             return self.readout(layer_input) * self.valid_patches
 
-        return self.roll(batch, lambda frames: fold_frames(frames, patch, fill),
-                         lambda folded: unfold_frames(folded, patch, self.shape.height, self.shape.width), advance)
+        return self.roll(batch, self.config.patch, advance)

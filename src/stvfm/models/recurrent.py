@@ -103,11 +103,21 @@ class FrameRecurrentForecaster(Forecaster):
             return 0.0
         return max(0.0, 1.0 - float(self.training_iterations) / total)
 
-    def roll(self, batch: dict[str, torch.Tensor], fold: Callable[[torch.Tensor], torch.Tensor],
-             unfold: Callable[[torch.Tensor], torch.Tensor],
-             advance: Callable[[torch.Tensor, int], torch.Tensor]) -> dict[str, torch.Tensor]:
-        """``fold`` turns (B, T, C, H, W) frames into what ``advance`` reads; ``unfold`` turns its
-        predictions back into frames."""
+    def zero_state(self, batch: dict[str, torch.Tensor], channels: int, multiple: int) -> torch.Tensor:
+        """A zero state of ``channels`` on the grid padded to ``multiple`` and divided by it."""
+        return batch["x"].new_zeros(batch["x"].shape[0], channels, -(-self.shape.height // multiple),
+                                    -(-self.shape.width // multiple))
+
+    def roll(self, batch: dict[str, torch.Tensor], patch: int, advance: Callable[[torch.Tensor, int], torch.Tensor],
+             multiple: int | None = None) -> dict[str, torch.Tensor]:
+        """Folds the batch's frames by ``patch`` (the grid padded to ``multiple``), runs ``advance`` over
+        them and unfolds its predictions into the model's outputs."""
+        def fold(frames: torch.Tensor) -> torch.Tensor:
+            return fold_frames(frames, patch, self.shape.scaled_zero, multiple)
+
+        def unfold(folded: torch.Tensor) -> torch.Tensor:
+            return unfold_frames(folded, patch, self.shape.height, self.shape.width)
+
         true_probability = self._true_frame_probability() if "y" in batch else 0.0
         future = fold(batch["y"]) if true_probability > 0 else None
         if self.training and "y" in batch and self.config.scheduled_sampling_iterations:
