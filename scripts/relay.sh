@@ -12,7 +12,7 @@
 # random-init rows: stvfm/variant=simple, stvfm/weights=random); MODEL+pre (e.g. unist+pre) first pre-trains MODEL on DATASET
 # and PRETRAIN_WITH (default taxinyc1) at once, in sittings too, then fine-tunes from it on DATASET.
 # Several relays (one per core, THREADS=1) may share one QUEUE: each entry is held by the relay that
-# took it (a lock beside its folder), and the others pass on to the next entry.
+# took it (a lock beside its folder), and the others pass on to the next entry. Where they stand: `stvfm progress`.
 # Environment: STVFM_RUNS (run folders, default runs/; keep it outside the work tree), STVFM (the CLI),
 # THREADS (torch threads, default all cores).
 set -uo pipefail

@@ -16,7 +16,6 @@ Imports from stvfm: ``stvfm.training``, ``stvfm.models.registry`` (which options
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import math
@@ -35,12 +34,11 @@ from stvfm.data.series import ALL_CHANNELS
 from stvfm.errors import DataError, StvfmError
 from stvfm.models.registry import options_added_later
 from stvfm.training.config import PLACEMENT, RunConfig
-from stvfm.training.stopping import EPOCH_SECONDS, STOP_REASONS, stop_reason
+from stvfm.training.progress import validation_curve
+from stvfm.training.stopping import STOP_REASONS, stop_reason
 
 LEDGER_ENV = "STVFM_LEDGER"
 SCHEMA = 1
-#: Validation columns of Lightning's CSV log kept in a record's curve, with each epoch's wall time.
-CURVE_COLUMNS = ("val/mse_st", "val/rmse", "val/mae", "val/loss", EPOCH_SECONDS)
 #: What a name that becomes part of a record's path may hold: no separator, no "..", no leading dot.
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_+=.-]{0,127}")
 REQUIRED = ("schema", "model", "dataset", "channel", "split", "mae", "rmse", "per_horizon", "n_windows", "seed",
@@ -51,20 +49,6 @@ def ledger_root(explicit: str | Path | None = None) -> Path | None:
     """The ledger folder: ``explicit``, else ``$STVFM_LEDGER``; None when neither is set (no record)."""
     chosen = explicit or os.environ.get(LEDGER_ENV)
     return Path(chosen) if chosen else None
-
-
-def validation_curve(log_csv: Path) -> list[dict[str, float]]:
-    """Per-epoch validation figures from Lightning's CSV log (empty for classical models)."""
-    if not log_csv.is_file():
-        return []
-    by_epoch: dict[int, dict[str, float]] = {}
-    with open(log_csv, newline="") as handle:
-        for row in csv.DictReader(handle):
-            epoch = row.get("epoch") or ""
-            values = {key: float(row[key]) for key in CURVE_COLUMNS if row.get(key) not in (None, "")}
-            if epoch.isdigit() and values:
-                by_epoch.setdefault(int(epoch), {}).update(values)
-    return [{"epoch": epoch, **values} for epoch, values in sorted(by_epoch.items())]
 
 
 def record_period(record: dict[str, Any]) -> tuple[str, str] | None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from stvfm.ledger import validation_curve
 from stvfm.training.claim import EARLIER_SITTINGS_LOG, keep_earlier_rows, restore_earlier_rows
+from stvfm.training.progress import validation_curve
 
 
 def _write_log(path: Path, epochs: range) -> None:

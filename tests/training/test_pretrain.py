@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 
 import numpy as np
@@ -11,7 +12,9 @@ import torch
 from stvfm.cli.main import main
 from stvfm.errors import ConfigError
 from stvfm.testing import write_synthetic_city
+from stvfm.training.folders import IN_PROGRESS_NAME, LOCK_NAME
 from stvfm.training.pretrain import PretrainConfig, pretrain
+from stvfm.training.progress import progress
 
 SMALL_UNIST = ["width=16", "encoder_depth=1", "decoder_depth=1", "heads=2", "spatial_memory=8", "temporal_memory=8"]
 
@@ -75,9 +78,17 @@ def test_pretraining_resumes_across_sittings_and_refuses_another_runs_folder(tmp
     assert main([*command, "--max-minutes", "0.0002"]) == 0, capsys.readouterr().err
     first = json.loads((out / "metrics.json").read_text())
     assert first["stop_reason"] == "time cap" and first["epochs"] == 1
+    (standing,) = progress(tmp_path)
+    assert standing.state == "time cap; resumable" and standing.dataset == f"{hourly}+{halfhourly}"
+    assert standing.epochs_done == 1 and standing.best["epoch"] == 0 and standing.selection == "val/loss"
+    with open(out / LOCK_NAME, "a") as held:  # a sitting of another process holds the folder
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert main(command) != 0 and "another stvfm process" in capsys.readouterr().err
+    assert json.loads((out / "metrics.json").read_text()) == first  # the refused sitting changed nothing
     assert main(command) == 0, capsys.readouterr().err  # the next sitting, uncapped, finishes the schedule
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["stop_reason"] == "epoch cap" and metrics["epochs"] == 3
+    assert not (out / IN_PROGRESS_NAME).exists() and progress(tmp_path)[0].state == "epoch cap"
     assert [s["epochs_reached"] for s in metrics["sittings"]] == [1, 3]
     logged = (out / "logs" / "metrics.csv").read_text().splitlines()
     assert {line.split(",")[0] for line in logged[1:]} >= {"0", "1", "2"}  # the first sitting's epoch is kept

@@ -158,6 +158,40 @@ def predict_command(
                   f"{series.timestamps[-1]} written to {output}")
 
 
+def progress_command(
+    root: Annotated[Optional[Path], typer.Argument(help="Folder of run folders (default $STVFM_RUNS, else runs/).")] = None,
+) -> None:
+    """Where the runs under a folder stand: training, interrupted (resumable) or ended; epochs, best and
+    latest validation, compute spent, and the hours left at most at the latest sitting's pace."""
+    from stvfm.runs_root import runs_root
+    from stvfm.training.progress import progress
+
+    root = root or runs_root()
+    standing = progress(root)
+    if not standing:
+        console.print(f"no run folders under {root}")
+        return
+    table = Table(title=f"runs under {root}")
+    for name, justify in (("run", "left"), ("state", "left"), ("epochs", "right"), ("best val (epoch)", "right"),
+                          ("last val", "right"), ("since best", "right"), ("sittings", "right"),
+                          ("core-h", "right"), ("h left at most", "right")):
+        table.add_column(name, justify=justify)
+    for run in standing:
+        unit = "rmse" if run.selection == "val/mse_st" else "loss"  # a fit's RMSE in counts, a pre-training's loss
+        best, last = (None if row is None else f"{row.get('val/' + unit, float('nan')):.4g}" for row in (run.best, run.last))
+        since = "-" if run.epochs_since_best is None else f"{run.epochs_since_best}/{run.patience}"
+        left = run.hours_left_at_most
+        table.add_row(
+            f"{run.folder.relative_to(root) if run.folder != root else run.folder.name}\n"
+            f"{run.model} on {run.dataset}, seed {run.seed}",
+            run.state, f"{run.epochs_done}/{run.max_epochs}",
+            "-" if run.best is None else f"{best} {unit} ({int(run.best['epoch'])})",
+            last or "-", since, str(run.sittings), f"{run.core_hours:.2f}",
+            "-" if left is None else f"{left:.1f}" + (f" ({run.threads} thr)" if left and run.threads else ""),
+        )
+    console.print(table)
+
+
 def register(app: typer.Typer) -> None:
     app.command("models")(models_command)
     app.command("evaluate")(evaluate_command)
@@ -165,3 +199,4 @@ def register(app: typer.Typer) -> None:
     app.command("pretrain")(pretrain_command)
     app.command("test")(test_command)
     app.command("predict")(predict_command)
+    app.command("progress")(progress_command)

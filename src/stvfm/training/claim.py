@@ -52,7 +52,7 @@ def _recorded_runs(out: Path, checkpoints: bool = True) -> list[tuple[Path, RunC
     return records
 
 
-def _lock_folder(out: Path) -> None:
+def lock_folder(out: Path) -> None:
     """Hold the run folder's lock (released by ``release_folder`` or when the process ends), or refuse:
     two processes writing one run would interleave its checkpoints and logs."""
     key = out.resolve()
@@ -67,6 +67,12 @@ def _lock_folder(out: Path) -> None:
         raise ConfigError(f"{out}: another stvfm process is running a run in this folder; "
                           "wait for it to finish or use another --out") from None
     _held[key] = handle
+
+
+def mark_in_progress(out: Path) -> None:
+    """Mark ``out`` as holding a run this process trains, until its outputs are written; the pid tells
+    ``stvfm progress`` a live run from one a kill interrupted."""
+    write_text_atomic(out / IN_PROGRESS_NAME, f"started {time.strftime('%Y-%m-%dT%H:%M:%S')} by pid {os.getpid()}\n")
 
 
 def release_folder(out: Path) -> None:
@@ -94,7 +100,7 @@ def accept_folder(config: RunConfig, out: Path, overwrite: bool) -> int | None:
     if not overwrite:  # read only: a folder refused is left exactly as it was
         _refuse_other_runs(config, _recorded_runs(out))
     if rank_zero_only.rank == 0:  # under DDP the launching process holds the folder for all ranks
-        _lock_folder(out)
+        lock_folder(out)
     if overwrite:
         clear_run(out)
     _refuse_other_runs(config, _recorded_runs(out, checkpoints=False))  # a run that claimed it meanwhile
@@ -104,7 +110,7 @@ def accept_folder(config: RunConfig, out: Path, overwrite: bool) -> int | None:
         return resumed
     for stray in own_temporaries(out):  # of this run's writes killed before their rename
         stray.unlink(missing_ok=True)
-    write_text_atomic(out / IN_PROGRESS_NAME, f"started {time.strftime('%Y-%m-%dT%H:%M:%S')} by pid {os.getpid()}\n")
+    mark_in_progress(out)
     write_text_atomic(out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
     return resumed
 

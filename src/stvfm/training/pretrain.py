@@ -32,9 +32,9 @@ from stvfm.errors import ConfigError
 from stvfm.models.base import Forecaster
 from stvfm.models.registry import create_model, get_model_entry
 from stvfm.training.checkpoints import load_checkpoint
-from stvfm.training.claim import keep_earlier_rows, restore_earlier_rows
+from stvfm.training.claim import keep_earlier_rows, lock_folder, mark_in_progress, release_folder, restore_earlier_rows
 from stvfm.training.config import RunConfig, protocol_for
-from stvfm.training.folders import LAST_CHECKPOINT
+from stvfm.training.folders import IN_PROGRESS_NAME, LAST_CHECKPOINT
 from stvfm.training.results import data_record, parameter_counts
 from stvfm.training.settings import PRETRAIN_DEFAULTS, OptimConfig
 from stvfm.training.sittings import SittingLog
@@ -182,14 +182,23 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
     model = create_model(config.model, first, **config.model_options)
     views = shared_views(model, config.model, datas, config.model_options)
     settings = {**vars(config), "optim": vars(config.optim)}
-    resume = _resume_point(out, settings)
-    out.mkdir(parents=True, exist_ok=True)
+    _resume_point(out, settings)  # a folder of another pre-training is refused before anything in it changes
+    lock_folder(out)
+    try:  # read again under the lock: a sitting that held it until now may have moved last.ckpt on
+        return _pretrain(config, out, datas, model, views, settings, _resume_point(out, settings))
+    finally:
+        release_folder(out)
+
+
+def _pretrain(config: PretrainConfig, out: Path, datas: dict[str, PreparedData], model: Forecaster,
+              views: dict[str, Forecaster], settings: dict[str, Any], resume: int | None) -> dict[str, Any]:
+    mark_in_progress(out)  # until this sitting's metrics.json is written: a kill leaves it for the next
     write_text_atomic(out / "config.yaml", yaml.safe_dump(settings, sort_keys=False))
     # ``run`` is what ``fit --init-from`` checks: the model name and its options
     run_record = replace(config.run_config(config.datasets[0]), out=str(out)).to_dict() | {"pretrained_on": config.datasets}
     task = MultiGridTask(model, views, config.optim, run_config=run_record,
                          data_record={name: data_record(data) for name, data in datas.items()})
-    batch_size = config.batch_size or min(default_batch_size(s.height, s.width) for s in shapes.values())
+    batch_size = config.batch_size or min(default_batch_size(s.height, s.width) for s in (d.forecast_shape for d in datas.values()))
     module = MultiGridDataModule(datas, batch_size, config.seed)
     checkpoints, stopper, selection = selection_callbacks(out, "val/loss", config.patience)
     sittings = SittingLog(out, resumed=resume is not None, precision=config.precision)
@@ -214,6 +223,7 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
         "settings": settings,
     }
     write_json_atomic(out / "metrics.json", payload)
+    (out / IN_PROGRESS_NAME).unlink(missing_ok=True)
     return payload
 
 
