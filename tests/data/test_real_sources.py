@@ -76,7 +76,7 @@ def test_bikenyc1_at_the_papers_60_day_span(bikenyc1, shared_data_dir):
     """bikenyc1-60d is the same file cut to 2014-08-01..09-29, sharing bikenyc1's recipe and paper column."""
     from stvfm.data.registry import protocol_family
     from stvfm.experiments.paper import paper_figure
-    from stvfm.training.recipes import recipe
+    from stvfm.training.recipes import published_settings
 
     span = load_series("bikenyc1-60d", root=shared_data_dir, channel=0)
     assert span.shape == (1440, 1, 16, 8)
@@ -86,7 +86,7 @@ def test_bikenyc1_at_the_papers_60_day_span(bikenyc1, shared_data_dir):
     np.testing.assert_array_equal(span.values, bikenyc1.values[first:first + 1440, :1])
     assert span.attrs["period"] == "2014-08-01T00:00:00..2014-09-29T23:00:00"
     assert protocol_family("bikenyc1-60d") == "bikenyc1"
-    assert recipe("stvfm", "bikenyc1-60d")["model_options"] == recipe("stvfm", "bikenyc1")["model_options"]
+    assert published_settings("stvfm", "bikenyc1-60d")["model_options"] == published_settings("stvfm", "bikenyc1")["model_options"]
     assert paper_figure("main", "stvfm", "bikenyc1-60d") == (3.38, 1.20)
 
 

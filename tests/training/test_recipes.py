@@ -12,12 +12,13 @@ import yaml
 
 from stvfm.cli.main import main
 from stvfm.errors import ConfigError
+from stvfm.ledger import identity
 from stvfm.models.registry import create_model, list_models, resolved_options
 from stvfm.shape import ForecastShape
 from stvfm.testing import make_batch, write_synthetic_city
 from stvfm.training.config import RunConfig
 from stvfm.training.optim import build_optimizer, build_schedule
-from stvfm.training.recipes import departures, recipe, recipe_file, resolve_run_config
+from stvfm.training.recipes import departures, published_settings, recipe, recipe_file, resolve_run_config
 from stvfm.training.settings import OptimConfig
 
 LEARNED = [entry.name for entry in list_models() if entry.cls.trainable]
@@ -29,7 +30,7 @@ TEST_ONLY = {"stvfm": {"backbone": "tiny", "weights": "random"},
 @pytest.mark.parametrize("model", LEARNED)
 def test_every_learned_model_has_a_recipe_that_builds_it(model):
     assert recipe_file(model) is not None, f"{model} has no recipe"
-    settings = recipe(model, "bikenyc1")
+    settings = published_settings(model, "bikenyc1")
     config = resolve_run_config({"model": model, "dataset": "bikenyc1", "out": "x"})
     assert config.optim.lr == settings["optim"]["lr"] and config.max_epochs == settings["max_epochs"]
     options = resolved_options(model, config.model_options)
@@ -43,11 +44,11 @@ def test_every_learned_model_has_a_recipe_that_builds_it(model):
 
 
 def test_recipe_values_and_dataset_overrides():
-    assert recipe("stid", "bikenyc1")["optim"]["optimizer"] == "adam"
-    assert recipe("stvfm", "taxinyc1")["model_options"]["cross_prompt_layers"] == 1  # paper: 1 on the NYC data
-    assert recipe("stvfm", "crowd")["model_options"]["cross_prompt_layers"] == 2
+    assert published_settings("stid", "bikenyc1")["optim"]["optimizer"] == "adam"
+    assert published_settings("stvfm", "taxinyc1")["model_options"]["cross_prompt_layers"] == 1  # paper: 1 on the NYC data
+    assert published_settings("stvfm", "crowd")["model_options"]["cross_prompt_layers"] == 2
     assert any("Ranger" in line for line in departures("stllm"))
-    assert recipe("ha-week", "bikenyc1") == {}
+    assert published_settings("ha-week", "bikenyc1") == {}
 
 
 @pytest.mark.parametrize("dataset, layers", [("crowd", 2), ("cellular.npz", 2), ("taxinyc1", 1), ("bikenyc1", 1),
@@ -130,3 +131,23 @@ def test_schedules_follow_the_recipe():
     assert cosine[:2] == [0.5, 1.0] and cosine[-1] < 0.3 and all(math.isfinite(r) for r in cosine)
     adam = build_optimizer([torch.nn.Parameter(torch.zeros(1))], OptimConfig(optimizer="adam"))
     assert type(adam) is torch.optim.Adam
+
+
+@pytest.mark.parametrize("model", ["tau", "stvfm", "mim", "ha-week"])
+def test_a_printed_recipe_is_a_config_file_for_the_same_run(model, tmp_path):
+    saved = tmp_path / "recipe.yaml"
+    saved.write_text(recipe(model, "bikenyc1-60d"))
+    from_file = resolve_run_config({"out": str(tmp_path / "run")}, saved)
+    from_flags = resolve_run_config({"model": model, "dataset": "bikenyc1-60d", "out": str(tmp_path / "run")})
+    assert from_file.to_dict() == from_flags.to_dict()
+    assert identity(from_file.to_dict()) == identity(from_flags.to_dict())  # one run, one ledger record name
+
+
+def test_recipe_command_shows_sources_departures_and_unset_options(capsys):
+    assert main(["recipe", "stllm", "--dataset", "bikenyc1"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("# ST-LLM") and "# departure:" in printed and "Ranger" in printed
+    assert "model: stllm" in printed and "\nout:" not in printed
+    assert "# model options left at their defaults" in printed
+    assert main(["recipe", "no-such-model", "--dataset", "bikenyc1"]) == 2
+    assert "unknown model 'no-such-model'" in capsys.readouterr().err

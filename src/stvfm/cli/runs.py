@@ -158,6 +158,17 @@ def predict_command(
                   f"{series.timestamps[-1]} written to {output}")
 
 
+def recipe_command(
+    model: Annotated[str, typer.Argument(help="A registered model (stvfm models).")],
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset the recipe is resolved for (some recipes differ by dataset).")],
+) -> None:
+    """The settings fit starts a model from on a dataset (defaults < recipe), every one spelled out, as a
+    --config file: save it, edit it, train with `stvfm fit --config FILE --out DIR`."""
+    from stvfm.training.recipes import recipe
+
+    typer.echo(recipe(model, dataset), nl=False)
+
+
 def progress_command(
     root: Annotated[Optional[Path], typer.Argument(help="Folder of run folders (default $STVFM_RUNS, else runs/).")] = None,
 ) -> None:
@@ -199,4 +210,5 @@ def register(app: typer.Typer) -> None:
     app.command("pretrain")(pretrain_command)
     app.command("test")(test_command)
     app.command("predict")(predict_command)
+    app.command("recipe")(recipe_command)
     app.command("progress")(progress_command)

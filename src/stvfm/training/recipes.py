@@ -9,6 +9,7 @@ then the command-line flags given. A ``config.yaml`` written by a run is itself 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,8 @@ import yaml
 
 from stvfm.data.registry import protocol_family
 from stvfm.errors import ConfigError
-from stvfm.training.config import RunConfig
+from stvfm.models.registry import get_model_entry
+from stvfm.training.config import AUTO_PRECISION, RunConfig
 from stvfm.training.settings import NESTED_KEYS, OptimConfig, merged
 
 #: Keys a recipe or config file may hold besides RunConfig's fields.
@@ -67,7 +69,7 @@ def for_dataset(settings: dict[str, Any], dataset: str) -> dict[str, Any]:
     return merged(general, specific)
 
 
-def recipe(model: str, dataset: str) -> dict[str, Any]:
+def published_settings(model: str, dataset: str) -> dict[str, Any]:
     """The model's published settings for ``dataset`` (empty for a model without a recipe)."""
     path = recipe_file(model)
     return for_dataset(read_config_file(path), dataset) if path else {}
@@ -77,6 +79,50 @@ def departures(model: str) -> list[str]:
     """Where the recipe knowingly differs from the original, as its file says."""
     path = recipe_file(model)
     return list(read_config_file(path).get("departures") or []) if path else []
+
+
+#: What a printed recipe leaves out: where a run writes and the digest of the data it read are the run's own.
+RUN_OWN_SETTINGS = ("out", "data_sha256")
+
+
+def model_defaults(model: str) -> dict[str, Any]:
+    """The options ``model`` has when neither recipe nor user sets them, as its config class declares them."""
+    declared = {}
+    for option in dataclasses.fields(get_model_entry(model).config_cls):
+        if option.default is not dataclasses.MISSING:
+            value = option.default
+        elif option.default_factory is not dataclasses.MISSING:
+            value = option.default_factory()
+        else:
+            continue
+        declared[option.name] = list(value) if isinstance(value, tuple) else value
+    return declared
+
+
+def recipe(model: str, dataset: str) -> str:
+    """The settings ``fit`` starts ``model`` on ``dataset`` from (defaults < recipe), as a ``--config`` file to
+    read, save and edit: the recipe file's sources and departures as comments, every run setting spelled
+    out (``out`` is left to the run), the model options it leaves at their defaults listed in comments."""
+    config = resolve_run_config({"model": model, "dataset": dataset, "out": "-"})
+    path = recipe_file(model)
+    sources = list(itertools.takewhile(lambda line: line.startswith("#"), path.read_text().splitlines())) if path else []
+    lines = [*(sources or [f"# {model}: no published recipe (a classical model or RunConfig's defaults)"]),
+             f"# resolved for {dataset}: RunConfig defaults < {path.name if path else 'no recipe'}; "
+             "edit and pass as --config FILE (flags win over it)"]
+    lines += [f"# departure: {line}" for line in departures(model)]
+    if path:
+        lines.append(f"# each setting's source: {path}")
+    settings = {key: value for key, value in config.to_dict().items() if key not in RUN_OWN_SETTINGS}
+    unset = {key: value for key, value in model_defaults(model).items() if key not in settings["model_options"]}
+    if published_settings(model, dataset).get("precision") == AUTO_PRECISION:  # kept: another host resolves it anew
+        lines.append(f"# precision {AUTO_PRECISION}: {settings['precision']} on this host")
+        settings["precision"] = AUTO_PRECISION
+    # the model's other options stay unset, as in the run fit would start: set explicitly, they would be
+    # the same run under another record name
+    defaults = [f"#   {line}" for line in yaml.safe_dump(unset, sort_keys=False).splitlines()] if unset else []
+    return "\n".join([*lines, yaml.safe_dump(settings, sort_keys=False).rstrip(),
+                      *(["# model options left at their defaults (set any under model_options):"] + defaults
+                        if defaults else [])]) + "\n"
 
 
 #: Model options that have a flag of their own (ST-VFM's): given as flags, they join ``model_options``.
@@ -101,7 +147,7 @@ def resolve_run_config(flags: dict[str, Any], config_file: str | Path | None = N
         raise ConfigError("a run needs --model and --dataset (as flags or in the --config file)")
     if from_file.get("model") and flags.get("model") and from_file["model"] != flags["model"]:
         raise ConfigError(f"{config_file}: is a config of model {from_file['model']!r}, not {flags['model']!r}")
-    layers = [recipe(model, dataset) if use_recipe else {}, for_dataset(from_file, dataset), flags]
+    layers = [published_settings(model, dataset) if use_recipe else {}, for_dataset(from_file, dataset), flags]
     settings = merged(*layers) | {"model": model, "dataset": dataset}
     if not settings.get("out"):
         raise ConfigError("a run needs --out (as a flag or in the --config file)")
@@ -120,5 +166,5 @@ def resolve_pretrain_settings(flags: dict[str, Any], datasets: list[str], use_re
     """Pre-training settings: defaults < the recipe's model and optimiser (for the first dataset) < ``flags``."""
     if not flags.get("model"):
         raise ConfigError("a pre-training needs --model")
-    published = recipe(flags["model"], datasets[0]) if use_recipe and datasets else {}
+    published = published_settings(flags["model"], datasets[0]) if use_recipe and datasets else {}
     return merged({key: published[key] for key in PRETRAIN_RECIPE_KEYS if key in published}, flags)
