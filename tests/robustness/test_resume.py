@@ -20,6 +20,7 @@ import torch
 from robust_helpers import child_env, fit_command, run_to_end
 
 from stvfm.training.checkpoints import load_checkpoint
+from stvfm.training.progress import run_progress
 
 EPOCHS = 8
 SAME_KEYS = ("mae", "rmse", "per_horizon", "n_windows", "n_points", "epochs", "best_val_score", "parameters")
@@ -87,6 +88,9 @@ def test_killed_fit_resumes_to_the_uninterrupted_result(tmp_path, tiny_city):
         # a second sitting, killed too: the first one's epoch logs must outlive it
         second = _kill_after_an_epoch(command, killed, after=killed / "checkpoints" / "last.ckpt")
         assert first < second < EPOCHS - 1, "the kills came too late: nothing left to resume"
+        standing = run_progress(killed)  # what `stvfm progress` says of it between sittings
+        assert standing.state == f"interrupted; resumes after epoch {second}" and standing.sittings == 2
+        assert standing.epochs_done == second + 1 and standing.best is not None
         run_to_end(command)  # same command: resumes from last.ckpt
     finally:
         _, errors = reference.communicate(timeout=480)

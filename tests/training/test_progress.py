@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from stvfm.cli.main import main
@@ -67,6 +68,10 @@ def test_a_live_run_then_the_same_run_killed(tmp_path, sleeper):
     sleeper.wait()
     (run,) = progress(tmp_path)
     assert run.state == "interrupted; resumes after epoch 4"
+    # killed after epoch 4's logs but before its checkpoint: the resume redoes epoch 4, so it does not count
+    torch.save({"epoch": 3, "state_dict": {}}, folder / "checkpoints" / "last.ckpt")
+    (run,) = progress(tmp_path)
+    assert run.state == "interrupted; resumes after epoch 3" and run.epochs_done == 4 and run.last["epoch"] == 3
 
 
 def test_ended_runs_and_the_folders_inside_a_run_are_not_runs(tmp_path):

@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from stvfm.errors import DataError
 from stvfm.training.claim import EARLIER_SITTINGS_LOG, METRICS_LOG
-from stvfm.training.folders import IN_PROGRESS_NAME
+from stvfm.training.folders import IN_PROGRESS_NAME, LAST_CHECKPOINT
 from stvfm.training.sittings import read_sittings
 from stvfm.training.stopping import EPOCH_SECONDS
 
@@ -117,6 +118,16 @@ def _state(folder: Path, metrics: dict[str, Any] | None, resumable_epoch: int) -
     return "time cap; resumable" if reason == "time cap" else reason
 
 
+def _checkpointed_epoch(folder: Path) -> int | None:
+    """The epoch ``last.ckpt`` holds, the one a resumed run continues after (a kill between an epoch's
+    logs and its checkpoint leaves logs of an epoch the next sitting redoes); None without one. Memory-mapped:
+    the weights are not read."""
+    try:
+        return int(torch.load(folder / LAST_CHECKPOINT, map_location="cpu", weights_only=True, mmap=True)["epoch"])
+    except Exception:  # absent, being replaced, or not a checkpoint: the logs are all there is to go by
+        return None
+
+
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
         payload = json.loads(path.read_text())
@@ -150,10 +161,15 @@ def run_progress(folder: Path) -> RunProgress:
     metrics = _read_json(folder / "metrics.json")
     sittings = read_sittings(folder)
     curve = validation_curve(folder / "logs" / EARLIER_SITTINGS_LOG, folder / "logs" / METRICS_LOG)
+    checkpointed = _checkpointed_epoch(folder) if (folder / IN_PROGRESS_NAME).exists() or metrics is None else None
+    if checkpointed is not None:  # unfinished: what a resume keeps
+        epochs_done = checkpointed + 1
+        curve = [row for row in curve if row["epoch"] <= checkpointed]
+    else:
+        epochs_done = max([int(s.get("epochs_reached") or 0) for s in sittings]
+                          + [int((metrics or {}).get("epochs") or 0)] + [int(row["epoch"]) + 1 for row in curve])
     selection = PRETRAIN_SELECTION if pretraining else FIT_SELECTION
     scored = [row for row in curve if math.isfinite(row.get(selection, math.nan))]
-    epochs_done = max([int(s.get("epochs_reached") or 0) for s in sittings]
-                      + [int((metrics or {}).get("epochs") or 0)] + [int(row["epoch"]) + 1 for row in curve])
     seconds_per_epoch, threads = _pace(sittings)
     return RunProgress(
         folder=folder, model=str(settings["model"]),
