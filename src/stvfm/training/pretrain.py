@@ -192,6 +192,7 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
 
 def _pretrain(config: PretrainConfig, out: Path, datas: dict[str, PreparedData], model: Forecaster,
               views: dict[str, Forecaster], settings: dict[str, Any], resume: int | None) -> dict[str, Any]:
+    """One sitting, run while this process holds the folder's lock."""
     mark_in_progress(out)  # until this sitting's metrics.json is written: a kill leaves it for the next
     write_text_atomic(out / "config.yaml", yaml.safe_dump(settings, sort_keys=False))
     # ``run`` is what ``fit --init-from`` checks: the model name and its options
