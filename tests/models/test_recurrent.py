@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from stvfm.errors import ConfigError
 from stvfm.models import ForecastShape, create_model
 from stvfm.models.recurrent import fold_frames, roll_out, unfold_frames
 from stvfm.testing import make_batch
@@ -190,3 +191,20 @@ def test_scheduled_sampling_feeds_the_true_future_in_training_only(name):
     assert int(sampled.training_iterations) == 2
     sampled.eval()
     assert torch.equal(sampled.predict(batch), sampled.predict(other_future))
+
+
+@pytest.mark.parametrize("name", sorted(RECORDED))
+def test_scheduled_sampling_over_epochs_follows_the_trainers_count(name):
+    model = create_model(name, SHAPE, **RECORDED[name][0], scheduled_sampling_epochs=4).train()
+    assert model.state_dict().keys() == create_model(name, SHAPE, **RECORDED[name][0]).state_dict().keys()
+    probabilities = []
+    for epochs in (0.0, 2.0, 3.5, 4.0, 7.0):
+        model.epochs_trained = epochs
+        probabilities.append(model._true_frame_probability())
+    assert probabilities == [1.0, 0.5, 0.125, 0.0, 0.0]
+    model.epochs_trained = 0.0
+    batch = make_batch(SHAPE, batch_size=2)
+    assert not torch.equal(model(batch)["forecast"], model(dict(batch, y=torch.zeros_like(batch["y"])))["forecast"])
+    assert model.eval()._true_frame_probability() == 0.0
+    with pytest.raises(ConfigError, match="not both"):
+        create_model(name, SHAPE, **RECORDED[name][0], scheduled_sampling_epochs=4, scheduled_sampling_iterations=10)

@@ -92,6 +92,10 @@ class Forecaster(nn.Module):
         super().__init__()
         self.shape = shape
         self.config = config
+        #: Epochs of training done, with the current epoch's fraction, as the trainer sets it before each
+        #: training step: for a model whose training follows the schedule (scheduled sampling), in epochs
+        #: whatever the dataset's size, and a resumed run sees what the uninterrupted one saw.
+        self.epochs_trained = 0.0
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Return at least ``{"forecast": (B, Q, C, H, W)}`` in scaled units."""

@@ -13,8 +13,8 @@ Departures from the paper:
 - Frames may be folded by ``patch`` (space-to-depth, as the authors' code does) after
   padding the grid to a multiple of ``patch * 2**downsamples``; the forecast is cropped back.
 - By default training feeds back the model's own predictions and scores the forecast steps
-  only; ``scheduled_sampling_iterations`` and ``history_loss`` give the authors' objective
-  (the recipe's).
+  only; scheduled sampling (``scheduled_sampling_epochs`` or ``_iterations``) and ``history_loss``
+  give the authors' objective (the recipe's, its sampling counted in epochs).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class MAUConfig(FrameRecurrentConfig):
     patch: int = 1
 
     positive = ("num_layers", "hidden", "kernel", "tau", "patch")
-    non_negative = ("downsamples", "scheduled_sampling_iterations")
+    non_negative = ("downsamples", *FrameRecurrentConfig.non_negative)
 
 
 class MotionAwareUnit(nn.Module):

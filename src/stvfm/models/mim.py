@@ -11,8 +11,9 @@ Departures from the paper:
 - Frames are folded to ``patch x patch`` channels first (space-to-depth, as the authors'
   code does) after padding the grid to a multiple of the patch; the forecast is cropped back.
 - By default training feeds back the model's own predictions and scores the forecast steps
-  only; ``scheduled_sampling_iterations`` and ``history_loss`` give the authors' objective
-  (the recipe's: without it MIM settled on each cell's mean on bikenyc1-60d).
+  only; scheduled sampling (``scheduled_sampling_epochs`` or ``_iterations``) and ``history_loss``
+  give the authors' objective (the recipe's: without it MIM settled on each cell's mean on
+  bikenyc1-60d).
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ prediction back as the next input: at evaluation it never sees the true future.
 Departures from the paper and the authors' code:
 - Scheduled sampling (feeding the true future frame with a probability decaying linearly
   from 1 to 0) is off by default: training then matches evaluation (own predictions fed
-  back). ``scheduled_sampling_iterations`` > 0 turns the authors' schedule on.
+  back). ``scheduled_sampling_iterations`` > 0 turns the authors' schedule on, counted in
+  iterations as they count it; ``scheduled_sampling_epochs`` counts it in epochs (the recipe's).
 - The loss is the MSE of the Q forecast frames only by default; ``history_loss`` also scores
   the next-frame predictions made while reading the history, as the authors do (the recipe
   turns both on).

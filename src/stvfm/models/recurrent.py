@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stvfm.errors import ConfigError
 from stvfm.models.base import Forecaster, ModelConfig, observed_mean
 from stvfm.models.patching import pad_grid
 from stvfm.shape import ForecastShape
@@ -75,13 +76,24 @@ class FrameRecurrentConfig(ModelConfig):
     #: Training iterations over which the probability of feeding the true future frame instead of the
     #: model's own prediction decays linearly from 1 to 0 (authors: 50000); 0 = always its own.
     scheduled_sampling_iterations: int = 0
+    #: The same decay over this many epochs of training instead (the trainer's count, fractions included):
+    #: the authors' 50000 iterations end at about epoch 40 of OpenSTL's 50 on TaxiBJ, but would outlast
+    #: a small grid's whole schedule (63 iterations an epoch on bikenyc1-60d) and leave it teacher-forced.
+    scheduled_sampling_epochs: float = 0.0
     #: Also score the next-frame predictions made while reading the history: the loss is the MSE over
     #: every frame after the first, as the authors train; the forecast's MSE is still what selects.
     history_loss: bool = False
 
-    non_negative = ("scheduled_sampling_iterations",)
+    non_negative = ("scheduled_sampling_iterations", "scheduled_sampling_epochs")
     #: Options added after runs were recorded: at their default they leave ledger record names as they were.
-    ADDED_LATER: ClassVar[tuple[str, ...]] = ("scheduled_sampling_iterations", "history_loss")
+    ADDED_LATER: ClassVar[tuple[str, ...]] = ("scheduled_sampling_iterations", "history_loss",
+                                              "scheduled_sampling_epochs")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.scheduled_sampling_iterations and self.scheduled_sampling_epochs:
+            raise ConfigError("give scheduled sampling's length once: scheduled_sampling_iterations or "
+                              "scheduled_sampling_epochs, not both")
 
 
 class FrameRecurrentForecaster(Forecaster):
@@ -98,10 +110,12 @@ class FrameRecurrentForecaster(Forecaster):
 
     def _true_frame_probability(self) -> float:
         """Probability of feeding the true future frame now (0 when sampling is off, and at evaluation)."""
-        total = self.config.scheduled_sampling_iterations
-        if not self.training or total == 0:
+        if not self.training:
             return 0.0
-        return max(0.0, 1.0 - float(self.training_iterations) / total)
+        if self.config.scheduled_sampling_epochs:
+            return max(0.0, 1.0 - self.epochs_trained / self.config.scheduled_sampling_epochs)
+        total = self.config.scheduled_sampling_iterations
+        return max(0.0, 1.0 - float(self.training_iterations) / total) if total else 0.0
 
     def zero_state(self, batch: dict[str, torch.Tensor], channels: int, multiple: int) -> torch.Tensor:
         """A zero state of ``channels`` on the grid padded to ``multiple`` and divided by it."""

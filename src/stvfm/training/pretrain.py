@@ -118,6 +118,9 @@ class MultiGridTask(ForecastTask):
         self.views = views  # a plain dict: the views are not registered twice in the state dict
         self.val_losses = torch.nn.ModuleDict({name: MeanMetric() for name in self.names})
 
+    def trained_models(self) -> list[Forecaster]:
+        return [self.model, *self.views.values()]  # shallow copies: an attribute set on the model is not theirs
+
     def training_step(self, batches: dict[str, dict[str, torch.Tensor]], batch_idx: int) -> torch.Tensor:
         losses = [self.views[name].loss(batch, self.views[name](batch))["loss"] for name, batch in batches.items()]
         loss = torch.stack(losses).mean()

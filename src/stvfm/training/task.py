@@ -56,6 +56,13 @@ class ForecastTask(L.LightningModule):
         # hooks draw from in a different order after a restart: re-seed it from (seed, epoch, batch)
         # so a run resumed from an epoch-end checkpoint continues bit for bit.
         torch.manual_seed(derived_seed(int(self.run_config.get("seed", 0)), self.current_epoch, batch_idx))
+        epochs_trained = self.current_epoch + batch_idx / max(1, self.trainer.num_training_batches)
+        for model in self.trained_models():
+            model.epochs_trained = epochs_trained
+
+    def trained_models(self) -> list[Forecaster]:
+        """The forecasters a training step runs (the model; a multi-grid task's views of it too)."""
+        return [self.model]
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         losses = self.model.loss(batch, self.model(batch))
