@@ -53,7 +53,9 @@ class PredRNNConfig(FrameRecurrentConfig):
     kernel: int = 3
 
     positive = ("patch", "layers", "hidden", "kernel")
-    ADDED_LATER = ("history_loss",)
+    #: PredRNN had scheduled sampling in iterations from its first records; the rest of the shared
+    #: objective came later.
+    ADDED_LATER = ("history_loss", "scheduled_sampling_epochs")
 
 
 @register_model("predrnn", PredRNNConfig)
