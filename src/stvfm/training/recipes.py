@@ -18,7 +18,7 @@ import yaml
 
 from stvfm.data.registry import protocol_family
 from stvfm.errors import ConfigError
-from stvfm.models.registry import get_model_entry
+from stvfm.models.registry import resolved_options
 from stvfm.training.config import AUTO_PRECISION, RunConfig
 from stvfm.training.settings import NESTED_KEYS, OptimConfig, merged
 
@@ -85,20 +85,6 @@ def departures(model: str) -> list[str]:
 RUN_OWN_SETTINGS = ("out", "data_sha256")
 
 
-def model_defaults(model: str) -> dict[str, Any]:
-    """The options ``model`` has when neither recipe nor user sets them, as its config class declares them."""
-    declared = {}
-    for option in dataclasses.fields(get_model_entry(model).config_cls):
-        if option.default is not dataclasses.MISSING:
-            value = option.default
-        elif option.default_factory is not dataclasses.MISSING:
-            value = option.default_factory()
-        else:
-            continue
-        declared[option.name] = list(value) if isinstance(value, tuple) else value
-    return declared
-
-
 def recipe(model: str, dataset: str) -> str:
     """The settings ``fit`` starts ``model`` on ``dataset`` from (defaults < recipe), as a ``--config`` file to
     read, save and edit: the recipe file's sources and departures as comments, every run setting spelled
@@ -113,7 +99,7 @@ def recipe(model: str, dataset: str) -> str:
     if path:
         lines.append(f"# each setting's source: {path}")
     settings = {key: value for key, value in config.to_dict().items() if key not in RUN_OWN_SETTINGS}
-    unset = {key: value for key, value in model_defaults(model).items() if key not in settings["model_options"]}
+    unset = {key: value for key, value in resolved_options(model).items() if key not in settings["model_options"]}
     if published_settings(model, dataset).get("precision") == AUTO_PRECISION:  # kept: another host resolves it anew
         lines.append(f"# precision {AUTO_PRECISION}: {settings['precision']} on this host")
         settings["precision"] = AUTO_PRECISION
