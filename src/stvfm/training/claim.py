@@ -75,6 +75,15 @@ def mark_in_progress(out: Path) -> None:
     write_text_atomic(out / IN_PROGRESS_NAME, f"started {time.strftime('%Y-%m-%dT%H:%M:%S')} by pid {os.getpid()}\n")
 
 
+def claimant(out: Path) -> int | None:
+    """The pid ``mark_in_progress`` wrote into ``out``; None where the folder holds no claim it can read."""
+    try:
+        words = (out / IN_PROGRESS_NAME).read_text(errors="replace").split()
+    except OSError:
+        return None
+    return int(words[-1]) if words and words[-1].isdigit() else None
+
+
 def release_folder(out: Path) -> None:
     """Let other processes claim ``out`` again (closing the file releases the lock)."""
     handle = _held.pop(Path(out).resolve(), None)

@@ -20,7 +20,7 @@ import torch
 import yaml
 
 from stvfm.errors import DataError
-from stvfm.training.claim import EARLIER_SITTINGS_LOG, METRICS_LOG
+from stvfm.training.claim import EARLIER_SITTINGS_LOG, METRICS_LOG, claimant
 from stvfm.training.folders import IN_PROGRESS_NAME, LAST_CHECKPOINT
 from stvfm.training.sittings import read_sittings
 from stvfm.training.stopping import EPOCH_SECONDS
@@ -100,20 +100,15 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def _claimant(folder: Path) -> int | None:
-    """The pid that claimed an unfinished run (``.in-progress`` says "started ... by pid N")."""
-    words = (folder / IN_PROGRESS_NAME).read_text(errors="replace").split()
-    return int(words[-1]) if words and words[-1].isdigit() else None
-
-
 def _state(folder: Path, metrics: dict[str, Any] | None, resumable_epoch: int) -> str:
     if (folder / IN_PROGRESS_NAME).exists():
-        pid = _claimant(folder)
+        pid = claimant(folder)
         if pid is not None and _process_alive(pid):
             return f"training (pid {pid})"
+    if (folder / IN_PROGRESS_NAME).exists() or (metrics is None and resumable_epoch >= 0):
         return f"interrupted; resumes after epoch {resumable_epoch}"
     if metrics is None:
-        return f"interrupted; resumes after epoch {resumable_epoch}" if resumable_epoch >= 0 else "not started"
+        return "not started"
     reason = metrics.get("stop_reason") or "closed form"
     return "time cap; resumable" if reason == "time cap" else reason
 
