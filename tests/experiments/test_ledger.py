@@ -211,6 +211,28 @@ def test_gaps_are_judged_against_whichever_seed_spread_is_known():
     assert _verdict(row("ha-day", [12.0], stop="not trained"), closed) == "neither learned"
 
 
+def test_the_report_ends_with_the_methods_verdict_against_every_row():
+    from stvfm.experiments.ledger_report import LedgerRow, render
+
+    def row(label, rmses, stop="epoch cap"):
+        return LedgerRow(label, [{"model": label, "stop_reason": stop, "rmse": value, "mae": value / 2, "seed": seed,
+                                  "epochs": 10} for seed, value in enumerate(rmses)])
+
+    rows = [row("tau", [6.7]), row("stid", [6.8, 6.85, 6.9]), row("stvfm", [7.0, 7.05, 7.1]),
+            row("ha-week", [7.1], stop="not trained"), row("acfm", [9.0])]
+    text = render(rows, "bikenyc1", 0, ["ledger"])
+    verdicts = text[text.index("## stvfm against each row"):]
+    assert "| tau | -0.350: behind (beyond 0.100, twice stvfm's seed spread) |" in verdicts  # one tau seed: stvfm's spread
+    assert "| stid | -0.200: behind (beyond 0.100, twice the wider seed spread) |" in verdicts
+    assert "| ha-week | +0.050: level (within 0.100, twice stvfm's seed spread) |" in verdicts
+    assert "| acfm | +1.950: ahead (beyond 0.100, twice stvfm's seed spread) |" in verdicts
+    assert "| stvfm |" not in verdicts
+    alone = render([row("tau", [6.7]), row("stvfm", [7.0])], "bikenyc1", 0, ["ledger"])
+    assert "| tau | -0.300: no seed spread known, not judged | -0.150: no seed spread known, not judged |" in alone
+    assert "No unist record for this dataset and channel" in render(rows, "bikenyc1", 0, ["ledger"], versus="unist")
+    assert "## tau against each row" in render(rows, "bikenyc1", 0, ["ledger"], versus="tau")
+
+
 def test_compare_puts_ledger_records_beside_run_folders(ledger_with_runs, tmp_path):
     from stvfm.reports.tables import comparison_rows
 

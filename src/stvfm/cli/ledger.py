@@ -33,14 +33,16 @@ def report_command(
     channel: ChannelOption = None,
     ledger: Annotated[Optional[list[Path]], typer.Option("--ledger", help="Ledger folders or record files, repeatable (default $STVFM_LEDGER, else docs/results/ledger).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Also write the Markdown table to this file.")] = None,
+    versus: Annotated[str, typer.Option("--versus", help="Model whose verdicts against every other row end the report.")] = "stvfm",
 ) -> None:
-    """One comparison table rebuilt from ledger records alone (no run folders needed)."""
+    """One comparison table rebuilt from ledger records alone (no run folders needed), ending with one model's
+    verdicts against every other row."""
     import os
 
     from stvfm.experiments.ledger_report import report
 
     sources = ledger or [Path(os.environ.get("STVFM_LEDGER") or "docs/results/ledger")]
-    console.print(report(sources, dataset, channel_index(channel), out), markup=False, highlight=False)
+    console.print(report(sources, dataset, channel_index(channel), out, versus), markup=False, highlight=False)
     if out:
         console.print(f"written: {out}")
 

@@ -2,8 +2,9 @@
 
 One row per configuration (model, variant, every setting but the seed; the time cap only where it
 stopped a run), mean ± std over the seeds recorded, the paper's figure beside it, the budget each row
-had (epochs, minutes, threads, why it stopped), the validation trend of capped runs, and whether the gap to the
-best row exceeds the seed spread.
+had (epochs, minutes, threads, why it stopped), the validation trend of capped runs, whether the gap to the
+best row exceeds the seed spread, and one model's verdict against every other row (ST-VFM's by default), so
+the verdicts a results page states are rebuilt from the records, not written by hand.
 """
 
 from __future__ import annotations
@@ -181,6 +182,16 @@ def ledger_rows(records: list[dict[str, Any]], dataset: str, channel: int | str 
     return sorted(rows, key=lambda row: row.stat("rmse")[0])
 
 
+def _spread_judged(row: LedgerRow, reference: LedgerRow, metric: str) -> tuple[float, str] | None:
+    """Twice the wider seed spread of the two rows (the margin a gap must pass), and whose spread it was.
+    ``None`` where neither row has several learned seeds, so no spread is known."""
+    spread = {r.label: r.stat(metric)[1] for r in (row, reference) if r.learned and len(r.records) > 1}
+    if not spread:
+        return None
+    whose = "the wider seed spread" if len(spread) == 2 else f"{next(iter(spread))}'s seed spread"
+    return 2 * max(spread.values()), whose
+
+
 def _verdict(row: LedgerRow, best: LedgerRow) -> str:
     """Whether the RMSE gap to the best row is more than twice the wider seed spread of the two. Only a
     learned row with several seeds has a spread; a closed-form row has no seeds, so its verdict rests on
@@ -189,14 +200,43 @@ def _verdict(row: LedgerRow, best: LedgerRow) -> str:
         return "best"
     if not row.learned and not best.learned:
         return "neither learned"
-    (mean, _), (best_mean, _) = row.stat("rmse"), best.stat("rmse")
-    spreads = [r.stat("rmse")[1] for r in (row, best) if r.learned and len(r.records) > 1]
-    if not spreads:
+    judged = _spread_judged(row, best, "rmse")
+    if judged is None:
         if not row.learned:
             return f"{row.fitted_by}; the best row has one seed: gap not judged"
         return "one seed: spread unknown"
     whose = "the seed spread" if row.learned else "the best row's seed spread"
-    return f"beyond {whose}" if mean - best_mean > 2 * max(spreads) else f"within {whose}"
+    return f"beyond {whose}" if row.stat("rmse")[0] - best.stat("rmse")[0] > judged[0] else f"within {whose}"
+
+
+def _against(reference: LedgerRow, row: LedgerRow, metric: str) -> str:
+    """``reference`` ahead of, behind or level with ``row`` on ``metric`` (lower is better), with the gap and the
+    margin it was judged against."""
+    gap = row.stat(metric)[0] - reference.stat(metric)[0]
+    judged = _spread_judged(row, reference, metric)
+    if not row.learned and not reference.learned:
+        return f"{gap:+.3f}: neither learned"
+    if judged is None:
+        return f"{gap:+.3f}: no seed spread known, not judged"
+    margin, whose = judged
+    verdict = "level" if abs(gap) <= margin else "ahead" if gap > 0 else "behind"
+    return f"{gap:+.3f}: {verdict} ({'within' if verdict == 'level' else 'beyond'} {margin:.3f}, twice {whose})"
+
+
+def _versus_lines(rows: list[LedgerRow], versus: str) -> list[str]:
+    references = [row for row in rows if row.model == versus]
+    if not references:
+        return ["", f"No {versus} record for this dataset and channel: no verdicts against it."]
+    lines = []
+    for reference in references:
+        lines += ["", f"## {reference.label} against each row", "",
+                  f"Gap = the row's error minus {reference.label}'s (positive: {reference.label} is ahead). A gap "
+                  "counts when it exceeds twice the wider seed spread of the two rows (a closed-form or one-seed row "
+                  "has none); where neither row has several seeds it is not judged.", "",
+                  "| row | RMSE gap: verdict | MAE gap: verdict |", "|---|---|---|"]
+        lines += [f"| {row.label} | {_against(reference, row, 'rmse')} | {_against(reference, row, 'mae')} |"
+                  for row in rows if row is not reference]
+    return lines
 
 
 def _format(stat: tuple[float, float], with_spread: bool) -> str:
@@ -212,7 +252,7 @@ def _paper_text(row: LedgerRow, dataset: str) -> str:
     return f"{paper[0]:g} / {paper[1]:g}" if paper else "-"
 
 
-def render(rows: list[LedgerRow], dataset: str, channel: int | str, sources: list[str]) -> str:
+def render(rows: list[LedgerRow], dataset: str, channel: int | str, sources: list[str], versus: str = "stvfm") -> str:
     if not rows:
         raise DataError(f"no ledger records for {dataset} channel {channel} in {', '.join(sources)}")
     best = rows[0]
@@ -242,13 +282,16 @@ def render(rows: list[LedgerRow], dataset: str, channel: int | str, sources: lis
     full = [row.label for row in rows if row.label not in timed_out and any(r["stop_reason"] == "epoch cap" for r in row.records)]
     lines += ["", f"Stopped by the time cap before early stopping (not converged): {', '.join(timed_out) or 'none'}.",
               f"Ran every epoch the recipe allows, validation still improving within its patience: {', '.join(full) or 'none'}."]
+    lines += _versus_lines(rows, versus)
     return "\n".join(lines) + "\n"
 
 
-def report(ledger: list[str | Path], dataset: str, channel: int | str = 0, out: str | Path | None = None) -> str:
-    """The comparison table of ``dataset`` from ledger records; written to ``out`` when given."""
+def report(ledger: list[str | Path], dataset: str, channel: int | str = 0, out: str | Path | None = None,
+           versus: str = "stvfm") -> str:
+    """The comparison table of ``dataset`` from ledger records, with ``versus``'s verdicts against every row;
+    written to ``out`` when given."""
     records = read_records(ledger)
-    text = render(ledger_rows(records, dataset, channel), dataset, channel, [str(path) for path in ledger])
+    text = render(ledger_rows(records, dataset, channel), dataset, channel, [str(path) for path in ledger], versus)
     if out is not None:
         write_text_atomic(out, text)
     return text
