@@ -72,7 +72,9 @@ def test_a_report_is_rebuilt_from_ledger_records_alone(ledger_with_runs, small_c
     assert "| - | closed form |" in ha_week  # no seeds listed for a closed form
     assert (alone / "table.md").read_text() == text
     assert main(["ledger", "report", "-d", small_city.stem, "--ledger", str(alone / "ledger")]) == 0
-    assert "stid" in capsys.readouterr().out
+    assert "No stvfm record for this dataset" in capsys.readouterr().out
+    assert main(["ledger", "report", "-d", small_city.stem, "--ledger", str(alone / "ledger"), "--versus", "stid"]) == 0
+    assert "## stid against each row" in capsys.readouterr().out
 
 
 def test_ledger_best_is_a_terminal_table_of_each_models_best_row(ledger_with_runs, small_city, capsys):
