@@ -75,6 +75,8 @@ def test_a_report_is_rebuilt_from_ledger_records_alone(ledger_with_runs, small_c
     assert "No stvfm record for this dataset" in capsys.readouterr().out
     assert main(["ledger", "report", "-d", small_city.stem, "--ledger", str(alone / "ledger"), "--versus", "stid"]) == 0
     assert "## stid against each row" in capsys.readouterr().out
+    assert main(["ledger", "report", "-d", small_city.stem, "--ledger", str(alone / "ledger"), "--versus", "stdi"]) == 2
+    assert "unknown model 'stdi'" in capsys.readouterr().err
 
 
 def test_ledger_best_is_a_terminal_table_of_each_models_best_row(ledger_with_runs, small_city, capsys):

@@ -21,6 +21,7 @@ from stvfm.data.series import channel_flag
 from stvfm.errors import DataError
 from stvfm.experiments.paper import paper_figure, paper_scale, printed_figure
 from stvfm.ledger import identity, period_text, read_records, record_period, result_settings
+from stvfm.models.registry import get_model_entry
 
 #: Paper rows for ST-VFM variants (main table rows are model names).
 _PAPER_ROW = {"stvfm": "stvfm"}
@@ -290,6 +291,7 @@ def report(ledger: list[str | Path], dataset: str, channel: int | str = 0, out: 
            versus: str = "stvfm") -> str:
     """The comparison table of ``dataset`` from ledger records, with ``versus``'s verdicts against every row;
     written to ``out`` when given."""
+    get_model_entry(versus)  # a misspelt model is an error, not a report that says it has no record
     records = read_records(ledger)
     text = render(ledger_rows(records, dataset, channel), dataset, channel, [str(path) for path in ledger], versus)
     if out is not None:
