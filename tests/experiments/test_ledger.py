@@ -237,6 +237,23 @@ def test_the_report_ends_with_the_methods_verdict_against_every_row():
     assert "## tau against each row" in render(rows, "bikenyc1", 0, ["ledger"], versus="tau")
 
 
+def test_the_report_tabulates_each_forecast_step_mean_over_seeds():
+    from stvfm.experiments.ledger_report import LedgerRow, render
+
+    def record(model, seed, steps, stop="epoch cap"):
+        return {"model": model, "stop_reason": stop, "rmse": sum(steps) / len(steps), "mae": 1.0, "seed": seed,
+                "epochs": 10, "per_horizon": {"rmse": steps, "mae": steps}}
+
+    rows = [LedgerRow("tau", [record("tau", 0, [4.0, 6.0]), record("tau", 1, [5.0, 7.0])]),
+            LedgerRow("ha-week", [record("ha-week", 0, [7.0, 5.0], stop="not trained")]),
+            LedgerRow("old", [{"model": "old", "stop_reason": "time cap", "rmse": 9.0, "mae": 4.0, "seed": 0, "epochs": 1}])]
+    text = render(rows, "bikenyc1", 0, ["ledger"])
+    assert "| model | seeds | step 1 | step 2 |" in text
+    assert "| tau | 2 | **4.50** | 6.50 |" in text  # the mean over both seeds, the lowest of step 1
+    assert "| ha-week | - | 7.00 | **5.00** |" in text
+    assert "| old | 1 |" not in text  # a record written before per-step errors: no row, no invented figure
+
+
 def test_compare_puts_ledger_records_beside_run_folders(ledger_with_runs, tmp_path):
     from stvfm.reports.tables import comparison_rows
 

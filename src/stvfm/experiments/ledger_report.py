@@ -3,7 +3,7 @@
 One row per configuration (model, variant, every setting but the seed; the time cap only where it
 stopped a run), mean ± std over the seeds recorded, the paper's figure beside it, the budget each row
 had (epochs, minutes, threads, why it stopped), the validation trend of capped runs, whether the gap to the
-best row exceeds the seed spread, and one model's verdict against every other row (ST-VFM's by default), so
+best row exceeds the seed spread, the error at each forecast step, and one model's verdict against every other row (ST-VFM's by default), so
 the verdicts a results page states are rebuilt from the records, not written by hand.
 """
 
@@ -224,6 +224,32 @@ def _against(reference: LedgerRow, row: LedgerRow, metric: str) -> str:
     return f"{gap:+.3f}: {verdict} ({'within' if verdict == 'level' else 'beyond'} {margin:.3f}, twice {whose})"
 
 
+def _per_step(row: LedgerRow) -> list[float] | None:
+    """Test RMSE at each forecast step, mean over the row's seeds; ``None`` where a record lacks it."""
+    curves = [(record.get("per_horizon") or {}).get("rmse") for record in row.records]
+    if not all(curves) or len({len(curve) for curve in curves}) != 1:
+        return None
+    return [statistics.fmean(step) for step in zip(*curves, strict=True)]
+
+
+def _per_step_lines(rows: list[LedgerRow]) -> list[str]:
+    steps = {row.label: _per_step(row) for row in rows}
+    horizon = max((len(curve) for curve in steps.values() if curve), default=0)
+    if not horizon:
+        return []
+    lowest = [min(curve[step] for curve in steps.values() if curve and len(curve) == horizon) for step in range(horizon)]
+    lines = ["", "Test RMSE at each forecast step (mean over the row's seeds; the lowest of each step in bold):", "",
+             "| model | seeds | " + " | ".join(f"step {step + 1}" for step in range(horizon)) + " |",
+             "|---|---|" + "---|" * horizon]
+    for row in rows:
+        curve = steps[row.label]
+        if not curve or len(curve) != horizon:
+            continue
+        cells = [f"**{value:.2f}**" if value == lowest[step] else f"{value:.2f}" for step, value in enumerate(curve)]
+        lines.append(f"| {row.label} | {len(row.records) if row.learned else '-'} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _versus_lines(rows: list[LedgerRow], versus: str) -> list[str]:
     references = [row for row in rows if row.model == versus]
     if not references:
@@ -283,7 +309,7 @@ def render(rows: list[LedgerRow], dataset: str, channel: int | str, sources: lis
     full = [row.label for row in rows if row.label not in timed_out and any(r["stop_reason"] == "epoch cap" for r in row.records)]
     lines += ["", f"Stopped by the time cap before early stopping (not converged): {', '.join(timed_out) or 'none'}.",
               f"Ran every epoch the recipe allows, validation still improving within its patience: {', '.join(full) or 'none'}."]
-    lines += _versus_lines(rows, versus)
+    lines += _per_step_lines(rows) + _versus_lines(rows, versus)
     return "\n".join(lines) + "\n"
 
 
