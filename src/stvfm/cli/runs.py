@@ -169,6 +169,51 @@ def recipe_command(
     typer.echo(recipe(model, dataset), nl=False)
 
 
+@with_settings("model", "dataset", "channel", "steps", "model_options", *TRAINING_SETTINGS, default_words="the recipe's, else ")
+def cost_command(
+    settings: dict[str, Any],
+    config_file: Annotated[Optional[Path], typer.Option("--config", help="YAML of run settings over the model's recipe; flags override it.")] = None,
+    recipe: Annotated[bool, typer.Option(help="Start from the model's published recipe; --no-recipe: RunConfig defaults.")] = True,
+    backbone: Annotated[Optional[str], typer.Option(help="ST-VFM: vision backbone (dinov2-s, clip-b16, deit-b, videomae-s, tiny).")] = None,
+    variant: Annotated[Optional[str], typer.Option(help="ST-VFM ablation: simple, token-adapt, temporal-encoder, adapter, full.")] = None,
+    timed_batches: Annotated[int, typer.Option(help="Training batches timed, after the warm-up ones.")] = 4,
+    warmup_batches: Annotated[int, typer.Option(help="Untimed training batches first.")] = 2,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write every figure to this JSON file.")] = None,
+) -> None:
+    """What a run will cost before it is spent: FLOPs per epoch and at most (counted, host-free), the
+    seconds a batch takes here (timed through fit), so the minutes per epoch and hours at most."""
+    import tempfile
+
+    from stvfm.atomic import write_json_atomic
+    from stvfm.training.cost import cost
+    from stvfm.training.recipes import resolve_run_config
+
+    quiet_lightning()
+    flags = settings | given(backbone=backbone, variant=variant) | {"out": tempfile.gettempdir()}  # never written: cost uses a throw-away folder
+    estimate = cost(resolve_run_config(flags, config_file, use_recipe=recipe), timed_batches, warmup_batches)
+    figures = estimate.as_dict()
+    table = Table(title=f"{estimate.model} on {estimate.dataset}: cost of one run at its settings")
+    table.add_column("what")
+    table.add_column("figure", justify="right")
+    stop = f"; fewer where early stopping (patience {estimate.patience}) ends it" if estimate.patience else ""
+    for what, figure in (
+            ("host", f"{estimate.threads} thread(s), {estimate.vector_units}, {estimate.precision}, 15-min load {estimate.load_15min}"),
+            ("windows per epoch (train / val)", f"{estimate.train_windows} / {estimate.val_windows}, batch {estimate.batch_size}"),
+            ("GFLOP per window (train / val)", f"{estimate.train_gflop_per_window:.3g} / {estimate.val_gflop_per_window:.3g}"),
+            ("TFLOP per epoch", f"{estimate.epoch_tflop:.3g}"),
+            ("PFLOP at most", f"{estimate.total_pflop:.3g} ({estimate.max_epochs} epochs{stop})"),
+            ("seconds here: a training batch / the validation pass", f"{estimate.train_batch_seconds:.3g} / {estimate.validation_seconds:.3g}"),
+            ("achieved in training", f"{estimate.achieved_tflops:.3g} TFLOP/s, {estimate.utilisation:.0%} of the "
+             f"{estimate.precision} matmul peak measured now ({estimate.peak_tflops:.3g})"),
+            ("minutes per epoch here", f"{estimate.epoch_seconds / 60:.3g}"),
+            ("hours at most here", f"{estimate.hours_at_most:.3g} ({estimate.hours_at_most * estimate.threads:.3g} core-hours)")):
+        table.add_row(what, figure)
+    console.print(table)
+    if json_out:
+        write_json_atomic(json_out, figures)
+        console.print(f"written: {json_out}")
+
+
 def progress_command(
     root: Annotated[Optional[Path], typer.Argument(help="Folder of run folders (default $STVFM_RUNS, else runs/).")] = None,
 ) -> None:
@@ -211,4 +256,5 @@ def register(app: typer.Typer) -> None:
     app.command("test")(test_command)
     app.command("predict")(predict_command)
     app.command("recipe")(recipe_command)
+    app.command("cost")(cost_command)
     app.command("progress")(progress_command)

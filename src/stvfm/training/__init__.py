@@ -8,8 +8,9 @@ rebuilding a checkpoint's model from its recorded options, used by test, predict
 (``runner``), how a training ended (``stopping``), multi-dataset pre-training (``pretrain``),
 forecasting past a series' end (``inference``), recipes, the shared LightningModule (``task``),
 metrics, the protocol card and re-scoring saved forecasts (``scoring``), optimisers and schedules,
-speed-ups, and the benchmarks (``benchmark``: throughput and a whole epoch; ``cost_scaling``;
-``accuracy_check``: bf16 vs fp32).
+speed-ups, the benchmarks (``benchmark``: throughput and a whole epoch; ``cost_scaling``;
+``accuracy_check``: bf16 vs fp32), FLOPs counted per window (``flops``) and what a run will cost
+before it is spent (``cost``).
 
 May import: ``stvfm.data``, ``stvfm.models``, ``stvfm.atomic``, ``stvfm.errors``, torch and
 lightning; never ``stvfm.ledger`` (it reads finished runs: ``fit`` returns its result and takes a
