@@ -54,6 +54,15 @@ def test_pretrain_on_two_grids_then_fine_tune_on_one(tmp_path, cities, capsys):
     assert np.isfinite(json.loads((fine / "metrics.json").read_text())["rmse"])
 
 
+def test_pretraining_logs_its_training_loss_without_guessing_a_batch_size(tmp_path, recwarn):
+    """Each step trains on one batch per dataset; Lightning cannot read one batch size from them and warns."""
+    first = write_synthetic_city(tmp_path / "a.npz", days=10, height=4, width=4)
+    second = write_synthetic_city(tmp_path / "b.npz", days=12, height=4, width=4, seed=1)
+    assert main(["pretrain", "--model", "stid", "--datasets", f"{first},{second}", "--out", str(tmp_path / "pre"),
+                 "--max-epochs", "1", "--accelerator", "cpu"]) == 0
+    assert not [warning for warning in recwarn if "ambiguous collection" in str(warning.message)]
+
+
 def test_models_with_grid_sized_weights_cannot_pretrain_across_grids(tmp_path, cities):
     with pytest.raises(ConfigError, match="cannot pre-train across grids"):
         pretrain(PretrainConfig(model="stid", datasets=[str(path) for path in cities], out=str(tmp_path),

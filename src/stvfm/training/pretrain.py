@@ -124,9 +124,11 @@ class MultiGridTask(ForecastTask):
     def training_step(self, batches: dict[str, dict[str, torch.Tensor]], batch_idx: int) -> torch.Tensor:
         losses = [self.views[name].loss(batch, self.views[name](batch))["loss"] for name, batch in batches.items()]
         loss = torch.stack(losses).mean()
+        # each step's loss is already a mean over its batches, so every step weighs one in the epoch mean
+        # (Lightning cannot read a batch size from a dict of batches)
         for name, value in zip(batches, losses, strict=True):
-            self.log(f"train/loss_{name}", value.detach().float(), on_step=False, on_epoch=True)
-        self.log("train/loss", loss.detach().float(), on_step=True, on_epoch=True, prog_bar=True)
+            self.log(f"train/loss_{name}", value.detach().float(), on_step=False, on_epoch=True, batch_size=1)
+        self.log("train/loss", loss.detach().float(), on_step=True, on_epoch=True, prog_bar=True, batch_size=1)
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
