@@ -2,8 +2,8 @@
 
 A record holds everything ``metrics.json`` holds (so every table reads it like a run folder)
 plus what makes a result trustworthy without the run folder: the resolved settings, epochs
-run, wall time and threads, why training stopped, and the validation curve. No weights, no
-predictions. Records from different machines and days add up under
+run, wall time and threads, why training stopped, the validation curve, and each test window's
+error (so two records can be tested window by window). No weights, no predictions. Records from different machines and days add up under
 ``<ledger>/<dataset>/<record name>.json``.
 
 It sits above training and knows it: a record is read from a finished run folder and named by the
@@ -35,6 +35,7 @@ from stvfm.errors import DataError, StvfmError
 from stvfm.models.registry import options_added_later
 from stvfm.training.config import PLACEMENT, RunConfig
 from stvfm.training.progress import validation_curve
+from stvfm.training.scoring import saved_window_errors
 from stvfm.training.stopping import STOP_REASONS, stop_reason
 
 LEDGER_ENV = "STVFM_LEDGER"
@@ -132,6 +133,8 @@ def build_record(run: str | Path) -> dict[str, Any]:
         epochs, int(settings.get("max_epochs") or 0), float(metrics.get("train_seconds") or 0.0),
         settings.get("max_minutes"), early_stopped=False)
     record = {key: value for key, value in metrics.items() if key not in ("checkpoint",)}
+    if "per_window" not in record and (folder / "predictions.npz").is_file():  # a run from before they were kept
+        record["per_window"] = saved_window_errors(folder)
     record.update(
         schema=SCHEMA, settings=settings, stop_reason=reason, epochs=epochs,
         val_curve=validation_curve(folder / "logs" / "metrics.csv"),
@@ -173,6 +176,12 @@ def _record_problem(record: dict[str, Any]) -> str | None:
         return f"settings is a {type(record['settings']).__name__}, not a mapping"
     if not _is_whole(record["n_windows"]) or not _is_whole(record["epochs"]) or not isinstance(record["val_curve"], list):
         return "n_windows and epochs must be whole numbers and val_curve a list"
+    windows = record.get("per_window")
+    if windows is not None and not (
+            isinstance(windows, dict) and isinstance(windows.get("first_step_time"), str)
+            and _is_whole(windows.get("interval_minutes")) and isinstance(windows.get("mse"), list)
+            and all(value is None or _is_finite(value) for value in windows["mse"])):
+        return "per_window is not {first_step_time: text, interval_minutes: whole number, mse: [numbers or null]}"
     if record["stop_reason"] not in STOP_REASONS:
         return f"unknown stop_reason {record['stop_reason']!r}"
     return None

@@ -6,6 +6,7 @@ import csv
 import json
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -112,6 +113,32 @@ def test_ledger_add_from_run_folders_and_bad_records(ledger_with_runs, tmp_path,
     code = main(["ledger", "report", "-d", "city", "--ledger", str(bad.parent)])
     err = capsys.readouterr().err
     assert code == 2 and "record.json" in err and "not a ledger record" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_record_keeps_each_test_windows_error_and_an_older_run_gets_them_from_its_forecasts(ledger_with_runs, tmp_path):
+    root, ledger = ledger_with_runs
+    for record in read_records([ledger]):  # the fit and the closed-form evaluation both keep them
+        windows = record["per_window"]
+        counts = windows["n_points"]
+        assert len(windows["mse"]) == len(counts) == record["n_windows"] and sum(counts) == record["n_points"]
+        pooled = sum(mse * count for mse, count in zip(windows["mse"], counts, strict=True)) / sum(counts)
+        assert pooled == pytest.approx(record["rmse"] ** 2, rel=1e-5)
+        assert sum(mae * count for mae, count in zip(windows["mae"], counts, strict=True)) / sum(counts) == pytest.approx(
+            record["mae"], rel=1e-5)
+        assert windows["interval_minutes"] == 60 and windows["first_step_time"] >= record["period"]["start"]
+    older = shutil.copytree(root / "stid-0", tmp_path / "before-per-window")
+    metrics = json.loads((older / "metrics.json").read_text())
+    kept = metrics.pop("per_window")
+    (older / "metrics.json").write_text(json.dumps(metrics))
+    rebuilt = json.loads(add([older], tmp_path / "ledger")[0].read_text())
+    assert rebuilt["per_window"]["first_step_time"] == kept["first_step_time"]
+    assert rebuilt["per_window"]["interval_minutes"] == 60 and rebuilt["per_window"]["n_points"] == kept["n_points"]
+    np.testing.assert_allclose(rebuilt["per_window"]["mse"], kept["mse"], rtol=1e-6)
+    broken = dict(rebuilt, per_window={"first_step_time": 3, "mse": "x"})
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "r.json").write_text(json.dumps(broken))
+    with pytest.raises(DataError, match="per_window"):
+        read_records([tmp_path / "bad"])
 
 
 def test_a_setting_added_later_with_its_default_keeps_a_records_name(ledger_with_runs):

@@ -22,6 +22,7 @@ from stvfm.errors import DataError
 from stvfm.experiments.paper import paper_figure, paper_scale, printed_figure
 from stvfm.ledger import identity, period_text, read_records, record_period, result_settings
 from stvfm.models.registry import get_model_entry
+from stvfm.training.significance import SIGNIFICANCE, day_lags, paired_test
 
 #: Paper rows for ST-VFM variants (main table rows are model names).
 _PAPER_ROW = {"stvfm": "stvfm"}
@@ -55,6 +56,20 @@ class LedgerRow:
     @property
     def seeds(self) -> list[int]:
         return sorted(record["seed"] for record in self.records)
+
+    def window_losses(self) -> tuple[tuple[str, int, int], list[float | None], list[int]] | None:
+        """(which windows, each window's test MSE averaged over the seeds that recorded it, those seeds);
+        None where no record of the row kept its per-window errors. Seeds scored on other windows than
+        the first such seed's are left out."""
+        kept = [record for record in self.records if isinstance(record.get("per_window"), dict)]
+        if not kept:
+            return None
+        windows = [(r["per_window"]["first_step_time"], r["per_window"]["interval_minutes"], len(r["per_window"]["mse"]))
+                   for r in kept]
+        kept = [record for record, key in zip(kept, windows, strict=True) if key == windows[0]]
+        per_seed = [record["per_window"]["mse"] for record in kept]
+        losses = [None if None in values else statistics.fmean(values) for values in zip(*per_seed, strict=True)]
+        return windows[0], losses, sorted(record["seed"] for record in kept)
 
     @property
     def budget(self) -> str:
@@ -224,6 +239,24 @@ def _against(reference: LedgerRow, row: LedgerRow, metric: str) -> str:
     return f"{gap:+.3f}: {verdict} ({'within' if verdict == 'level' else 'beyond'} {margin:.3f}, twice {whose})"
 
 
+def _paired(reference: LedgerRow, row: LedgerRow) -> str:
+    """``reference`` against ``row`` window by window on the test split: the Diebold-Mariano test of
+    their per-window MSE (``stvfm.training.significance``), where both kept them for the same windows."""
+    mine, theirs = reference.window_losses(), row.window_losses()
+    if mine is None or theirs is None:
+        return "per-window errors not recorded"
+    if mine[0] != theirs[0]:
+        return "scored on other windows"
+    windows, interval = mine[0][2], mine[0][1]
+    try:
+        test = paired_test(mine[1], theirs[1], day_lags(interval, windows))
+    except DataError as error:  # too few windows scored by both
+        return str(error)
+    partial = [f"{r.label} on seed{'s' if len(used) > 1 else ''} {', '.join(map(str, used))} only"
+               for r, (_, _, used) in ((reference, mine), (row, theirs)) if r.learned and len(used) < len(r.records)]
+    return f"{test.mean_difference:+.2f}: {test.verdict} (p {test.p_value:.2f})" + "".join(f"; {p}" for p in partial)
+
+
 def _per_step(row: LedgerRow) -> list[float] | None:
     """Test RMSE at each forecast step, mean over the row's seeds; ``None`` where a record lacks it."""
     curves = [(record.get("per_horizon") or {}).get("rmse") for record in row.records]
@@ -259,10 +292,16 @@ def _versus_lines(rows: list[LedgerRow], versus: str) -> list[str]:
         lines += ["", f"## {reference.label} against each row", "",
                   f"Gap = the row's error minus {reference.label}'s (positive: {reference.label} is ahead). A gap "
                   "counts when it exceeds twice the wider seed spread of the two rows (a closed-form or one-seed row "
-                  "has none); where neither row has several seeds it is not judged.", "",
-                  "| row | RMSE gap: verdict | MAE gap: verdict |", "|---|---|---|"]
-        lines += [f"| {row.label} | {_against(reference, row, 'rmse')} | {_against(reference, row, 'mae')} |"
-                  for row in rows if row is not reference]
+                  "has none); where neither row has several seeds it is not judged. The last column compares the two "
+                  "window by window on the test split: the row's mean per-window MSE minus "
+                  f"{reference.label}'s (averaged over the seeds that kept per-window errors), and the two-sided "
+                  "p-value of a Diebold-Mariano test (HAC variance over one day of lags); below "
+                  f"{SIGNIFICANCE:g} the gap is beyond the test windows' own noise. It speaks of this test split, "
+                  "not of other seeds or periods.", "",
+                  "| row | RMSE gap: verdict | MAE gap: verdict | test windows, paired: MSE gap, verdict (p) |",
+                  "|---|---|---|---|"]
+        lines += [f"| {row.label} | {_against(reference, row, 'rmse')} | {_against(reference, row, 'mae')} | "
+                  f"{_paired(reference, row)} |" for row in rows if row is not reference]
     return lines
 
 

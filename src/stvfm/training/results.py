@@ -22,7 +22,7 @@ from stvfm.errors import RunError
 from stvfm.models.base import Forecaster
 from stvfm.training.config import RunConfig
 from stvfm.training.folders import IN_PROGRESS_NAME
-from stvfm.training.scoring import protocol_card
+from stvfm.training.scoring import protocol_card, window_errors
 from stvfm.training.task import ForecastTask
 
 
@@ -68,6 +68,7 @@ def metrics_payload(config: RunConfig, data: PreparedData, model: Forecaster, re
         "mae": results["mae"],
         "rmse": results["rmse"],
         "per_horizon": results["per_horizon"],
+        "per_window": results["per_window"],
         "n_windows": results["n_windows"],
         "n_points": results["n_points"],
         "protocol_card": protocol_card(config.scaling, config.gap_fill, results,
@@ -80,16 +81,13 @@ def metrics_payload(config: RunConfig, data: PreparedData, model: Forecaster, re
     }
 
 
-def save_predictions(path: Path, data: PreparedData, task: ForecastTask) -> None:
+def save_predictions(path: Path, data: PreparedData, predictions: np.ndarray, targets: np.ndarray, starts: np.ndarray,
+                     first_step: np.ndarray) -> None:
     """Test forecasts and truths in original units (a truth that was missing is NaN), for plots and
     metric re-computation (``stvfm score``)."""
-    predictions, targets, starts = task.collected_predictions()
-    history = data.protocol.history
-    first_step = data.series.timestamps[starts + history]
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as handle:
-            np.savez_compressed(handle, prediction=predictions, target=targets, start=starts,
-                                first_step_time=first_step.astype("datetime64[s]").astype(str),
+            np.savez_compressed(handle, prediction=predictions, target=targets, start=starts, first_step_time=first_step,
                                 channel_names=np.array(data.series.channel_names))
 
 
@@ -108,8 +106,11 @@ def write_outputs(config: RunConfig, data: PreparedData, task: ForecastTask, res
     if not all(math.isfinite(value) for value in figures):
         raise RunError(f"{out}: the test metrics are not finite numbers (the forecasts hold NaN or infinity: "
                        "training diverged, e.g. at too high a learning rate); no result was written")
-    save_predictions(out / "predictions.npz", data, task)
-    payload = metrics_payload(config, data, task.model, results, "test", extra)
+    predictions, targets, starts = task.collected_predictions()
+    first_step = data.series.timestamps[starts + data.protocol.history].astype("datetime64[s]").astype(str)
+    save_predictions(out / "predictions.npz", data, predictions, targets, starts, first_step)
+    per_window = window_errors(predictions, targets, starts, first_step, data.series.interval_minutes)
+    payload = metrics_payload(config, data, task.model, results | {"per_window": per_window}, "test", extra)
     write_json_atomic(out / "metrics.json", payload)
     (out / IN_PROGRESS_NAME).unlink(missing_ok=True)
     return payload

@@ -83,6 +83,29 @@ def recorded_card(metrics: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def window_errors(prediction: np.ndarray, target: np.ndarray, start: np.ndarray, first_step_time: np.ndarray,
+                  interval_minutes: int) -> dict[str, Any]:
+    """Each test window's MSE and MAE over its scored targets (every step, channel and cell), in window
+    order, so two runs scored on the same windows can be compared window by window (a paired test,
+    ``stvfm.training.significance``) and not only by their pooled figures. Arrays as ``predictions.npz``
+    holds them: original units, clamped, NaN where a target was missing. The counts weigh each window
+    back into the pooled figures: sum(mse * n_points) / sum(n_points) is the pooled MSE."""
+    order = np.argsort(start, kind="stable")
+    error = (prediction.astype(np.float64) - target.astype(np.float64))[order].reshape(len(order), -1)
+    observed = ~np.isnan(error)
+    points = observed.sum(axis=1)
+    error = np.where(observed, error, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):  # a window with no target scored has no figure
+        mse, mae = np.square(error).sum(axis=1) / points, np.abs(error).sum(axis=1) / points
+    return {
+        "first_step_time": str(first_step_time[order][0]),
+        "interval_minutes": int(interval_minutes),
+        "mse": [float(value) if count else None for value, count in zip(mse, points, strict=True)],
+        "mae": [float(value) if count else None for value, count in zip(mae, points, strict=True)],
+        "n_points": points.tolist(),
+    }
+
+
 def _read_metrics(folder: Path) -> dict[str, Any]:
     path = folder / "metrics.json"
     if not path.is_file():
@@ -97,13 +120,14 @@ def _read_metrics(folder: Path) -> dict[str, Any]:
     return metrics
 
 
-def _read_predictions(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+def _read_predictions(folder: Path, *extra: str) -> tuple[np.ndarray, ...]:
+    """The prediction and target arrays of a run's predictions.npz, then the ``extra`` ones named."""
     path = folder / "predictions.npz"
     if not path.is_file():
         raise DataError(f"{path}: no predictions.npz to score (the run wrote none)")
     try:
         with np.load(path, allow_pickle=False) as archive:
-            prediction, target = archive["prediction"], archive["target"]
+            prediction, target, *others = (archive[name] for name in ("prediction", "target", *extra))
     except KeyError as error:
         raise DataError(f"{path}: missing array {error}") from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
@@ -111,7 +135,17 @@ def _read_predictions(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     if prediction.ndim < 3 or prediction.shape != target.shape or prediction.shape[0] == 0:
         raise DataError(f"{path}: prediction {prediction.shape} and target {target.shape} must be the same "
                         "non-empty (windows, steps, ...) arrays")
-    return prediction, target
+    return prediction, target, *others
+
+
+def saved_window_errors(run: str | Path) -> dict[str, Any]:
+    """``window_errors`` of a finished run's saved forecasts, for runs whose metrics.json predates them."""
+    folder = Path(run)
+    prediction, target, start, first_step = _read_predictions(folder, "start", "first_step_time")
+    times = np.sort(first_step.astype("datetime64[m]"))
+    steps = np.diff(times).astype(int)
+    interval = int(steps[steps > 0].min()) if (steps > 0).any() else 0  # stride-1 windows: one step apart
+    return window_errors(prediction, target, start, first_step, interval)
 
 
 def _chosen_steps(steps: list[int] | None, horizon: int) -> list[int]:
