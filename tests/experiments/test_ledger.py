@@ -293,6 +293,20 @@ def test_compare_puts_ledger_records_beside_run_folders(ledger_with_runs, tmp_pa
     assert sorted(row[0] for row in rows) == ["ha-week", "stid", "stid", "stid"]
     assert [row[0] for row in comparison_rows([one_record])] == ["ha-week"]
     assert main(["compare", str(copied), str(root / "stid-0")]) == 0
+    # the best row tested against each, window by window; a run folder from before per-window errors were
+    # kept gets them from its saved forecasts, a record without them says so
+    older = shutil.copytree(root / "stid-1", tmp_path / "older-run")
+    metrics = json.loads((older / "metrics.json").read_text())
+    del metrics["per_window"]
+    (older / "metrics.json").write_text(json.dumps(metrics))
+    bare = json.loads(one_record.read_text())
+    del bare["per_window"]
+    (tmp_path / "bare").mkdir()
+    (tmp_path / "bare" / one_record.name).write_text(json.dumps(bare))
+    rows = comparison_rows([root / "stid-0", older, root / "ha-week", tmp_path / "bare" / one_record.name])
+    cells = [row[-1] for row in rows]
+    assert cells[0] == "best" and cells.count("per-window errors not recorded") == 1
+    assert sum(": " in cell and "(p " in cell for cell in cells) == 2
 
 
 def test_a_reproduce_report_takes_records_of_the_same_run_and_budget_from_the_ledger(ledger_with_runs, small_city,

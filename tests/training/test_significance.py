@@ -115,5 +115,5 @@ def test_the_report_tests_rows_window_by_window_where_both_kept_them():
     tau = next(line for line in verdicts.splitlines() if line.startswith("| tau |"))
     assert "not separated" in tau
     assert "| old |" in verdicts and "per-window errors not recorded |" in verdicts
-    assert "scored on other windows" in verdicts
+    assert "scored on other test windows" in verdicts
     assert "Diebold-Mariano" in verdicts

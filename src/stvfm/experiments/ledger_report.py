@@ -22,7 +22,7 @@ from stvfm.errors import DataError
 from stvfm.experiments.paper import paper_figure, paper_scale, printed_figure
 from stvfm.ledger import identity, period_text, read_records, record_period, result_settings
 from stvfm.models.registry import get_model_entry
-from stvfm.training.significance import SIGNIFICANCE, day_lags, paired_test
+from stvfm.training.significance import SIGNIFICANCE, paired_window_test
 
 #: Paper rows for ST-VFM variants (main table rows are model names).
 _PAPER_ROW = {"stvfm": "stvfm"}
@@ -57,19 +57,19 @@ class LedgerRow:
     def seeds(self) -> list[int]:
         return sorted(record["seed"] for record in self.records)
 
-    def window_losses(self) -> tuple[tuple[str, int, int], list[float | None], list[int]] | None:
-        """(which windows, each window's test MSE averaged over the seeds that recorded it, those seeds);
-        None where no record of the row kept its per-window errors. Seeds scored on other windows than
-        the first such seed's are left out."""
-        kept = [record for record in self.records if isinstance(record.get("per_window"), dict)]
+    def window_losses(self) -> tuple[dict[str, Any], list[int]] | None:
+        """The row's per-window test errors (``per_window``, each window's MSE averaged over the seeds that
+        kept them) and those seeds; None where no record of the row kept them. Seeds scored on other
+        windows than the first such seed's are left out."""
+        kept = [record["per_window"] for record in self.records if isinstance(record.get("per_window"), dict)]
+        seeds = [record["seed"] for record in self.records if isinstance(record.get("per_window"), dict)]
         if not kept:
             return None
-        windows = [(r["per_window"]["first_step_time"], r["per_window"]["interval_minutes"], len(r["per_window"]["mse"]))
-                   for r in kept]
-        kept = [record for record, key in zip(kept, windows, strict=True) if key == windows[0]]
-        per_seed = [record["per_window"]["mse"] for record in kept]
-        losses = [None if None in values else statistics.fmean(values) for values in zip(*per_seed, strict=True)]
-        return windows[0], losses, sorted(record["seed"] for record in kept)
+        same = [index for index, windows in enumerate(kept) if all(
+            windows[key] == kept[0][key] for key in ("first_step_time", "interval_minutes")) and len(windows["mse"]) == len(kept[0]["mse"])]
+        losses = [None if None in values else statistics.fmean(values)
+                  for values in zip(*(kept[index]["mse"] for index in same), strict=True)]
+        return kept[0] | {"mse": losses}, sorted(seeds[index] for index in same)
 
     @property
     def budget(self) -> str:
@@ -245,16 +245,13 @@ def _paired(reference: LedgerRow, row: LedgerRow) -> str:
     mine, theirs = reference.window_losses(), row.window_losses()
     if mine is None or theirs is None:
         return "per-window errors not recorded"
-    if mine[0] != theirs[0]:
-        return "scored on other windows"
-    windows, interval = mine[0][2], mine[0][1]
     try:
-        test = paired_test(mine[1], theirs[1], day_lags(interval, windows))
-    except DataError as error:  # too few windows scored by both
+        test = paired_window_test(mine[0], theirs[0])
+    except DataError as error:  # other windows, or too few both scored
         return str(error)
     partial = [f"{r.label} on seed{'s' if len(used) > 1 else ''} {', '.join(map(str, used))} only"
-               for r, (_, _, used) in ((reference, mine), (row, theirs)) if r.learned and len(used) < len(r.records)]
-    return f"{test.mean_difference:+.2f}: {test.verdict} (p {test.p_value:.2f})" + "".join(f"; {p}" for p in partial)
+               for r, (_, used) in ((reference, mine), (row, theirs)) if r.learned and len(used) < len(r.records)]
+    return test.summary() + "".join(f"; {p}" for p in partial)
 
 
 def _per_step(row: LedgerRow) -> list[float] | None:

@@ -9,6 +9,8 @@ from typing import Any
 
 from stvfm.errors import DataError
 from stvfm.training.folders import in_progress
+from stvfm.training.scoring import saved_window_errors
+from stvfm.training.significance import paired_window_test
 
 
 def load_metrics(run: str | Path) -> dict[str, Any]:
@@ -34,7 +36,7 @@ def load_metrics(run: str | Path) -> dict[str, Any]:
     return payload
 
 
-COLUMNS = ("model", "dataset", "channel", "RMSE", "MAE", "windows", "weights", "budget")
+COLUMNS = ("model", "dataset", "channel", "RMSE", "MAE", "windows", "weights", "budget", "best row against it, paired")
 
 
 def _epochs(count: int) -> str:
@@ -77,18 +79,37 @@ def _results(source: str | Path) -> list[dict[str, Any]]:
             return read_records([path])
         except DataError:
             pass  # not a ledger record: load_metrics says what is wrong with it as a metrics file
-    return [load_metrics(path)]
+    metrics = load_metrics(path)
+    folder = path if path.is_dir() else path.parent
+    if "per_window" not in metrics and (folder / "predictions.npz").is_file():  # a run from before they were kept
+        metrics["per_window"] = saved_window_errors(folder)
+    return [metrics]
+
+
+def _against_best(best: dict[str, Any], payload: dict[str, Any]) -> str:
+    """The lowest-RMSE result against this one, window by window (``significance.paired_window_test``):
+    whether the gap between them is beyond the test windows' own noise."""
+    if payload is best:
+        return "best"
+    if not (isinstance(best.get("per_window"), dict) and isinstance(payload.get("per_window"), dict)):
+        return "per-window errors not recorded"
+    try:
+        return paired_window_test(best["per_window"], payload["per_window"]).summary()
+    except DataError as error:  # other windows, or too few scored by both
+        return str(error)
 
 
 def comparison_rows(runs: list[str | Path]) -> list[tuple[str, ...]]:
-    """One row per run or ledger record, best RMSE first, naming the weights each model really used."""
+    """One row per run or ledger record, best RMSE first, naming the weights each model really used, and
+    the best row's paired test against each (per-window MSE gap, verdict, p)."""
     rows = []
-    results = [result for source in runs for result in _results(source)]
-    for payload in sorted(results, key=lambda p: p["rmse"]):
+    results = sorted((result for source in runs for result in _results(source)), key=lambda p: p["rmse"])
+    for payload in results:
         weights = (payload.get("weights") or {}).get("label", "-")
         name = payload["model"] + (f" ({payload['variant']})" if payload.get("variant") else "")
         rows.append((name, payload["dataset"], str(payload["channel"]), f"{payload['rmse']:.3f}",
-                     f"{payload['mae']:.3f}", str(payload["n_windows"]), weights, budget_words(payload)))
+                     f"{payload['mae']:.3f}", str(payload["n_windows"]), weights, budget_words(payload),
+                     _against_best(results[0], payload)))
     return rows
 
 

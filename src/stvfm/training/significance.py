@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -38,12 +39,26 @@ class PairedTest:
             return "not separated"
         return "ahead" if self.mean_difference > 0 else "behind"
 
+    def summary(self) -> str:
+        return f"{self.mean_difference:+.2f}: {self.verdict} (p {self.p_value:.2f})"
+
 
 def day_lags(interval_minutes: int, windows: int) -> int:
     """One day of steps, and never more than a quarter of the windows (the HAC estimate needs many more
     windows than lags)."""
     day = slots_per_day(interval_minutes) if interval_minutes > 0 else 1
     return max(1, min(day, windows // 4))
+
+
+def paired_window_test(first: dict[str, Any], second: dict[str, Any]) -> PairedTest:
+    """``paired_test`` on two runs' kept per-window errors (``scoring.window_errors``), over one day of lags;
+    runs scored on other windows (another span, dataset or protocol) cannot be paired."""
+    def windows(kept: dict[str, Any]) -> tuple[str, int, int]:
+        return kept["first_step_time"], kept["interval_minutes"], len(kept["mse"])
+
+    if windows(first) != windows(second):
+        raise DataError("scored on other test windows")
+    return paired_test(first["mse"], second["mse"], day_lags(first["interval_minutes"], len(first["mse"])))
 
 
 def paired_test(first: Sequence[float | None], second: Sequence[float | None], lags: int) -> PairedTest:
