@@ -111,9 +111,15 @@ def test_the_report_tests_rows_window_by_window_where_both_kept_them():
     text = render(rows, "bikenyc1", 0, ["ledger"])
     verdicts = text[text.index("## stvfm against each row"):]
     line = next(line for line in verdicts.splitlines() if line.startswith("| ha-week |"))
-    assert ": ahead (p 0.00); stvfm on seeds 0, 1 only |" in line  # seed 2 kept no per-window errors
+    assert ": ahead (p < 0.001); stvfm on seeds 0, 1 only |" in line  # seed 2 kept no per-window errors
     tau = next(line for line in verdicts.splitlines() if line.startswith("| tau |"))
     assert "not separated" in tau
     assert "| old |" in verdicts and "per-window errors not recorded |" in verdicts
     assert "scored on other test windows" in verdicts
     assert "Diebold-Mariano" in verdicts
+
+
+def test_a_p_value_just_below_the_threshold_never_prints_as_the_threshold():
+    assert PairedTest(421, 48, 91.81, 1.97, 0.0496).summary() == "+91.81: ahead (p 0.0496)"
+    assert PairedTest(205, 24, 9.71, 1.35, 0.1786).summary() == "+9.71: not separated (p 0.179)"
+    assert PairedTest(205, 24, -30.4, -4.0, 0.00004).summary() == "-30.40: behind (p < 0.001)"

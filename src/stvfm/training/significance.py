@@ -40,7 +40,9 @@ class PairedTest:
         return "ahead" if self.mean_difference > 0 else "behind"
 
     def summary(self) -> str:
-        return f"{self.mean_difference:+.2f}: {self.verdict} (p {self.p_value:.2f})"
+        """Gap, verdict and p, to three figures so a p just below the threshold never prints as it."""
+        p_value = "p < 0.001" if self.p_value < 0.001 else f"p {self.p_value:.3g}"
+        return f"{self.mean_difference:+.2f}: {self.verdict} ({p_value})"
 
 
 def day_lags(interval_minutes: int, windows: int) -> int:
