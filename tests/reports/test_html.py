@@ -54,7 +54,7 @@ def test_the_report_is_one_self_contained_page(written):
     page = written[1].read_text()
     assert "http://" not in page and "https://" not in page and "<script" not in page and "<link" not in page
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
-    assert len(images) == 5  # per-step errors; forecast maps and error map of ST-VFM and of the best other run
+    assert len(images) == 6  # per-step and per-window errors; forecast maps and error map of ST-VFM and of the best other run
     for encoded in images:
         pixels = imread(io.BytesIO(base64.b64decode(encoded)), format="png")
         assert pixels.shape[0] > 100 and pixels.shape[1] > 100 and np.ptp(pixels) > 0
@@ -86,7 +86,7 @@ def test_chromium_shows_the_table_and_decodes_every_image(written, tmp_path):
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert re.findall(r"<tr><td>([^<]+)</td>", dom.stdout) == ["ha-week", "last", "stvfm (full)"]
     sizes = re.findall(r'data-decoded="(\d+)x(\d+)"', dom.stdout)
-    assert len(sizes) == 5 and all(int(width) > 100 and int(height) > 100 for width, height in sizes)
+    assert len(sizes) == 6 and all(int(width) > 100 and int(height) > 100 for width, height in sizes)
     screenshot = tmp_path / "report.png"
     shot = chromium(tmp_path, "--window-size=1100,1400", f"--screenshot={screenshot}", out.as_uri())
     assert shot.returncode == 0 and screenshot.is_file(), shot.stderr[-2000:]

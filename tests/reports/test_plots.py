@@ -17,7 +17,9 @@ from stvfm.reports.plots import (
     plot_horizon_curves,
     plot_loss_curves,
     plot_run,
+    plot_window_errors,
     read_loss_history,
+    window_errors_figure,
 )
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -48,6 +50,25 @@ def test_error_map_png(run_dir, tmp_path):
 def test_horizon_curves_png(run_dir, tmp_path):
     other = write_run(tmp_path / "other", model="last", rmse_scale=1.5, with_logs=False)
     assert_png(plot_horizon_curves([run_dir, other], tmp_path / "horizon.png"))
+
+
+def test_window_errors_plot_each_runs_gap_to_the_first_window_by_window(run_dir, tmp_path):
+    other = write_run(tmp_path / "other", model="last", with_logs=False)
+    saved = dict(np.load(other / "predictions.npz"))
+    saved["prediction"] = saved["prediction"] + np.arange(5, dtype=np.float32).reshape(5, 1, 1, 1, 1)  # worse, later
+    np.savez(other / "predictions.npz", **saved)
+    first = np.load(run_dir / "predictions.npz")
+    mse = [((saved["prediction"] - saved["target"]) ** 2).reshape(5, -1).mean(axis=1),
+           ((first["prediction"] - first["target"]) ** 2).reshape(5, -1).mean(axis=1)]
+    fig = window_errors_figure([run_dir, other])
+    np.testing.assert_allclose(fig.axes[0].lines[1].get_ydata(), np.sqrt(mse[0]), rtol=1e-5)
+    np.testing.assert_allclose(fig.axes[1].lines[0].get_ydata(), mse[0] - mse[1], rtol=1e-4, atol=1e-4)
+    assert_png(plot_window_errors([run_dir, other], tmp_path / "windows.png"))
+    saved["first_step_time"] = np.roll(saved["first_step_time"], 1)[::-1]  # other windows
+    saved["first_step_time"][0] = "2017-01-01T00:00:00"
+    np.savez(other / "predictions.npz", **saved)
+    with pytest.raises(DataError, match="other windows"):
+        window_errors_figure([run_dir, other])
 
 
 def test_loss_history_keeps_one_value_per_epoch(run_dir):
@@ -90,9 +111,11 @@ def test_cli_plot_writes_into_the_run_folder(run_dir):
     assert_png(run_dir / "plots" / "loss_curves.png")
 
 
-def test_cli_plot_compare_adds_horizon_curves(run_dir, tmp_path, capsys):
+def test_cli_plot_compare_adds_horizon_and_window_curves(run_dir, tmp_path, capsys):
     other = write_run(tmp_path / "other", model="last", with_logs=False)
     out = tmp_path / "figures"
     assert main(["plot", str(run_dir), "--compare", str(other), "--out", str(out)]) == 0
     assert_png(out / "horizon_curves.png")
-    assert "horizon_curves.png" in capsys.readouterr().out.replace("\n", "")
+    assert_png(out / "window_errors.png")
+    printed = capsys.readouterr().out.replace("\n", "")
+    assert "horizon_curves.png" in printed and "window_errors.png" in printed

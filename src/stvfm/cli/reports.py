@@ -35,15 +35,16 @@ def compare_command(
 
 def plot_command(
     run: Annotated[Path, typer.Argument(help="Run folder written by `stvfm fit` or `stvfm evaluate`.")],
-    compare: Annotated[Optional[list[Path]], typer.Option(help="Another run folder for the per-horizon error plot, repeatable.")] = None,
+    compare: Annotated[Optional[list[Path]], typer.Option(help="Another run folder for the per-horizon and per-window error plots, repeatable.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for the PNG files (default: RUN/plots).")] = None,
 ) -> None:
     """Forecast maps, error map, loss curves and (with --compare) per-horizon errors as PNG files."""
-    from stvfm.reports.plots import plot_horizon_curves, plot_run, plots_dir
+    from stvfm.reports.plots import plot_horizon_curves, plot_run, plot_window_errors, plots_dir
 
     written = plot_run(run, out)
     if compare:
         written.append(plot_horizon_curves([run, *compare], plots_dir(run, out) / "horizon_curves.png"))
+        written.append(plot_window_errors([run, *compare], plots_dir(run, out) / "window_errors.png"))
     for path in written:
         console.print(f"written: {path}")
 

@@ -1,8 +1,9 @@
 """One self-contained HTML page comparing finished runs: what a newcomer opens after ``make demo``.
 
-The page holds the comparison table (each row's budget in words), the per-step test errors of every run,
-and the forecast and error maps of the headline run (ST-VFM, where one is given) beside the best other
-run on the same test window. Figures are matplotlib PNGs inlined as base64: no external file, script or
+The page holds the comparison table (each row's budget in words, the best row's paired test against
+each), the per-step and per-window test errors of every run, and the forecast and error maps of the
+headline run (ST-VFM, where one is given) beside the best other run on the same test window. Figures are
+matplotlib PNGs inlined as base64: no external file, script or
 font, so the page reads the same offline, mailed, or opened from a CI artefact.
 """
 
@@ -24,6 +25,7 @@ from stvfm.reports.plots import (
     horizon_curves_figure,
     load_predictions,
     pick_windows,
+    window_errors_figure,
 )
 from stvfm.reports.tables import COLUMNS, comparison_rows, load_metrics
 
@@ -100,6 +102,9 @@ def report(runs: list[str | Path], out: str | Path, title: str | None = None) ->
                            f"test window from {first_step}") for index, name in zip((headline, other), names, strict=True))
     error_maps = "".join(_figure(error_map_figure(arrays[index], name), f"{name}: mean absolute error per cell "
                                  "over the test split") for index, name in zip((headline, other), names, strict=True))
+    headline_first = [folders[headline], *(folder for index, folder in enumerate(folders) if index != headline)]
+    per_window = _figure(window_errors_figure(headline_first),
+                         f"each test window's error, and each run's per-window MSE minus {names[0]}'s")
     page_title = title or f"stvfm: {dataset}, channel {channel}, test split"
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{escape(page_title)}</title><style>{STYLE}</style></head>
@@ -111,6 +116,11 @@ Each row says its training budget: a short run is not a converged model.</p>
 {_table(folders)}
 <h2>Error per forecast step</h2>
 {_figure(horizon_curves_figure(folders), "test RMSE and MAE per forecast step")}
+<h2>Error per test window</h2>
+<p class="note">A pooled gap is often made in a few busy windows, and neighbouring windows share most of their
+target steps: the table's last column tests the best row against each window by window (Diebold-Mariano,
+variance over one day of lags), so a gap it calls "not separated" is within this test split's own noise.</p>
+{per_window}
 <h2>{escape(names[0])} beside {escape(names[1])}</h2>
 <p class="note">The busiest test window: truth, forecast and absolute error per step.</p>
 <div class="maps">{maps}</div>
