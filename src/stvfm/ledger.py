@@ -3,8 +3,8 @@
 A record holds everything ``metrics.json`` holds (so every table reads it like a run folder)
 plus what makes a result trustworthy without the run folder: the resolved settings, epochs
 run, wall time and threads, why training stopped, the validation curve, and each test window's
-error (so two records can be tested window by window). No weights, no predictions. Records from different machines and days add up under
-``<ledger>/<dataset>/<record name>.json``.
+error (so two records can be tested window by window). No weights, no predictions. Records from
+different machines and days add up under ``<ledger>/<dataset>/<record name>.json``.
 
 It sits above training and knows it: a record is read from a finished run folder and named by the
 run's identity (``RunConfig``), while training never hears of the ledger: whoever calls ``fit`` passes

@@ -61,15 +61,16 @@ class LedgerRow:
         """The row's per-window test errors (``per_window``, each window's MSE averaged over the seeds that
         kept them) and those seeds; None where no record of the row kept them. Seeds scored on other
         windows than the first such seed's are left out."""
-        kept = [record["per_window"] for record in self.records if isinstance(record.get("per_window"), dict)]
-        seeds = [record["seed"] for record in self.records if isinstance(record.get("per_window"), dict)]
+        def windows(kept: dict[str, Any]) -> tuple[str, int, int]:
+            return kept["first_step_time"], kept["interval_minutes"], len(kept["mse"])
+
+        kept = [record for record in self.records if isinstance(record.get("per_window"), dict)]
         if not kept:
             return None
-        same = [index for index, windows in enumerate(kept) if all(
-            windows[key] == kept[0][key] for key in ("first_step_time", "interval_minutes")) and len(windows["mse"]) == len(kept[0]["mse"])]
+        same = [record for record in kept if windows(record["per_window"]) == windows(kept[0]["per_window"])]
         losses = [None if None in values else statistics.fmean(values)
-                  for values in zip(*(kept[index]["mse"] for index in same), strict=True)]
-        return kept[0] | {"mse": losses}, sorted(seeds[index] for index in same)
+                  for values in zip(*(record["per_window"]["mse"] for record in same), strict=True)]
+        return kept[0]["per_window"] | {"mse": losses}, sorted(record["seed"] for record in same)
 
     @property
     def budget(self) -> str:
