@@ -22,7 +22,7 @@ from stvfm.errors import DataError
 from stvfm.experiments.paper import paper_figure, paper_scale, printed_figure
 from stvfm.ledger import identity, period_text, read_records, record_period, result_settings
 from stvfm.models.registry import get_model_entry
-from stvfm.training.significance import SIGNIFICANCE, paired_window_test
+from stvfm.training.significance import SIGNIFICANCE, paired_window_test, scored_windows
 
 #: Paper rows for ST-VFM variants (main table rows are model names).
 _PAPER_ROW = {"stvfm": "stvfm"}
@@ -61,13 +61,11 @@ class LedgerRow:
         """The row's per-window test errors (``per_window``, each window's MSE averaged over the seeds that
         kept them) and those seeds; None where no record of the row kept them. Seeds scored on other
         windows than the first such seed's are left out."""
-        def windows(kept: dict[str, Any]) -> tuple[str, int, int]:
-            return kept["first_step_time"], kept["interval_minutes"], len(kept["mse"])
-
         kept = [record for record in self.records if isinstance(record.get("per_window"), dict)]
         if not kept:
             return None
-        same = [record for record in kept if windows(record["per_window"]) == windows(kept[0]["per_window"])]
+        first = scored_windows(kept[0]["per_window"])
+        same = [record for record in kept if scored_windows(record["per_window"]) == first]
         losses = [None if None in values else statistics.fmean(values)
                   for values in zip(*(record["per_window"]["mse"] for record in same), strict=True)]
         return kept[0]["per_window"] | {"mse": losses}, sorted(record["seed"] for record in same)

@@ -52,13 +52,15 @@ def day_lags(interval_minutes: int, windows: int) -> int:
     return max(1, min(day, windows // 4))
 
 
+def scored_windows(per_window: dict[str, Any]) -> tuple[str, int, int]:
+    """What names the windows a run's ``per_window`` errors were scored on: two runs pair only where it is equal."""
+    return per_window["first_step_time"], per_window["interval_minutes"], len(per_window["mse"])
+
+
 def paired_window_test(first: dict[str, Any], second: dict[str, Any]) -> PairedTest:
     """``paired_test`` on two runs' kept per-window errors (``scoring.window_errors``), over one day of lags;
     runs scored on other windows (another span, dataset or protocol) cannot be paired."""
-    def windows(kept: dict[str, Any]) -> tuple[str, int, int]:
-        return kept["first_step_time"], kept["interval_minutes"], len(kept["mse"])
-
-    if windows(first) != windows(second):
+    if scored_windows(first) != scored_windows(second):
         raise DataError("scored on other test windows")
     return paired_test(first["mse"], second["mse"], day_lags(first["interval_minutes"], len(first["mse"])))
 
