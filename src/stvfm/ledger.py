@@ -36,6 +36,7 @@ from stvfm.models.registry import options_added_later
 from stvfm.training.config import PLACEMENT, RunConfig
 from stvfm.training.progress import validation_curve
 from stvfm.training.scoring import saved_window_errors
+from stvfm.training.significance import per_window_problem
 from stvfm.training.stopping import STOP_REASONS, stop_reason
 
 LEDGER_ENV = "STVFM_LEDGER"
@@ -176,12 +177,8 @@ def _record_problem(record: dict[str, Any]) -> str | None:
         return f"settings is a {type(record['settings']).__name__}, not a mapping"
     if not _is_whole(record["n_windows"]) or not _is_whole(record["epochs"]) or not isinstance(record["val_curve"], list):
         return "n_windows and epochs must be whole numbers and val_curve a list"
-    windows = record.get("per_window")
-    if windows is not None and not (
-            isinstance(windows, dict) and isinstance(windows.get("first_step_time"), str)
-            and _is_whole(windows.get("interval_minutes")) and isinstance(windows.get("mse"), list)
-            and all(value is None or _is_finite(value) for value in windows["mse"])):
-        return "per_window is not {first_step_time: text, interval_minutes: whole number, mse: [numbers or null]}"
+    if "per_window" in record and (problem := per_window_problem(record["per_window"])):
+        return problem
     if record["stop_reason"] not in STOP_REASONS:
         return f"unknown stop_reason {record['stop_reason']!r}"
     return None

@@ -282,7 +282,7 @@ def test_the_report_tabulates_each_forecast_step_mean_over_seeds():
     assert "| old | 1 |" not in text  # a record written before per-step errors: no row, no invented figure
 
 
-def test_compare_puts_ledger_records_beside_run_folders(ledger_with_runs, tmp_path):
+def test_compare_puts_ledger_records_beside_run_folders(ledger_with_runs, tmp_path, capsys):
     from stvfm.reports.tables import comparison_rows
 
     root, ledger = ledger_with_runs
@@ -307,6 +307,10 @@ def test_compare_puts_ledger_records_beside_run_folders(ledger_with_runs, tmp_pa
     cells = [row[-1] for row in rows]
     assert cells[0] == "best" and cells.count("per-window errors not recorded") == 1
     assert sum(": " in cell and "(p " in cell for cell in cells) == 2
+    metrics["per_window"] = {"first_step_time": "2024-01-09T00:00:00", "mse": [1.0]}  # hand-edited, truncated
+    (older / "metrics.json").write_text(json.dumps(metrics))
+    assert main(["compare", str(root / "stid-0"), str(older)]) == 2
+    assert "older-run/metrics.json: per_window is not {first_step_time" in capsys.readouterr().err
 
 
 def test_a_reproduce_report_takes_records_of_the_same_run_and_budget_from_the_ledger(ledger_with_runs, small_city,

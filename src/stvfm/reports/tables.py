@@ -10,7 +10,7 @@ from typing import Any
 from stvfm.errors import DataError
 from stvfm.training.folders import in_progress
 from stvfm.training.scoring import saved_window_errors
-from stvfm.training.significance import paired_window_test
+from stvfm.training.significance import paired_window_test, per_window_problem
 
 
 def load_metrics(run: str | Path) -> dict[str, Any]:
@@ -33,6 +33,8 @@ def load_metrics(run: str | Path) -> dict[str, Any]:
     missing = [key for key in ("model", "dataset", "channel", "mae", "rmse", "n_windows") if key not in payload]
     if missing:
         raise DataError(f"{path}: missing field(s) {', '.join(missing)}")
+    if "per_window" in payload and (problem := per_window_problem(payload["per_window"])):
+        raise DataError(f"{path}: {problem}")
     return payload
 
 

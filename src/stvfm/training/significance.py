@@ -52,6 +52,19 @@ def day_lags(interval_minutes: int, windows: int) -> int:
     return max(1, min(day, windows // 4))
 
 
+def per_window_problem(per_window: Any) -> str | None:
+    """What is wrong with a ``per_window`` entry read from a file (None: nothing), so a hand-edited or
+    truncated one is named as such and never reaches a test."""
+    def number(value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+    if not (isinstance(per_window, dict) and isinstance(per_window.get("first_step_time"), str)
+            and isinstance(per_window.get("interval_minutes"), int) and isinstance(per_window.get("mse"), list)
+            and all(value is None or number(value) for value in per_window["mse"])):
+        return "per_window is not {first_step_time: text, interval_minutes: whole number, mse: [numbers or null]}"
+    return None
+
+
 def scored_windows(per_window: dict[str, Any]) -> tuple[str, int, int]:
     """What names the windows a run's ``per_window`` errors were scored on: two runs pair only where it is equal."""
     return per_window["first_step_time"], per_window["interval_minutes"], len(per_window["mse"])
