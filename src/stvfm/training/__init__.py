@@ -7,7 +7,8 @@ rebuilding a checkpoint's model from its recorded options, used by test, predict
 (``claim``, ``folders``), the test pass and outputs (``results``), fit / evaluate / test
 (``runner``), how a training ended (``stopping``), multi-dataset pre-training (``pretrain``),
 forecasting past a series' end (``inference``), recipes, the shared LightningModule (``task``),
-metrics, the protocol card and re-scoring saved forecasts (``scoring``), optimisers and schedules,
+metrics, the protocol card, each test window's error and re-scoring saved forecasts (``scoring``),
+the paired test on two runs' window errors (``significance``), optimisers and schedules,
 speed-ups, the benchmarks (``benchmark``: throughput and a whole epoch; ``cost_scaling``;
 ``accuracy_check``: bf16 vs fp32), FLOPs counted per window (``flops``) and what a run will cost
 before it is spent (``cost``).
