@@ -35,7 +35,7 @@ from stvfm.errors import DataError, StvfmError
 from stvfm.models.registry import options_added_later
 from stvfm.training.config import PLACEMENT, RunConfig
 from stvfm.training.progress import validation_curve
-from stvfm.training.scoring import saved_window_errors
+from stvfm.training.scoring import with_window_errors
 from stvfm.training.significance import per_window_problem
 from stvfm.training.stopping import STOP_REASONS, stop_reason
 
@@ -134,8 +134,7 @@ def build_record(run: str | Path) -> dict[str, Any]:
         epochs, int(settings.get("max_epochs") or 0), float(metrics.get("train_seconds") or 0.0),
         settings.get("max_minutes"), early_stopped=False)
     record = {key: value for key, value in metrics.items() if key not in ("checkpoint",)}
-    if "per_window" not in record and (folder / "predictions.npz").is_file():  # a run from before they were kept
-        record["per_window"] = saved_window_errors(folder)
+    record = with_window_errors(folder, record)  # a run from before they were kept: from its forecasts
     record.update(
         schema=SCHEMA, settings=settings, stop_reason=reason, epochs=epochs,
         val_curve=validation_curve(folder / "logs" / "metrics.csv"),

@@ -11,6 +11,7 @@ from report_helpers import write_run
 from stvfm.cli.main import main
 from stvfm.errors import DataError
 from stvfm.reports.plots import (
+    load_predictions,
     pick_windows,
     plot_error_map,
     plot_forecast_grids,
@@ -60,7 +61,7 @@ def test_window_errors_plot_each_runs_gap_to_the_first_window_by_window(run_dir,
     first = np.load(run_dir / "predictions.npz")
     mse = [((saved["prediction"] - saved["target"]) ** 2).reshape(5, -1).mean(axis=1),
            ((first["prediction"] - first["target"]) ** 2).reshape(5, -1).mean(axis=1)]
-    fig = window_errors_figure([run_dir, other])
+    fig = window_errors_figure([("stvfm", load_predictions(run_dir)), ("last", load_predictions(other))])
     np.testing.assert_allclose(fig.axes[0].lines[1].get_ydata(), np.sqrt(mse[0]), rtol=1e-5)
     np.testing.assert_allclose(fig.axes[1].lines[0].get_ydata(), mse[0] - mse[1], rtol=1e-4, atol=1e-4)
     assert_png(plot_window_errors([run_dir, other], tmp_path / "windows.png"))
@@ -68,7 +69,7 @@ def test_window_errors_plot_each_runs_gap_to_the_first_window_by_window(run_dir,
     saved["first_step_time"][0] = "2017-01-01T00:00:00"
     np.savez(other / "predictions.npz", **saved)
     with pytest.raises(DataError, match="other windows"):
-        window_errors_figure([run_dir, other])
+        plot_window_errors([run_dir, other], tmp_path / "refused.png")
 
 
 def test_loss_history_keeps_one_value_per_epoch(run_dir):

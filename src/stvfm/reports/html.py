@@ -102,8 +102,8 @@ def report(runs: list[str | Path], out: str | Path, title: str | None = None) ->
                            f"test window from {first_step}") for index, name in zip((headline, other), names, strict=True))
     error_maps = "".join(_figure(error_map_figure(arrays[index], name), f"{name}: mean absolute error per cell "
                                  "over the test split") for index, name in zip((headline, other), names, strict=True))
-    headline_first = [folders[headline], *(folder for index, folder in enumerate(folders) if index != headline)]
-    per_window = _figure(window_errors_figure(headline_first),
+    headline_first = [headline, *(index for index in range(len(folders)) if index != headline)]
+    per_window = _figure(window_errors_figure([(_label(metrics[index]), arrays[index]) for index in headline_first]),
                          f"each test window's error, and each run's per-window MSE minus {names[0]}'s")
     page_title = title or f"stvfm: {dataset}, channel {channel}, test split"
     page = f"""<!DOCTYPE html>

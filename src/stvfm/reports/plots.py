@@ -196,18 +196,19 @@ def horizon_curves_figure(run_dirs: list[str | Path], labels: list[str] | None =
 
 def plot_window_errors(run_dirs: list[str | Path], out_png: str | Path, labels: list[str] | None = None) -> Path:
     """Each test window's error over the test period for several runs, and each run's gap to the first."""
-    return _save(window_errors_figure(run_dirs, labels), out_png)
+    names = labels or [_run_label(load_metrics(run_dir)) for run_dir in run_dirs]
+    return _save(window_errors_figure([(name, load_predictions(run_dir)) for name, run_dir in zip(names, run_dirs, strict=True)]),
+                 out_png)
 
 
-def window_errors_figure(run_dirs: list[str | Path], labels: list[str] | None = None) -> Figure:
-    """Test RMSE of each window against its first forecast time, per run, and below, each run's per-window
-    MSE minus the first run's: where a pooled gap comes from (often a few busy windows), the series the
-    paired test in ``stvfm compare`` judges."""
+def window_errors_figure(runs: list[tuple[str, dict[str, np.ndarray]]]) -> Figure:
+    """Test RMSE of each window against its first forecast time, per (label, saved forecasts) run, and
+    below, each run's per-window MSE minus the first run's: where a pooled gap comes from (often a few
+    busy windows), the series the paired test in ``stvfm compare`` judges."""
     fig = Figure(figsize=(10, 5.5), layout="constrained")
     error_ax, gap_ax = fig.subplots(2, 1, sharex=True)
     first = None
-    for index, run_dir in enumerate(run_dirs):
-        arrays = load_predictions(run_dir)
+    for index, (label, arrays) in enumerate(runs):
         times = arrays["first_step_time"]
         per_window = window_errors(arrays["prediction"], arrays["target"], times, times, 0)  # window order: time
         mse = np.array([np.nan if value is None else value for value in per_window["mse"]])
@@ -215,16 +216,14 @@ def window_errors_figure(run_dirs: list[str | Path], labels: list[str] | None = 
         if first is None:
             first = (times, mse)
         elif not np.array_equal(times, first[0]):
-            raise DataError(f"{run_dir}: tested on other windows than {run_dirs[0]}; its errors cannot be set beside them")
-        label = labels[index] if labels else _run_label(load_metrics(run_dir))
+            raise DataError(f"{label}: tested on other windows than {runs[0][0]}; its errors cannot be set beside them")
         error_ax.plot(times, np.sqrt(mse), linewidth=0.9, label=label)
         if index:
             gap_ax.plot(times, mse - first[1], linewidth=0.9, label=label, color=f"C{index}")
-    first_label = labels[0] if labels else _run_label(load_metrics(run_dirs[0]))
     gap_ax.axhline(0.0, color="C0", linewidth=0.9)
     error_ax.set_ylabel("RMSE (original units)")
     error_ax.set_title("test error of each window (by its first forecast time)")
-    gap_ax.set_ylabel(f"MSE minus {first_label}'s")
+    gap_ax.set_ylabel(f"MSE minus {runs[0][0]}'s")
     gap_ax.set_xlabel("first forecast time")
     for ax in (error_ax, gap_ax):
         ax.grid(alpha=0.3)

@@ -9,7 +9,7 @@ from typing import Any
 
 from stvfm.errors import DataError
 from stvfm.training.folders import in_progress
-from stvfm.training.scoring import saved_window_errors
+from stvfm.training.scoring import with_window_errors
 from stvfm.training.significance import paired_window_test, per_window_problem
 
 
@@ -81,11 +81,7 @@ def _results(source: str | Path) -> list[dict[str, Any]]:
             return read_records([path])
         except DataError:
             pass  # not a ledger record: load_metrics says what is wrong with it as a metrics file
-    metrics = load_metrics(path)
-    folder = path if path.is_dir() else path.parent
-    if "per_window" not in metrics and (folder / "predictions.npz").is_file():  # a run from before they were kept
-        metrics["per_window"] = saved_window_errors(folder)
-    return [metrics]
+    return [with_window_errors(path if path.is_dir() else path.parent, load_metrics(path))]
 
 
 def _against_best(best: dict[str, Any], payload: dict[str, Any]) -> str:

@@ -138,14 +138,17 @@ def _read_predictions(folder: Path, *extra: str) -> tuple[np.ndarray, ...]:
     return prediction, target, *others
 
 
-def saved_window_errors(run: str | Path) -> dict[str, Any]:
-    """``window_errors`` of a finished run's saved forecasts, for runs whose metrics.json predates them."""
+def with_window_errors(run: str | Path, metrics: dict[str, Any]) -> dict[str, Any]:
+    """``metrics`` with ``per_window``: as recorded, or, for a run whose metrics.json predates them, the
+    ``window_errors`` of its saved forecasts (where it has them)."""
     folder = Path(run)
+    if "per_window" in metrics or not (folder / "predictions.npz").is_file():
+        return metrics
     prediction, target, start, first_step = _read_predictions(folder, "start", "first_step_time")
     times = np.sort(first_step.astype("datetime64[m]"))
     steps = np.diff(times).astype(int)
     interval = int(steps[steps > 0].min()) if (steps > 0).any() else 0  # stride-1 windows: one step apart
-    return window_errors(prediction, target, start, first_step, interval)
+    return metrics | {"per_window": window_errors(prediction, target, start, first_step, interval)}
 
 
 def _chosen_steps(steps: list[int] | None, horizon: int) -> list[int]:
