@@ -12,7 +12,7 @@ DEMO_DATASET ?= bikenyc1-60d
 # the fp32 validation and test passes take longer: the whole demo stays under 12 minutes.
 DEMO_MINUTES ?= $(shell $(BIN)/python -c "from stvfm.training.config import native_precision; print(7 if native_precision() == 'bf16' else 5)")
 
-.PHONY: demo test venv clean
+.PHONY: demo test venv browser clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,9 +40,13 @@ demo: venv
 	$(BIN)/stvfm ledger best --dataset bikenyc1-60d --channel 0 --ledger docs/results/ledger
 	$(BIN)/stvfm report $(RUNS)/stvfm-$(DEMO_EPOCHS)ep $(RUNS)/last $(RUNS)/ha-day $(RUNS)/ha-week $(RUNS)/linear-ar --out $(RUNS)/report.html
 
+# Debian's Chromium for the tests that render pages headless (apt, once, where missing).
+browser:
+	scripts/install-browser.sh
+
 # Two workers that steal work from each other (one long file no longer holds one worker while the other
 # idles, as with --dist loadfile); the 10 slowest tests are printed at the end.
-test: venv
+test: venv browser
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist worksteal --durations=10
 
 clean:
