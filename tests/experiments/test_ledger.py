@@ -265,6 +265,18 @@ def test_the_report_ends_with_the_methods_verdict_against_every_row():
     assert "## tau against each row" in render(rows, "bikenyc1", 0, ["ledger"], versus="tau")
 
 
+def test_an_ablation_row_stands_beside_the_papers_ablation_figure_not_the_full_models():
+    from stvfm.experiments.ledger_report import LedgerRow, _paper_text
+
+    def row(variant):
+        return LedgerRow(f"stvfm ({variant})", [{"model": "stvfm", "variant": variant, "stop_reason": "epoch cap",
+                                                 "rmse": 7.0, "mae": 3.0, "seed": 0}])
+
+    assert _paper_text(row("full"), "bikenyc1") == "3.38 / 1.2"
+    assert _paper_text(row("adapter"), "bikenyc1") == "3.36 / 1.22"  # Table 3, #4
+    assert _paper_text(row("simple"), "bikenyc1") == "8.49 / 2.65"  # Table 3, #1
+
+
 def test_the_report_tabulates_each_forecast_step_mean_over_seeds():
     from stvfm.experiments.ledger_report import LedgerRow, render
 

@@ -307,8 +307,12 @@ def _format(stat: tuple[float, float], with_spread: bool) -> str:
 
 
 def _paper_text(row: LedgerRow, dataset: str) -> str:
-    name = _PAPER_ROW.get(row.model, row.model)
-    paper, printed = paper_figure("main", name, dataset), printed_figure("main", name, dataset)
+    variant = row.records[0].get("variant")
+    if row.model == "stvfm" and variant not in (None, "full"):  # an ablation row: the paper's Table 3
+        table, name = "ablation", variant
+    else:
+        table, name = "main", _PAPER_ROW.get(row.model, row.model)
+    paper, printed = paper_figure(table, name, dataset), printed_figure(table, name, dataset)
     if printed and not paper:
         return f"misprinted ({printed[0]:g} / {printed[1]:g}: MAE > RMSE)"
     return f"{paper[0]:g} / {paper[1]:g}" if paper else "-"
