@@ -24,9 +24,6 @@ from stvfm.ledger import identity, period_text, read_records, record_period, res
 from stvfm.models.registry import get_model_entry
 from stvfm.training.significance import SIGNIFICANCE, paired_window_test, scored_windows
 
-#: Paper rows for ST-VFM variants (main table rows are model names).
-_PAPER_ROW = {"stvfm": "stvfm"}
-
 
 @dataclass
 class LedgerRow:
@@ -307,11 +304,8 @@ def _format(stat: tuple[float, float], with_spread: bool) -> str:
 
 
 def _paper_text(row: LedgerRow, dataset: str) -> str:
-    variant = row.records[0].get("variant")
-    if row.model == "stvfm" and variant not in (None, "full"):  # an ablation row: the paper's Table 3
-        table, name = "ablation", variant
-    else:
-        table, name = "main", _PAPER_ROW.get(row.model, row.model)
+    variant = row.records[0].get("variant")  # an ST-VFM ablation row stands beside the paper's Table 3
+    table, name = ("ablation", variant) if variant not in (None, "full") else ("main", row.model)
     paper, printed = paper_figure(table, name, dataset), printed_figure(table, name, dataset)
     if printed and not paper:
         return f"misprinted ({printed[0]:g} / {printed[1]:g}: MAE > RMSE)"
